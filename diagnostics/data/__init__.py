@@ -1,0 +1,1 @@
+"""The data contract shared by every package: catalogue, grids, time axis, validation."""

@@ -1,0 +1,50 @@
+"""Errors a user can act on, and the command-line wrapper that prints them as one line.
+
+Every command turns :class:`InputError` into ``error: <message>`` on stderr and exit
+code 2, without a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input the user can fix: the message names the file, the problem and what was expected."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        self.path = None if path is None else str(path)
+        text = message if path is None else f"{path}: {message}"
+        super().__init__(" ".join(text.split()))  # always one line
+
+
+def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Wrap a command's ``main(argv)`` so bad input exits 2 with a one-line message.
+
+    ``--debug`` anywhere in argv (or ``MD_DEBUG=1``) re-raises to show the traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in args or os.environ.get("MD_DEBUG") == "1"
+        args = [a for a in args if a != "--debug"]
+        prog = os.path.basename(sys.argv[0]) if argv is None else main.__module__
+        try:
+            code = main(args)
+        except InputError as exc:
+            if debug:
+                raise
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; rerun with the same arguments to resume", file=sys.stderr)
+            return 130
+        return int(code or 0)
+
+    return wrapper
