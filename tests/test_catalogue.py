@@ -50,3 +50,21 @@ def test_cf_attrs_complete_for_every_variable():
     for name in catalogue.store_names():
         attrs = catalogue.cf_attrs(name)
         assert attrs["units"] and attrs["long_name"]
+
+
+def test_conform_keeps_declared_units_so_validation_catches_them():
+    import xarray as xr
+
+    from diagnostics.data import contract, grid
+    from diagnostics.data.timeaxis import Month, monthly_axis
+
+    g = grid.equiangular(5.625)
+    ax = monthly_axis(Month(2000, 1), Month(2000, 2))
+    ds = xr.Dataset({"tas": (("time", "lat", "lon"), np.full((2, *g.shape), 15.0),
+                             {"units": "degC"})}, coords={**g.coords(), **ax.coords})
+    ds["time_bnds"] = ax["time_bnds"]
+    conformed = contract.conform(ds)
+    assert conformed["tas"].attrs["units"] == "degC"
+    assert any("units 'degC', expected 'K'" in p for p in contract.problems(conformed))
+    del ds["tas"].attrs["units"]
+    assert contract.conform(ds)["tas"].attrs["units"] == "K"

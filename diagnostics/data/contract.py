@@ -54,9 +54,12 @@ def conform(ds: xr.Dataset) -> xr.Dataset:
             attrs = catalogue.cf_attrs(name)
         except KeyError:
             attrs = {}
-        da.attrs = {**{k: v for k, v in da.attrs.items() if k not in ("units",)}, **attrs}
-        if "units" not in da.attrs and "units" in ds[name].attrs:
-            da.attrs["units"] = ds[name].attrs["units"]
+        # Units the data already declare are kept, so the validator can catch a mismatch:
+        # conform never relabels, it only fills what is missing.
+        units = da.attrs.get("units")
+        da.attrs = {**da.attrs, **attrs}
+        if units is not None:
+            da.attrs["units"] = units
         out[name] = da
     if "plev" in out.coords:
         out = out.assign_coords(plev=plev_coord([int(round(p / 100.0)) for p in out["plev"].values]))

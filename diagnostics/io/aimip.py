@@ -1,0 +1,127 @@
+"""AI-MIP / CMIP per-variable submissions -> one contract dataset with a ``member`` dim.
+
+File names: ``<var>_<table>_<model>_<experiment>_<member>_<grid>[_<YYYYMM>-<YYYYMM>].nc``
+(the date range is absent for fixed fields such as ``sftlf_fx_...``). Files of one variable
+and member are concatenated in time; several members are stacked on ``member`` whose
+coordinate is the realisation index N of ``r<N>i..p..f..`` (``member_label`` keeps the
+full label). Quirks handled (see :mod:`.cmip`): zg as geopotential, zg on 7 levels,
+tos in degC, siconc/sftlf in %, plev in hPa, latitude descending, longitude -180..180,
+``tos`` without ``ts``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import xarray as xr
+
+from ..data.errors import InputError
+from ..data.grid import grid_of
+from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variables
+from .combine import Piece, concat_time, merge_on_common_months, stack_members
+from .coords import check_same_grid, standard_coords
+from .files import open_netcdf
+
+AIMIP_NAME = re.compile(
+    r"^(?P<var>[A-Za-z0-9]+)_(?P<table>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9.\-]+)_(?P<experiment>[A-Za-z0-9.\-]+)"
+    r"_(?P<member>[A-Za-z0-9.\-]+)_(?P<grid>g[A-Za-z0-9]+)(?:_(?P<start>\d{6})-(?P<end>\d{6}))?\.nc$")
+_REALISATION = re.compile(r"^r(\d+)")
+
+
+@dataclass(frozen=True)
+class AimipName:
+    """The parts of an AI-MIP / CMIP file name."""
+
+    var: str
+    table: str
+    model: str
+    experiment: str
+    member: str
+    grid: str
+    start: str | None
+    end: str | None
+
+
+def parse_name(path: str | os.PathLike) -> AimipName | None:
+    """The parsed file name, or None when it does not follow the AI-MIP pattern."""
+    m = AIMIP_NAME.match(os.path.basename(str(path)))
+    return AimipName(**m.groupdict()) if m else None
+
+
+def member_indices(labels: list[str]) -> dict[str, int]:
+    """Member label -> integer index: N of ``r<N>...`` when those are unique, else 1..n."""
+    found = {lab: _REALISATION.match(lab) for lab in labels}
+    idx = {lab: int(m.group(1)) for lab, m in found.items() if m}
+    if len(idx) == len(labels) and len(set(idx.values())) == len(labels):
+        return idx
+    return {lab: i + 1 for i, lab in enumerate(sorted(labels))}
+
+
+def _one_value(names: list[AimipName], attr: str, what: str, paths: list[str]) -> str:
+    values = sorted({getattr(n, attr) for n in names})
+    if len(values) > 1:
+        raise InputError(f"files mix several {what}s ({', '.join(values)}); give the files of one "
+                         f"{what} per call", paths[0])
+    return values[0]
+
+
+def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Dataset:
+    """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
+    names = []
+    for p in paths:
+        n = parse_name(p)
+        if n is None:
+            raise InputError("file name does not follow <var>_<table>_<model>_<experiment>_<member>_<grid>"
+                             "_<YYYYMM>-<YYYYMM>.nc", p)
+        names.append(n)
+    model = _one_value(names, "model", "model", paths)
+    experiment = _one_value(names, "experiment", "experiment", paths)
+    wanted = wanted_file_variables(variables, tos_for_ts=True)
+    labels = sorted({n.member for n in names})
+    index = member_indices(labels)
+    pieces: dict[tuple[str, int], list[Piece]] = {}
+    grids = {}
+    for path, name in zip(paths, names):
+        var = catalogue_entry(name.var)
+        if var is None or (wanted is not None and var.name not in wanted):
+            continue
+        ds = standard_coords(open_netcdf(path), path)
+        grids[path] = grid_of(ds)
+        field = name.var if name.var in ds.data_vars else None
+        if field is None:
+            raise InputError(f"file holds no variable {name.var!r} (found {sorted(map(str, ds.data_vars))})", path)
+        converted = to_contract(field, ds[field], path)
+        if converted is not None:
+            pieces.setdefault((converted[0], index[name.member]), []).append((path, converted[1]))
+    source = paths[0] if len(paths) == 1 else f"{os.path.dirname(paths[0]) or '.'}/ ({len(paths)} files)"
+    if not pieces:
+        raise InputError("none of the files holds a catalogue variable that was asked for", source)
+    check_same_grid(grids)
+    members = sorted({m for _, m in pieces})
+    label_of = {i: lab for lab, i in index.items()}
+    per_var: dict[str, dict[int, xr.DataArray]] = {}
+    for (store, member), p in pieces.items():
+        per_var.setdefault(store, {})[member] = concat_time(p, store)[0]
+    fields: dict[str, xr.DataArray] = {}
+    for store, by_member in per_var.items():
+        first = by_member[min(by_member)]
+        if "time" not in first.dims:  # fixed fields (fx) are the same for every member
+            fields[store] = first
+            continue
+        missing = [label_of[m] for m in members if m not in by_member]
+        if missing:
+            raise InputError(f"variable {store!r} is missing for member(s) {', '.join(missing)}", source)
+        if len(members) == 1:
+            fields[store] = by_member[members[0]]
+        else:
+            fields[store] = stack_members(by_member, label_of, store, source)
+    used_tos = ts_from_tos(fields, variables)
+    ds = merge_on_common_months(fields, source)
+    ds.attrs.update({"source_id": model, "experiment_id": experiment})
+    if len(members) == 1:
+        ds.attrs["variant_label"] = label_of[members[0]]
+    if used_tos:
+        ds.attrs["ts_from"] = "tos (the submission has no ts)"
+    return ds

@@ -1,0 +1,121 @@
+"""ERA5 monthly means from the Copernicus Climate Data Store (netCDF) -> contract dataset.
+
+Both layouts are read, and single-level and pressure-level files may be given together
+(and split in time):
+
+* older files: dims ``time``, ``level``; sometimes an ``expver`` dim (1 = ERA5,
+  5 = ERA5T, the preliminary near-real-time data): combined preferring 1 where present;
+* current files: ``valid_time``, ``pressure_level``, with ``number`` and ``expver`` as
+  coordinates (already combined by the CDS).
+
+Latitude 90..-90 is flipped, longitude 0..359.75 kept. Conversions: monthly-mean ``tp``
+is metres per day -> kg m-2 s-1 (x 1000 / 86400); ``avg_tprate``/``mtpr`` already are
+rates; ``z`` on levels is geopotential -> ``zg500`` (/ g0); single-level ``z`` is the
+surface geopotential -> ``orog``; ``d2m`` -> ``tdas``; optionally ``huss`` from ``d2m``
+and ``sp`` (Bolton, see :func:`.units.specific_humidity_from_dewpoint`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..data import catalogue
+from ..data.errors import InputError
+from ..data.grid import grid_of
+from . import units as U
+from .combine import Piece, concat_time, merge_on_common_months
+from .coords import check_same_grid, select_levels, single_level, standard_coords
+from .files import open_netcdf
+
+_DROP = ("number", "expver", "step", "surface", "heightAboveGround", "time_bnds", "time_bounds")
+
+
+def combine_expver(ds: xr.Dataset) -> xr.Dataset:
+    """Collapse an ``expver`` dim: ERA5 (1) where present, else ERA5T (5), per cell and month."""
+    if "expver" not in ds.dims:
+        return ds
+    codes = [int((v.decode() if isinstance(v, bytes) else str(v)).strip() or 0) for v in ds["expver"].values]
+    order = np.argsort(codes)  # 1 (final ERA5) before 5 (ERA5T)
+    out = ds.isel(expver=int(order[0]), drop=True)
+    for k in order[1:]:
+        out = out.fillna(ds.isel(expver=int(k), drop=True))
+    return out
+
+
+def _era5_variable(name: str, da: xr.DataArray) -> catalogue.Variable | None:
+    if name == "z":  # geopotential on levels, or the surface geopotential (orography)
+        return catalogue.VARIABLES["zg" if "plev" in da.dims else "orog"]
+    if name == "tp":
+        return catalogue.VARIABLES["pr"]
+    return catalogue.from_era5_name(name)
+
+
+def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataArray] | None:
+    """One CDS variable (standard coords) -> (store name, contract field); None if not catalogued."""
+    var = _era5_variable(name, da)
+    if var is None:
+        return None
+    da = da.reset_coords(drop=True)
+    if var.name == "zg":
+        da = U.geopotential_to_height(single_level(da, 500, source, name))
+    elif var.name == "orog":
+        da = U.geopotential_to_height(da)
+    elif var.name == "pr":
+        # monthly-mean accumulations are per day; rates (avg_tprate, mtpr) pass through
+        da = U.precipitation_to_rate(da, U.SECONDS_PER_DAY)
+    elif var.units == "K":
+        da = U.temperature_to_kelvin(da)
+    elif var.units == "Pa":
+        da = U.pressure_to_pa(da)
+    elif var.units == "1" and var.name != "hus":
+        da = U.fraction_from_percent(da)
+    if var.is_3d:
+        if "plev" not in da.dims:
+            raise InputError(f"variable {name!r} should be on pressure levels but has no level axis", source)
+        da = select_levels(da, var.levels, source, name)
+    elif "plev" in da.dims:
+        raise InputError(f"variable {name!r} has a level axis but is a single-level field", source)
+    if var.kind == "static" and "time" in da.dims:
+        da = da.isel(time=0, drop=True)  # invariants are repeated every month in CDS files
+    return var.store_name, U.check_units(name, da, var.units, source)
+
+
+def _open(path: str) -> xr.Dataset:
+    ds = open_netcdf(path)
+    if "valid_time" in ds.dims or "valid_time" in ds.coords:
+        ds = ds.drop_vars("time", errors="ignore").rename({"valid_time": "time"})
+    ds = combine_expver(ds)
+    ds = ds.drop_vars([c for c in _DROP if c in ds.variables], errors="ignore")
+    return standard_coords(ds, path)
+
+
+def read_cds(paths: list[str], variables: list[str] | None = None, derive_huss: bool = False) -> xr.Dataset:
+    """Read CDS ERA5 monthly-mean netCDF files (either layout; single + pressure levels together)."""
+    wanted = None if variables is None else {catalogue.variable(v).store_name for v in variables}
+    if wanted is not None and derive_huss:
+        wanted |= {"tdas", "ps"}
+    pieces: dict[str, list[Piece]] = {}
+    grids = {}
+    for path in paths:
+        ds = _open(path)
+        grids[path] = grid_of(ds)
+        for name in ds.data_vars:
+            var = _era5_variable(str(name), ds[name])
+            if var is None or (wanted is not None and var.store_name not in wanted):
+                continue
+            store, field = to_contract(str(name), ds[name], path)
+            pieces.setdefault(store, []).append((path, field))
+    source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
+    if not pieces:
+        raise InputError("no ERA5 variable of the catalogue found (expected CDS short names such as "
+                         "t2m, sp, t, z)", source)
+    check_same_grid(grids)
+    fields = {name: concat_time(p, name)[0] for name, p in pieces.items()}
+    if derive_huss:
+        missing = [n for n in ("tdas", "ps") if n not in fields]
+        if missing:
+            raise InputError("--derive-huss needs 2 m dewpoint (d2m) and surface pressure (sp); "
+                             f"missing {missing}", source)
+        fields["huss"] = U.specific_humidity_from_dewpoint(fields["tdas"], fields["ps"])
+    return merge_on_common_months(fields, source)

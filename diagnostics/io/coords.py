@@ -1,0 +1,109 @@
+"""Horizontal and vertical coordinates of source files -> contract coordinates.
+
+ERA5 and AI-MIP files name and order their axes in several ways: ``latitude`` descending
+90..-90 (CDS), longitude -180..180 (some AI-MIP groups), levels in hPa named ``level`` or
+``pressure_level``. :func:`standard_coords` renames to ``lat``/``lon``/``plev``, flips
+latitude to ascend, wraps longitude into [0, 360) ascending and converts levels to Pa,
+all lazily (index operations only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..data.contract import plev_coord
+from ..data.errors import InputError
+from ..data.grid import Grid
+from .units import normalise_units
+
+_LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
+_LON_NAMES = ("lon", "longitude", "nav_lon", "x")
+_LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev")
+
+
+def _rename_first(ds: xr.Dataset, candidates: tuple[str, ...], target: str) -> xr.Dataset:
+    for name in candidates:
+        if name in ds.dims or name in ds.coords:
+            return ds if name == target else ds.rename({name: target})
+    return ds
+
+
+def level_values_pa(level: xr.DataArray) -> np.ndarray:
+    """Pressure levels in Pa, from units (hPa or Pa) or, without units, magnitude (max < 2000 -> hPa)."""
+    values = np.asarray(level.values, dtype=float)
+    u = normalise_units(level.attrs.get("units"))
+    if u in {"hpa", "mbar", "mb", "millibars", "millibar"}:
+        return values * 100.0
+    if u in {"pa", "pascal", "pascals"}:
+        return values
+    return values * 100.0 if values.size and np.nanmax(values) < 2000.0 else values
+
+
+def standard_coords(ds: xr.Dataset, source: str) -> xr.Dataset:
+    """Rename to lat/lon/plev, latitude ascending, longitude in [0, 360) ascending, plev in Pa."""
+    ds = _rename_first(ds, _LAT_NAMES, "lat")
+    ds = _rename_first(ds, _LON_NAMES, "lon")
+    ds = _rename_first(ds, _LEVEL_NAMES, "plev")
+    for c in ("lat", "lon"):
+        if c not in ds.dims:
+            raise InputError(f"no {c} axis found (dims {tuple(ds.dims)}); expected latitude/longitude", source)
+        if ds[c].ndim != 1:
+            raise InputError(f"{c} is not 1-D: only regular latitude-longitude grids are supported", source)
+    lat = np.asarray(ds["lat"].values, dtype=float)
+    if lat.size > 1 and np.all(np.diff(lat) < 0):
+        ds = ds.isel(lat=slice(None, None, -1))
+    lon = np.asarray(ds["lon"].values, dtype=float)
+    wrapped = np.mod(lon, 360.0)
+    wrapped[np.isclose(wrapped, 360.0)] = 0.0
+    if not np.array_equal(wrapped, lon) or (lon.size > 1 and np.any(np.diff(lon) < 0)):
+        ds = ds.assign_coords(lon=wrapped).isel(lon=np.argsort(wrapped, kind="stable"))
+    lat = np.asarray(ds["lat"].values, dtype=float)
+    lon = np.asarray(ds["lon"].values, dtype=float)
+    if lat.size > 1 and not np.all(np.diff(lat) > 0):
+        raise InputError("latitude is neither ascending nor descending", source)
+    if lon.size > 1 and not np.all(np.diff(lon) > 0):
+        raise InputError("longitude holds duplicated values after wrapping to 0..360", source)
+    ds = ds.assign_coords(lat=xr.DataArray(lat, dims="lat"), lon=xr.DataArray(lon, dims="lon"))
+    if "plev" in ds.dims:
+        pa = level_values_pa(ds["plev"])
+        ds = ds.assign_coords(plev=xr.DataArray(pa, dims="plev", attrs={"units": "Pa"}))
+        if pa.size > 1 and np.any(np.diff(pa) > 0):
+            ds = ds.isel(plev=np.argsort(-pa, kind="stable"))
+    return ds
+
+
+def select_levels(da: xr.DataArray, levels_hpa: tuple[int, ...], source: str, name: str) -> xr.DataArray:
+    """The catalogue levels (hPa) present in ``da`` (plev in Pa), surface first, as contract plev.
+
+    Raises when none of them is present; a subset is kept (the contract allows it).
+    """
+    have = np.round(np.asarray(da["plev"].values, dtype=float)).astype(int)
+    wanted = [h for h in levels_hpa if h * 100 in set(have)]
+    if not wanted:
+        raise InputError(f"variable {name!r} has levels {sorted(set((have // 100).tolist()))} hPa, "
+                         f"none of the expected {list(levels_hpa)} hPa", source)
+    out = da.sel(plev=[h * 100.0 for h in wanted])
+    return out.assign_coords(plev=plev_coord(wanted))
+
+
+def single_level(da: xr.DataArray, level_hpa: int, source: str, name: str) -> xr.DataArray:
+    """The field on one pressure level (hPa) with the ``plev`` axis dropped."""
+    if "plev" not in da.dims:
+        return da
+    have = np.round(np.asarray(da["plev"].values, dtype=float)).astype(int)
+    if level_hpa * 100 not in set(have):
+        raise InputError(f"variable {name!r} has no {level_hpa} hPa level (levels "
+                         f"{sorted(set((have // 100).tolist()))} hPa)", source)
+    return da.sel(plev=level_hpa * 100.0, drop=True).drop_vars("plev", errors="ignore")
+
+
+def check_same_grid(grids: dict[str, Grid]) -> Grid:
+    """The common grid of several files, or an InputError naming the first file that differs."""
+    items = list(grids.items())
+    first_path, first = items[0]
+    for path, g in items[1:]:
+        if not g.same_as(first):
+            raise InputError(f"grid {g.shape[0]}x{g.shape[1]} differs from {first.shape[0]}x{first.shape[1]} "
+                             f"of {first_path}; all files must share one grid", path)
+    return first

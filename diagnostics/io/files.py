@@ -1,0 +1,93 @@
+"""Finding and opening the files a user names: directories, globs, lists; netCDF and zarr.
+
+Every open is lazy (dask, the store's own chunks) and decodes times with cftime so any
+model calendar works. Library errors from unreadable files (a truncated netCDF raises
+``OSError`` or ``ValueError`` inside netCDF4/h5py) become one-line :class:`InputError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import xarray as xr
+
+from ..data.errors import InputError
+from .writer import MANIFEST, PREPARED_STORE
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+_CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
+
+
+def is_zarr_store(path: str | os.PathLike) -> bool:
+    """A directory holding zarr v2 or v3 metadata at its root."""
+    p = Path(path)
+    return p.is_dir() and any((p / m).exists() for m in (".zgroup", ".zmetadata", "zarr.json", ".zattrs"))
+
+
+def is_prepared_dir(path: str | os.PathLike) -> bool:
+    """A prepared dataset directory (``manifest.json`` + ``dataset.zarr``)."""
+    p = Path(path)
+    return p.is_dir() and (p / MANIFEST).is_file() and (p / PREPARED_STORE).is_dir()
+
+
+def is_netcdf(path: str | os.PathLike) -> bool:
+    return Path(path).is_file() and str(path).lower().endswith(NETCDF_SUFFIXES)
+
+
+def expand_paths(paths: str | os.PathLike | list) -> list[str]:
+    """Expand one path, a glob, or a list of them into the files/stores to read, sorted.
+
+    A prepared directory or a zarr store is one entry; any other directory stands for the
+    netCDF files directly inside it.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise InputError("no input paths given")
+    out: list[str] = []
+    for item in items:
+        text = str(item)
+        if not os.path.exists(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                what = "no files match the pattern" if glob.has_magic(text) else "no such file or directory"
+                raise InputError(what, text)
+            out.extend(expand_paths(matches))
+            continue
+        p = Path(text)
+        if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)):
+            files = sorted(str(f) for f in p.iterdir() if is_netcdf(f))
+            if not files:
+                raise InputError("directory holds no prepared dataset (manifest.json + dataset.zarr), "
+                                 "no zarr store and no netCDF files", text)
+            out.extend(files)
+        else:
+            out.append(text)
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Dataset:
+    """Open one netCDF file lazily with cftime times, one dask chunk per month.
+
+    Explicit chunks along time matter: a contiguous (unchunked) 0.25-degree file would
+    otherwise be one dask chunk, read whole at the first access.
+    """
+    try:
+        return xr.open_dataset(path, chunks={"time": 1, "valid_time": 1},
+                               decode_times=_CFTIME if decode_times else False, decode_timedelta=False)
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:
+        raise InputError(f"cannot read as netCDF ({type(exc).__name__}: {exc}); "
+                         "the file may be truncated or not netCDF", path) from None
+
+
+def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:
+    """Open a zarr store lazily with its own chunks (consolidated metadata when present)."""
+    kwargs = {"decode_times": _CFTIME} if use_cftime else {}
+    try:
+        return xr.open_zarr(path, chunks={}, decode_timedelta=False, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read as a zarr store ({type(exc).__name__}: {exc})", path) from None

@@ -1,0 +1,155 @@
+"""The public reader API: any supported layout -> a lazy, validated contract dataset.
+
+    detect_layout(paths) -> "prepared" | "wb2-zarr" | "cds-netcdf" | "aimip" |
+                            "contract-netcdf" | "contract-zarr"
+    open_dataset(paths, variables=None, grid=None, period=None) -> xr.Dataset
+    open_prepared(directory) -> xr.Dataset
+
+Pipeline of :func:`open_dataset`: expand paths -> detect the layout -> layout reader
+(lazy, contract names/units/coordinates, monthly axis) -> period -> variables -> regrid ->
+sea-ice over land set to 0 -> :func:`conform` -> :func:`validate` (values checked on the
+first month only, so nothing large is loaded).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import xarray as xr
+
+from ..data import catalogue
+from ..data.contract import conform, require, validate
+from ..data.errors import InputError
+from ..data.grid import Grid
+from ..data.timeaxis import Period, period_of, select_period
+from .aimip import read_aimip
+from .cds import read_cds
+from .cmip import read_contract_files
+from .detect import LAYOUTS, detect_layout
+from .files import expand_paths, is_prepared_dir, open_zarr
+from .regrid import regrid
+from .wb2 import read_wb2
+from .writer import MANIFEST, PREPARED_STORE
+
+__all__ = ["LAYOUTS", "describe_grid", "detect_layout", "open_dataset", "open_prepared", "read_source", "store_names"]
+
+
+def store_names(variables: list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """Catalogue store names for user-given names (``zg`` -> ``zg500``, ``sst`` -> ``tos``)."""
+    if variables is None:
+        return None
+    out: list[str] = []
+    for v in variables:
+        try:
+            name = catalogue.variable(v).store_name
+        except KeyError:
+            raise InputError(f"unknown variable {v!r}; known: {', '.join(catalogue.store_names())}") from None
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _source_label(paths: list[str]) -> str:
+    if len(paths) == 1:
+        return paths[0]
+    return f"{os.path.commonpath(paths) or paths[0]} ({len(paths)} files)"
+
+
+def open_prepared(directory: str | os.PathLike) -> xr.Dataset:
+    """A prepared dataset directory (from md-prepare) opened lazily with cftime times."""
+    if not is_prepared_dir(directory):
+        raise InputError(f"not a prepared dataset directory (expected {MANIFEST} and {PREPARED_STORE})",
+                         directory)
+    ds = open_zarr(os.path.join(str(directory), PREPARED_STORE), use_cftime=True)
+    ds.attrs["source_layout"] = "prepared"
+    return ds
+
+
+def read_source(paths: str | list[str], variables: list[str] | None = None, period: Period | None = None,
+                derive_huss: bool = False) -> tuple[xr.Dataset, str, str]:
+    """Read any layout into contract names/units on its native grid, unvalidated.
+
+    Returns (dataset, layout, source label). ``variables`` are store names or None for all.
+    """
+    files = expand_paths(paths)
+    layout = detect_layout(files)
+    label = _source_label(files)
+    if layout == "prepared":
+        ds = open_prepared(files[0])
+    elif layout == "wb2-zarr":
+        ds = read_wb2(files[0], variables, period, derive_huss)
+    elif layout == "cds-netcdf":
+        ds = read_cds(files, variables, derive_huss)
+    elif layout == "aimip":
+        ds = read_aimip(files, variables)
+    else:
+        ds = read_contract_files(files, variables, zarr=layout == "contract-zarr")
+    if derive_huss and layout not in ("wb2-zarr", "cds-netcdf") and "huss" not in ds:
+        raise InputError("--derive-huss applies to ERA5 sources (WB2 or CDS) only", label)
+    return ds, layout, label
+
+
+def _fill_sea_ice(ds: xr.Dataset) -> xr.Dataset:
+    """Sea-ice fraction is undefined over land in ERA5 (NaN); the contract holds 0 there."""
+    if "siconc" in ds.data_vars:
+        attrs = ds["siconc"].attrs
+        ds["siconc"] = ds["siconc"].fillna(0.0)
+        ds["siconc"].attrs = attrs
+    return ds
+
+
+def _catalogue_order(ds: xr.Dataset) -> xr.Dataset:
+    """Variables in catalogue order (state, forcings, statics), ``time_bnds`` last."""
+    order = {name: i for i, name in enumerate(catalogue.store_names())}
+    names = sorted((str(n) for n in ds.data_vars if n != "time_bnds"), key=lambda n: order.get(n, len(order)))
+    return ds[names + (["time_bnds"] if "time_bnds" in ds.variables else [])]
+
+
+def open_dataset(paths: str | list[str], variables: list[str] | None = None, grid: Grid | None = None,
+                 period: Period | None = None, *, derive_huss: bool = False,
+                 check: bool = True) -> xr.Dataset:
+    """Open any supported layout as a lazy contract dataset.
+
+    Args:
+        paths: a directory, a glob string, a file/store, or a list of them.
+        variables: catalogue names to keep (``tas``, ``ta``, ``zg`` or ``zg500``, ...);
+            None keeps every catalogue variable found. Missing ones are an InputError.
+        grid: target grid (conservative regridding when coarsening, bilinear when refining).
+        period: months to keep (InputError if none of them is present).
+        derive_huss: ERA5 only: add ``huss`` from 2 m dewpoint and surface pressure.
+        check: validate against the contract (values on the first month); False returns
+            the conformed dataset without validation (``md-describe`` lists the problems).
+
+    ``attrs`` gain ``source_layout`` and ``source``; AI-MIP inputs also ``source_id``
+    (model) and ``experiment_id``; a ``member`` dim appears when several members are read.
+    """
+    wanted = store_names(variables)
+    ds, layout, label = read_source(paths, wanted, period, derive_huss)
+    if period is not None and "time" in ds.dims:
+        covered = period_of(ds) if ds.sizes["time"] else None
+        ds = select_period(ds, period)
+        if ds.sizes["time"] == 0:
+            raise InputError(f"no month of the period {period} in the source (it covers {covered})", label)
+    if wanted is not None:
+        if derive_huss and "huss" not in wanted:
+            wanted = wanted + ["huss"]
+        require(ds, wanted, label)
+        keep = wanted + (["time_bnds"] if "time_bnds" in ds.variables else [])
+        ds = ds[keep]
+    if grid is not None:
+        ds = regrid(ds, grid)
+    ds = conform(_fill_sea_ice(_catalogue_order(ds)))
+    if check:
+        validate(ds, label, check_values=True)
+    ds.attrs["source_layout"] = "prepared" if layout == "prepared" else layout
+    ds.attrs.setdefault("source", label)
+    return ds
+
+
+def describe_grid(ds: xr.Dataset) -> str:
+    """``121 x 240 (1.5 deg), lat -90..90, lon 0..358.5`` for a contract dataset."""
+    lat, lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
+    res = 360.0 / lon.size if lon.size else float("nan")
+    return (f"{lat.size} x {lon.size} ({res:g} deg), lat {lat.min():g}..{lat.max():g}, "
+            f"lon {lon.min():g}..{lon.max():g}")
