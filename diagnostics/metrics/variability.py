@@ -1,0 +1,95 @@
+"""Temporal variability of monthly anomalies and its ratio to the reference (AI-MIP E4).
+
+Anomalies are taken w.r.t. the monthly climatology of each member (or of the reference)
+over ``climatology_period`` (whole field if None), so the seasonal cycle is removed.
+The time axis must be consecutive months (the data contract), which lag-1 statistics need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ..data.grid import global_mean
+from ..data.timeaxis import Period, month_index
+from .climatology import in_period, monthly_anomalies
+
+__all__ = ["monthly_anomalies", "anomaly_std", "lag1_autocorrelation", "variability_ratio"]
+
+
+def anomaly_std(field: xr.DataArray, climatology_period: Period | str | None = None,
+                period: Period | str | None = None) -> xr.DataArray:
+    """Standard deviation over time of monthly anomalies (ddof = 1), units of ``field``.
+
+    s = sqrt(sum_t (x'(t) - x'_bar)^2 / (n - 1)) over the months of ``period`` (all if None).
+    A ``member`` dim is kept (one value per member).
+    """
+    anom = in_period(monthly_anomalies(field, climatology_period), period)
+    out = anom.std("time", ddof=1)
+    out.attrs = {"units": field.attrs.get("units", ""), "long_name": "std of monthly anomalies"}
+    out.name = f"{field.name}_std" if field.name else "std"
+    return out
+
+
+def lag1_autocorrelation(field: xr.DataArray, climatology_period: Period | str | None = None,
+                         period: Period | str | None = None) -> xr.DataArray:
+    """Lag-1 autocorrelation of monthly anomalies (dimensionless).
+
+    r1 = Pearson correlation of the pairs (x'(t), x'(t+1)) of consecutive months inside
+    ``period`` (all if None); for an AR(1) process x'(t+1) = phi x'(t) + e it estimates phi
+    (sampling error about sqrt((1 - phi^2) / n)). A ``member`` dim is kept.
+    """
+    anom = in_period(monthly_anomalies(field, climatology_period), period)
+    if np.any(np.diff(month_index(anom["time"])) != 1):
+        raise ValueError(f"lag-1 autocorrelation of {field.name!r} needs consecutive months")
+    now = anom.isel(time=slice(None, -1))
+    nxt = anom.isel(time=slice(1, None)).assign_coords(time=now["time"])
+    out = xr.corr(now, nxt, dim="time")
+    out.attrs = {"units": "1", "long_name": "lag-1 autocorrelation of monthly anomalies"}
+    out.name = f"{field.name}_lag1" if field.name else "lag1"
+    return out
+
+
+def _pooled_std(std: xr.DataArray, member_dim: str) -> xr.DataArray:
+    # Ensemble value: root of the member-mean variance, the std of the pooled anomalies
+    # (each member about its own climatology), not the mean of member stds.
+    return np.sqrt((std**2).mean(member_dim)) if member_dim in std.dims else std
+
+
+def variability_ratio(model: xr.DataArray, reference: xr.DataArray,
+                      climatology_period: Period | str | None = None,
+                      period: Period | str | None = None,
+                      member_dim: str = "member") -> xr.Dataset:
+    """Model variability relative to the reference, maps and global means.
+
+    Variables (dimensionless ratios; stds in field units):
+      ``std_model``/``std_reference``: :func:`anomaly_std`; the model's ensemble value is
+      sqrt(mean over members of the variance); ``std_model_members`` keeps the members.
+      ``std_ratio`` = std_model / std_reference per cell; ``std_ratio_global`` = ratio of
+      the area-weighted global means of the two std maps.
+      ``lag1_model`` (mean over members of the per-member r1), ``lag1_reference``,
+      ``lag1_ratio`` per cell and ``lag1_ratio_global`` (ratio of the global means), and
+      ``lag1_difference`` = lag1_model - lag1_reference (safer where r1 is near 0).
+    """
+    std_members = anomaly_std(model, climatology_period, period)
+    std_m = _pooled_std(std_members, member_dim)
+    std_r = _pooled_std(anomaly_std(reference, climatology_period, period), member_dim)
+    r1_members = lag1_autocorrelation(model, climatology_period, period)
+    r1_m = r1_members.mean(member_dim) if member_dim in r1_members.dims else r1_members
+    r1_r = lag1_autocorrelation(reference, climatology_period, period)
+    if member_dim in r1_r.dims:
+        r1_r = r1_r.mean(member_dim)
+    try:
+        std_m, std_r, r1_m, r1_r = xr.align(std_m, std_r, r1_m, r1_r, join="exact")
+    except ValueError as exc:
+        raise ValueError(f"model and reference are not on the same grid: {exc}") from None
+    out = xr.Dataset({
+        "std_model": std_m, "std_reference": std_r, "std_model_members": std_members,
+        "std_ratio": std_m / std_r,
+        "std_ratio_global": global_mean(std_m) / global_mean(std_r),
+        "lag1_model": r1_m, "lag1_reference": r1_r,
+        "lag1_ratio": r1_m / r1_r,
+        "lag1_ratio_global": global_mean(r1_m) / global_mean(r1_r),
+        "lag1_difference": r1_m - r1_r,
+    })
+    return out

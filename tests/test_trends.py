@@ -1,0 +1,68 @@
+"""Trends against numpy.polyfit and scipy.stats.linregress."""
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+
+from diagnostics.data.grid import equiangular
+from diagnostics.data.timeaxis import Month, monthly_axis
+from diagnostics.metrics.trends import global_mean_trend, linear_trend, trend_difference
+
+GRID = equiangular(11.25)
+
+
+def _field(seed=0, slope_per_decade=0.0, years=6):
+    axis = monthly_axis(Month(1990, 1), Month(1990 + years - 1, 12), "noleap")
+    rng = np.random.default_rng(seed)
+    months = np.arange(axis.sizes["time"])
+    noise = rng.normal(size=(months.size, *GRID.shape))
+    values = 250.0 + noise + np.asarray(slope_per_decade)[None] * (months / 120.0)[:, None, None]
+    return xr.DataArray(values, dims=("time", "lat", "lon"), coords={"time": axis["time"], **GRID.coords()},
+                        name="tas", attrs={"units": "K"})
+
+
+def _areas(lat):
+    lat = np.asarray(lat, float)
+    edges = np.concatenate([[-90.0], 0.5 * (lat[1:] + lat[:-1]), [90.0]])
+    return np.diff(np.sin(np.deg2rad(edges)))
+
+
+def test_trend_map_matches_polyfit_and_linregress():
+    rng = np.random.default_rng(5)
+    planted = rng.normal(size=GRID.shape)
+    f = _field(slope_per_decade=planted)
+    trend = linear_trend(f)
+    assert trend.attrs["units"] == "K decade-1"
+    x = np.arange(f.sizes["time"]) / 120.0 + 1990 * 12 / 120.0  # month index in decades
+    fit = np.polyfit(x, f.values.reshape(f.sizes["time"], -1), 1)[0].reshape(GRID.shape)
+    np.testing.assert_allclose(trend.values, fit, rtol=1e-9, atol=1e-12)
+    lr = stats.linregress(x, f.values[:, 3, 7])
+    assert float(trend[3, 7]) == pytest.approx(lr.slope, rel=1e-9)
+
+
+def test_global_mean_trend_and_partial_nan():
+    f = _field(seed=1, slope_per_decade=np.full(GRID.shape, 0.3))
+    w = _areas(GRID.lat)
+    series = (f.values * w[None, :, None]).sum(axis=(1, 2)) / (w.sum() * GRID.shape[1])
+    x = np.arange(f.sizes["time"]) / 120.0
+    assert float(global_mean_trend(f)) == pytest.approx(stats.linregress(x, series).slope, rel=1e-9)
+    # a cell missing its first year uses only its valid months
+    g = f.copy()
+    g[:12, 2, 2] = np.nan
+    assert float(linear_trend(g)[2, 2]) == pytest.approx(np.polyfit(x[12:], f.values[12:, 2, 2], 1)[0], rel=1e-9)
+    g[:, 4, 4] = np.nan
+    assert np.isnan(float(linear_trend(g)[4, 4]))
+
+
+def test_trend_difference_recovers_planted_extra_trend_and_is_lazy():
+    ref = _field(seed=2, slope_per_decade=np.zeros(GRID.shape))
+    extra = xr.DataArray(0.2 * np.arange(ref.sizes["time"]) / 120.0, dims="time", coords={"time": ref["time"]})
+    model = xr.concat([ref + extra + d for d in (-1.0, 1.0)],
+                      dim="member").assign_attrs(units="K").chunk({"time": 24})
+    out = trend_difference(model, ref, "1991-01:1995-12")
+    assert isinstance(out["map"].data, dsa.Array)
+    np.testing.assert_allclose(out["map"].values, 0.2, rtol=1e-9)
+    assert float(out["rms"]) == pytest.approx(0.2, rel=1e-9)
+    assert float(out["global_difference"]) == pytest.approx(0.2, rel=1e-9)
