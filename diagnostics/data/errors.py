@@ -23,10 +23,12 @@ class InputError(Exception):
         super().__init__(" ".join(text.split()))  # always one line
 
 
-def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+def cli_entry(main: Callable[[list[str] | None], int | None],
+              resume_hint: str = "rerun the same command to resume") -> Callable[[list[str] | None], int]:
     """Wrap a command's ``main(argv)`` so bad input exits 2 with a one-line message.
 
     ``--debug`` anywhere in argv (or ``MD_DEBUG=1``) re-raises to show the traceback.
+    ``resume_hint`` is printed after Ctrl-C (commands differ in how they resume).
     """
 
     @functools.wraps(main)
@@ -43,7 +45,7 @@ def cli_entry(main: Callable[[list[str] | None], int | None]) -> Callable[[list[
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
-            print(f"{prog}: interrupted; rerun with the same arguments to resume", file=sys.stderr)
+            print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
             return 130
         return int(code or 0)
 

@@ -1,0 +1,320 @@
+"""Drawing one report figure from a picklable :class:`FigureSpec` to a PNG file.
+
+A spec holds the data already selected and converted to display units, so drawing needs
+no access to the metrics directory and runs in any worker process. Kinds:
+
+- ``maps``: rows of map panels; panels with the same ``scale`` share one colour scale
+  (``abs``: sequential, robust 1-99 % range; ``diff``: diverging, symmetric about zero).
+- ``sections``: zonal-mean pressure-latitude panels (log-pressure axis, surface at bottom).
+- ``lines``: series or spectra on one axes (optional log axes).
+- ``bars``: one bar chart per panel (rank histograms) with the flat expectation marked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import BoundaryNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from diagnostics.io.writer import atomic_path  # noqa: E402
+
+from . import maps  # noqa: E402
+
+DPI = 100
+WIDTH_IN = 11.0
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass
+class Panel:
+    """One panel: a title, its data and the name of the colour scale it shares."""
+
+    title: str
+    data: xr.DataArray
+    scale: str = "abs"
+
+
+@dataclass
+class Line:
+    """One curve of a ``lines`` figure (x numeric: decimal years or wavenumbers)."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    color: str | None = None
+    width: float = 1.2
+    alpha: float = 1.0
+    dashed: bool = False
+
+
+@dataclass
+class FigureSpec:
+    """Everything needed to draw one figure; ``name`` is the PNG file stem."""
+
+    kind: str
+    name: str
+    title: str
+    caption: str
+    panels: list[list[Panel]] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)  # scale name -> units (colour-bar label)
+    options: dict = field(default_factory=dict)
+
+
+def display_scale(units: str) -> tuple[float, str]:
+    """(factor, units) to show a quantity as climate scientists read it.
+
+    kg m-2 s-1 -> mm day-1 (x 86400; 1 kg m-2 of water is 1 mm), Pa -> hPa (/ 100);
+    any suffix (``K-1``, ``decade-1``) is kept. Other units are unchanged (factor 1).
+    """
+    units = (units or "").strip()
+    if units.startswith("kg m-2 s-1"):
+        return SECONDS_PER_DAY, "mm day-1" + units[len("kg m-2 s-1"):]
+    if units == "Pa" or units.startswith("Pa "):
+        return 0.01, "hPa" + units[2:]
+    return 1.0, units
+
+
+def display_units(da: xr.DataArray) -> tuple[xr.DataArray, str]:
+    """Field values and units in display units (see :func:`display_scale`); a ``plev``
+    coordinate stays in Pa."""
+    factor, units = display_scale(str(da.attrs.get("units", "")))
+    return (da * factor if factor != 1.0 else da), units
+
+
+def _levels(values: np.ndarray, diverging: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(colour boundaries, colour-bar ticks) spanning the robust range of ``values``.
+
+    Sequential: about 12 'nice' levels over the 1-99 % range. Diverging: symmetric about
+    zero over the 98th percentile of |values|, with boundaries at +-(j + 1/2) step so that
+    one white bin is centred on zero; ticks sit at the bin centres (multiples of step).
+    """
+    v = values[np.isfinite(values)]
+    if diverging:
+        m = float(np.percentile(np.abs(v), 98)) if v.size else 1.0
+        m = m if m > 0 else (float(np.abs(v).max()) if v.size and np.abs(v).max() > 0 else 1.0)
+        ticks = MaxNLocator(nbins=10, symmetric=True).tick_values(-m, m)
+        step = float(ticks[1] - ticks[0])
+        k = max(1, int(np.ceil(m / step - 0.5)))
+        edges = (np.arange(k + 1) + 0.5) * step
+        centres = np.arange(-k, k + 1) * step
+        return np.concatenate([-edges[::-1], edges]), centres
+    if v.size == 0:
+        levels = np.linspace(0, 1, 11)
+        return levels, levels
+    lo, hi = (float(x) for x in np.percentile(v, [1, 99]))
+    if hi <= lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    levels = MaxNLocator(nbins=12).tick_values(lo, hi)
+    return levels, levels
+
+
+def _norms(spec: FigureSpec) -> dict[str, tuple[object, BoundaryNorm, np.ndarray]]:
+    """One (cmap, norm, ticks) per scale name, from all panels that share it."""
+    out = {}
+    scales = {p.scale for row in spec.panels for p in row}
+    for scale in sorted(scales):
+        values = np.concatenate([np.ravel(p.data.values) for row in spec.panels for p in row if p.scale == scale])
+        diverging = scale.startswith("diff")
+        cmap_name = spec.options.get(f"cmap_{scale}") or ("RdBu_r" if diverging else "viridis")
+        cmap = plt.get_cmap(cmap_name)
+        levels, ticks = _levels(values, diverging)
+        out[scale] = (cmap, BoundaryNorm(levels, cmap.N, extend="both"), ticks)
+    return out
+
+
+def _set_ticks(cb, ticks: np.ndarray, max_ticks: int) -> None:
+    """Colour-bar ticks, thinned (keeping zero on diverging bars) so labels do not touch."""
+    ticks = np.asarray(ticks)
+    stride = int(np.ceil(len(ticks) / max_ticks))
+    if stride > 1:
+        zero = np.argmin(np.abs(ticks))
+        ticks = ticks[(np.arange(len(ticks)) - zero) % stride == 0]
+    cb.set_ticks(ticks)
+    cb.set_ticklabels([f"{t:.4g}" for t in ticks])
+
+
+def _colorbars(fig, spec: FigureSpec, axes: np.ndarray, mappables: dict, norms: dict) -> None:
+    """One horizontal colour bar per scale under the panel columns that use it, labelled with units."""
+    for scale, mappable in mappables.items():
+        cols = sorted({j for row in spec.panels for j, p in enumerate(row) if p.scale == scale})
+        ax_list = [axes[i, j] for i in range(axes.shape[0]) for j in cols if axes[i, j] is not None]
+        cb = fig.colorbar(mappable, ax=ax_list, location="bottom", shrink=0.9, aspect=35, pad=0.02,
+                          fraction=0.05)
+        cb.set_label(spec.units.get(scale, ""), fontsize=9)
+        cb.ax.tick_params(labelsize=8)
+        _set_ticks(cb, norms[scale][2], 9 if len(cols) > 1 else 7)
+
+
+def draw_maps(spec: FigureSpec):
+    """Rows of map panels with coastlines and shared colour scales.
+
+    Laid out by hand (not constrained layout, which draws every map twice): a title band,
+    rows of (panel title + map), and one colour bar per scale under the columns using it.
+    """
+    maps.configure_cartopy()
+    nrow = len(spec.panels)
+    ncol = max(len(row) for row in spec.panels)
+    extent = tuple(spec.options.get("extent") or maps.finite_extent(spec.panels[0][0].data))
+    proj = maps.choose_projection(extent, spec.options.get("central_longitude", 0.0))
+    extra_lines = max(p.title.count("\n") for row in spec.panels for p in row)
+    gap, title_h, head_h, bar_h = 0.15, 0.45, 0.28 + 0.16 * extra_lines, 0.85
+    panel_w = (WIDTH_IN - gap * (ncol + 1)) / ncol
+    map_h = min(panel_w * maps.projected_aspect(proj, extent), 4.0)
+    panel_w_eff = min(panel_w, map_h / max(maps.projected_aspect(proj, extent), 1e-3))
+    height = title_h + nrow * (head_h + map_h) + bar_h
+    fig = plt.figure(figsize=(WIDTH_IN, height))
+    axes = np.full((nrow, ncol), None, dtype=object)
+    norms = _norms(spec)
+    mappables = {}
+    for i, row in enumerate(spec.panels):
+        for j, panel in enumerate(row):
+            x0 = gap + j * (panel_w + gap) + (panel_w - panel_w_eff) / 2
+            y0 = height - title_h - (i + 1) * (head_h + map_h)
+            ax = fig.add_axes([x0 / WIDTH_IN, y0 / height, panel_w_eff / WIDTH_IN, map_h / height], projection=proj)
+            axes[i, j] = ax
+            cmap, norm, _ = norms[panel.scale]
+            mappables[panel.scale] = maps.draw_field(ax, panel.data, cmap, norm)
+            maps.setup_axes(ax, extent)
+            ax.set_title(panel.title, fontsize=9, pad=4)
+    for scale, mappable in mappables.items():
+        cols = sorted({j for row in spec.panels for j, p in enumerate(row) if p.scale == scale})
+        x0 = gap + cols[0] * (panel_w + gap)
+        x1 = gap + cols[-1] * (panel_w + gap) + panel_w
+        inset = 0.08 * (x1 - x0)
+        cax = fig.add_axes([(x0 + inset) / WIDTH_IN, 0.5 / height, (x1 - x0 - 2 * inset) / WIDTH_IN, 0.14 / height])
+        cb = fig.colorbar(mappable, cax=cax, orientation="horizontal")
+        cb.set_label(spec.units.get(scale, ""), fontsize=9, labelpad=1)
+        cb.ax.tick_params(labelsize=8)
+        _set_ticks(cb, norms[scale][2], 9 if len(cols) > 1 else 6)
+    fig.text(0.5, 1 - 0.12 / height, spec.title, ha="center", va="top", fontsize=11)
+    return fig
+
+
+def draw_sections(spec: FigureSpec):
+    """Pressure-latitude panels of zonal means; y is log pressure in hPa, surface at the bottom."""
+    nrow = len(spec.panels)
+    ncol = max(len(row) for row in spec.panels)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, 2.6 * nrow + 0.9), layout="constrained",
+                            squeeze=False, sharey=True)
+    norms = _norms(spec)
+    mappables = {}
+    axes = np.full((nrow, ncol), None, dtype=object)
+    for i, row in enumerate(spec.panels):
+        for j in range(ncol):
+            if j >= len(row):
+                axs[i, j].set_visible(False)
+                continue
+            panel, ax = row[j], axs[i, j]
+            axes[i, j] = ax
+            da = panel.data.transpose("plev", "lat")
+            p_hpa = da["plev"].values / 100.0
+            order = np.argsort(p_hpa)
+            p_e = np.exp(maps.cell_edges(np.log(p_hpa[order])))
+            lat_e = maps.cell_edges(da["lat"].values, -90.0, 90.0)
+            cmap, norm, _ = norms[panel.scale]
+            mappables[panel.scale] = ax.pcolormesh(lat_e, p_e, np.ma.masked_invalid(da.values[order]),
+                                                   cmap=cmap, norm=norm, shading="flat")
+            ax.set_yscale("log")
+            ax.set_ylim(p_e.max(), p_e.min())
+            ax.set_yticks(p_hpa, [f"{p:g}" for p in p_hpa])
+            ax.minorticks_off()
+            ax.set_xticks([-90, -60, -30, 0, 30, 60, 90], ["90S", "60S", "30S", "EQ", "30N", "60N", "90N"])
+            ax.tick_params(labelsize=8)
+            ax.set_title(panel.title, fontsize=9)
+            if j == 0:
+                ax.set_ylabel("pressure (hPa)", fontsize=9)
+    _colorbars(fig, spec, axes, mappables, norms)
+    fig.suptitle(spec.title, fontsize=11)
+    return fig
+
+
+def draw_lines(spec: FigureSpec):
+    """Curves on one axes; log axes for spectra; legend outside when many curves."""
+    o = spec.options
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, o.get("height", 3.6)), layout="constrained")
+    for ln in spec.lines:
+        ax.plot(ln.x, ln.y, color=ln.color, lw=ln.width, alpha=ln.alpha, ls="--" if ln.dashed else "-",
+                label=ln.label or None)
+    if o.get("logx"):
+        ax.set_xscale("log")
+    if o.get("logy"):
+        ax.set_yscale("log")
+    if o.get("zero_line"):
+        ax.axhline(0.0, color="0.5", lw=0.6)
+    ax.set_xlabel(o.get("xlabel", ""), fontsize=9)
+    ax.set_ylabel(o.get("ylabel", ""), fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, which="major", lw=0.3, alpha=0.6)
+    if any(ln.label for ln in spec.lines):
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(spec.title, fontsize=11)
+    return fig
+
+
+def draw_bars(spec: FigureSpec):
+    """One bar chart per panel (rank histograms), dashed line at the flat (reliable) frequency."""
+    ncol = max(len(row) for row in spec.panels)
+    nrow = len(spec.panels)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, 2.6 * nrow + 0.6), layout="constrained",
+                            squeeze=False, sharey=True)
+    for i, row in enumerate(spec.panels):
+        for j in range(ncol):
+            ax = axs[i, j]
+            if j >= len(row):
+                ax.set_visible(False)
+                continue
+            y = np.asarray(row[j].data.values, dtype=float)
+            y = y / np.nansum(y) if np.nansum(y) > 0 else y  # counts or frequencies -> relative frequency
+            x = np.arange(1, y.size + 1)
+            ax.bar(x, y, color="tab:blue", width=0.85)
+            ax.axhline(1.0 / y.size, color="k", ls="--", lw=0.8)  # flat = reliable
+            ax.set_title(row[j].title, fontsize=9)
+            ax.set_xticks(x)
+            ax.set_xlabel("rank of the reference among the members", fontsize=8)
+            ax.tick_params(labelsize=8)
+            if j == 0:
+                ax.set_ylabel("relative frequency", fontsize=9)
+    fig.suptitle(spec.title, fontsize=11)
+    return fig
+
+
+DRAWERS = {"maps": draw_maps, "sections": draw_sections, "lines": draw_lines, "bars": draw_bars}
+
+
+def save_png(fig, path: Path) -> Path:
+    """Save atomically as a palette PNG.
+
+    Figures use discrete colour levels, so 256 colours lose nothing visible and the file is
+    about three times smaller than RGBA. The Agg buffer is quantised directly (no
+    intermediate RGBA PNG to encode and decode again).
+    """
+    fig.set_dpi(DPI)
+    fig.patch.set_facecolor("white")
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    pal = Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                              dither=Image.Dither.NONE)
+    with atomic_path(path) as tmp:
+        pal.save(tmp, format="PNG", compress_level=7)
+    return path
+
+
+def render(spec: FigureSpec, path: str | os.PathLike) -> Path:
+    """Draw ``spec`` and write it to ``path`` (PNG). Returns the path."""
+    fig = DRAWERS[spec.kind](spec)
+    try:
+        return save_png(fig, Path(path))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,290 @@
+"""Reports as a person sees them: render a small metrics dir, open it in headless Chromium,
+rasterise the PDF, and check escaping, offline maps, colouring rules, caching and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+import report_fixtures  # noqa: E402
+
+from reports import browser, maps, metricsdir, parallel, pdf, scorecard, sections  # noqa: E402
+from reports.cli import main as md_report  # noqa: E402
+from reports.render import render_report  # noqa: E402
+
+HOSTILE = report_fixtures.HOSTILE
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """One fixture report (two models, a hostile-named third, ANN only) rendered with 2 workers."""
+    d = report_fixtures.build(tmp_path_factory.mktemp("metrics"), seasons=("ANN",), hostile=True)
+    out = render_report(d, formats=("html", "pdf"), jobs=2, progress=False)
+    return d, out
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("src", "href", "srcset", "data", "action") and v is not None:
+                self.refs.append((tag, k, v))
+
+
+def _figure_count(metrics_dir: Path) -> int:
+    md = metricsdir.load(metrics_dir)
+    return sum(len(s.figures) for s in sections.build(md, "", "", {}))
+
+
+def test_render_writes_html_pdf_and_one_png_per_figure(rendered):
+    d, out = rendered
+    assert out["html"] == d / "report" / "index.html" and out["html"].exists()
+    assert out["pdf"] == d / "report" / "report.pdf" and out["pdf"].stat().st_size > 10_000
+    text = out["html"].read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    n = _figure_count(d)
+    assert len(srcs) == n >= 15
+    for s in srcs:
+        with Image.open(out["html"].parent / s) as im:
+            assert im.format == "PNG" and im.width >= 800
+    # each section of the issue is there, with numbered captions saying period and units
+    for title in ("Overview", "Climatology and bias", "Zonal-mean bias", "ENSO", "NAO and Z500 modes",
+                  "Ensemble skill", "Warming response", "Provenance"):
+        assert title in text
+    captions = re.findall(r"<figcaption><b>Figure (\d+)\.</b>(.*?)</figcaption>", text, re.S)
+    assert [int(c[0]) for c in captions] == list(range(1, n + 1))
+    assert all("Units:" in c[1] for c in captions)
+    assert "period test (2015-01:2024-12)" in text  # period resolved from the provenance
+    assert "mm day-1" in text and not any("kg m-2 s-1" in c[1] for c in captions)  # display units
+
+
+def test_html_escapes_text_from_input_files(rendered):
+    _, out = rendered
+    text = out["html"].read_text()
+    assert HOSTILE not in text and "<script" not in text.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_html_references_only_local_files(rendered):
+    _, out = rendered
+    text = out["html"].read_text()
+    parser = _Refs()
+    parser.feed(text)
+    assert parser.refs
+    for tag, attr, value in parser.refs:
+        assert not re.match(r"^(https?:|//|ftp:)", value), (tag, attr, value)
+        if not value.startswith("#"):
+            assert (out["html"].parent / value).exists(), value
+    assert "url(" not in text and "@import" not in text and "<link" not in text
+
+
+@pytest.mark.skipif(browser.find_chromium() is None, reason="chromium not installed (make system-deps)")
+@pytest.mark.skipif(importlib.util.find_spec("websocket") is None, reason="websocket-client not installed (test extra)")
+def test_headless_chromium_sees_every_figure_and_nothing_else(rendered, tmp_path):
+    d, out = rendered
+    seen = browser.check_page(out["html"], width=1280, height=900)
+    assert seen.title == "AI-MIP evaluation report"
+    assert len(seen.images) == _figure_count(d)
+    assert seen.broken_images == []
+    assert seen.console_errors == []  # also catches a CSP violation from unescaped <script>
+    assert seen.non_file_requests == []
+    assert any(u.endswith("index.html") for u in seen.requests)
+    shot = tmp_path / "shot.png"
+    shot.write_bytes(seen.screenshot)
+    with Image.open(shot) as im:
+        assert im.size == (1280, 900)
+        grey = np.asarray(im.convert("L"), dtype=float)
+    assert grey.std() > 10  # text and coloured scorecard, not a blank page
+    assert seen.page_height > 5 * 900  # the whole report is on one page
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm not installed (poppler-utils)")
+def test_pdf_pages_are_numbered_and_not_blank(rendered, tmp_path):
+    d, out = rendered
+    md = metricsdir.load(d)
+    secs = sections.build(md, "", "", {})
+    body, n_toc = pdf._plan(secs)
+    expected = 1 + n_toc + len(body)
+    subprocess.run(["pdftoppm", "-r", "20", "-png", str(out["pdf"]), str(tmp_path / "p")], check=True)
+    pages = sorted(tmp_path.glob("p-*.png"))
+    assert len(pages) == expected
+    assert sum(1 for _, item, _ in body if isinstance(item, sections.Figure)) == _figure_count(d)
+    for p in pages:
+        with Image.open(p) as im:
+            assert np.asarray(im.convert("L"), dtype=float).std() > 3, p.name
+    info = subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(out["pdf"]), "-"], capture_output=True,
+                          text=True).stdout if shutil.which("pdftotext") else "Contents Figure 1."
+    assert "Contents" in info and "Figure 1." in info
+
+
+def test_maps_are_drawn_offline_from_the_shipped_coastlines(rendered, tmp_path, monkeypatch):
+    import cartopy
+    import cartopy.feature
+
+    from reports import figures
+
+    attempts = []
+
+    def no_network(*args, **kwargs):
+        attempts.append(args)
+        raise OSError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    d, _ = rendered
+    md = metricsdir.load(d)
+    spec = next(f.spec for s in sections.build(md, "", "", {}) for f in s.figures if f.spec.kind == "maps")
+    cache = getattr(cartopy.feature, "_NATURAL_EARTH_GEOM_CACHE", {})
+    cache.clear()  # force reading the coastline file in this process
+    png = figures.render(spec, tmp_path / "map.png")
+    assert png.exists() and attempts == []
+    assert Path(cartopy.config["pre_existing_data_dir"]) == maps.natural_earth_root()
+    # negative control: without the shipped files cartopy tries to download, and the guard sees it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def unconfigured():
+        cartopy.config["pre_existing_data_dir"] = str(empty)
+        cartopy.config["data_dir"] = str(empty)
+
+    monkeypatch.setattr(maps, "configure_cartopy", unconfigured)
+    cache.clear()
+    with pytest.raises(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cartopy's DownloadWarning is the expected attempt
+        figures.render(spec, tmp_path / "map2.png")
+    assert attempts, "the socket guard saw no download attempt: the test could not fail"
+
+
+def test_scorecard_colours_follow_the_stated_rules(rendered):
+    d, _ = rendered
+    md = metricsdir.load(d)
+    sc = scorecard.build(md, ["MD-1p5", "ACE2"])
+    # planted (tests/report_fixtures.py): tas scale s = 0.5, baseline-climatology CRPS 0.25
+    s, q_ace = 0.5, 2.5
+    cases = {
+        ("bias_rms", "ACE2"): min(1.0, 0.4 * q_ace * s / s),          # RMS / std = 1.0 -> red
+        ("bias_rms", "MD-1p5"): 0.4,
+        ("bias", "MD-1p5"): 0.1,
+        ("crps", "ACE2"): 0.5 * s * 1.1 / (0.5 * s) - 0.5,             # 1.1 x climatology
+        ("spread_skill", "ACE2"): abs(math.log(0.6 * math.sqrt(1.2))) / math.log(2),  # corrected, ideal 1
+        ("nino34_corr", "ACE2"): 1 - 0.55,
+        ("variability", "ACE2"): abs(math.log(1.55)) / math.log(2),
+    }
+    for (col, model), b in cases.items():
+        assert sc.cell("tas", col, model).colour == scorecard.badness_colour(b), (col, model)
+    assert sc.cell("nao_z500", "nao_corr", "ACE2").text == "0.65"  # mode rows; per-member keys ignored
+    assert sc.units["pr"] == "mm day-1" and sc.cell("pr", "bias", "MD-1p5").text == f"{0.1 * 4e-6 * 86400:.3g}"
+    # green / red ends of the scale
+    assert scorecard.badness_colour(0.0) != scorecard.badness_colour(1.0)
+    html = (d / "report" / "index.html").read_text()
+    assert f'background: {scorecard.badness_colour(1.0)}' in html
+
+
+def test_uncorrected_spread_skill_is_judged_against_sqrt_m_over_m_plus_1(tmp_path):
+    info = {"schema": "md-metrics/1", "provenance": {"members": {"A": 5}}, "models": ["A"], "channels": ["tas"],
+            "metrics": {"A.tas.spread_skill.test": math.sqrt(5 / 6), "A.tas.crps.test": 1.0}}
+    (tmp_path / "metrics.json").write_text(json.dumps(info))
+    sc = scorecard.build(metricsdir.load(tmp_path))
+    assert sc.cell("tas", "spread_skill", "A").colour == scorecard.badness_colour(0.0)
+    assert sc.cell("tas", "crps", "A").colour is None  # no baseline-climatology: uncoloured, not guessed
+
+
+def test_figures_are_cached_by_content(rendered):
+    d, _ = rendered
+    md = metricsdir.load(d)
+    specs = [f.spec for s in sections.build(md, "", "", {}) for f in s.figures]
+    fig_dir = d / "report" / "figures"
+    errors, drawn = parallel.draw_all(specs, fig_dir, jobs=1, progress=False)
+    assert errors == {} and drawn == 0
+    line_spec = next(s for s in specs if s.kind == "lines")
+    line_spec.lines[0].y = line_spec.lines[0].y + 1.0
+    errors, drawn = parallel.draw_all(specs, fig_dir, jobs=1, progress=False)
+    assert errors == {} and drawn == 1
+
+
+def test_missing_fields_give_notes_not_errors(tmp_path):
+    info = {"schema": "md-metrics/1", "provenance": {}, "models": ["A"], "channels": ["tas"], "metrics": {},
+            "skipped": [{"what": "nao_psl", "why": "psl not in ensemble A"}]}
+    (tmp_path / "metrics.json").write_text(json.dumps(info))
+    out = render_report(tmp_path, formats=("html", "pdf"), jobs=1, progress=False)
+    text = out["html"].read_text()
+    assert "<img" not in text
+    assert text.count("section skipped") >= 5
+    assert "psl not in ensemble A" in text
+    assert out["pdf"].exists()
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert md_report([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nope" in err and "md-diagnose" in err
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert md_report([str(tmp_path)]) == 2
+    assert "metrics.json" in capsys.readouterr().err
+    (tmp_path / "metrics.json").write_text(json.dumps({"schema": "other/9", "metrics": {}}))
+    assert md_report([str(tmp_path)]) == 2
+    assert "md-metrics/1" in capsys.readouterr().err
+    (tmp_path / "metrics.json").write_text(json.dumps({"schema": "md-metrics/1", "metrics": {}}))
+    assert md_report([str(tmp_path), "--format", "docx"]) == 2
+    assert "docx" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_of_real_md_diagnose_output(tmp_path):
+    """md-synth + md-diagnose on a tiny synthetic climate (two variables, no spectra), then the report."""
+    metrics = report_fixtures.synthetic_diagnose(tmp_path, scenario=False, variables=("tas", "zg"),
+                                                 extra=("--no-spectra", "--no-baselines"))
+    out = render_report(metrics, formats=("html", "pdf"), jobs=2, progress=False)
+    text = out["html"].read_text()
+    md = metricsdir.load(metrics)
+    n = sum(len(s.figures) for s in sections.build(md, "", "", {}))
+    assert n >= 10 and text.count("<img ") == n
+    assert "could not be drawn" not in text  # every real field is drawable
+    for needed in ("climatology", "nino34_regression", "eof_pattern", "global_mean_series"):
+        assert md.select(diagnostic=needed), needed
+    sc = scorecard.build(md)
+    assert sc.cell("tas", "bias", "SYN").text != "–" and sc.cell("tas", "bias", "SYN").colour
+    assert "Other fields" not in text  # every diagnostic md-diagnose writes has its section
+    # the mean / RMS printed over a bias map agree with md-diagnose's own bias_mean / bias_rms
+    bias = md.select(diagnostic="bias", model="SYN", channel="tas", period="test", season="ANN")[0]
+    title = sections.diff_title("SYN", bias, "K")
+    assert f"mean {md.scalar('SYN', 'tas', 'bias_mean', ('test', 'ANN')):.2g}," in title
+    assert f"RMS {md.scalar('SYN', 'tas', 'bias_rms', ('test', 'ANN')):.2g} K" in title
+
+
+def test_a_broken_field_becomes_a_note_and_the_rest_renders(tmp_path, capsys):
+    import xarray as xr
+
+    info = {"schema": "md-metrics/1", "provenance": {}, "models": ["A"], "channels": ["tas"], "metrics": {}}
+    (tmp_path / "metrics.json").write_text(json.dumps(info))
+    attrs = {"diagnostic": "climatology", "model": "A", "channel": "tas", "period": "test", "season": "ANN",
+             "units": "K", "description": "a map without longitudes"}
+    series = {"diagnostic": "nino34_index", "model": "reference", "channel": "nino34", "period": "test",
+              "units": "K", "description": "index"}
+    xr.Dataset({"broken": xr.DataArray(np.ones(5), dims=["lat"], coords={"lat": np.linspace(-80, 80, 5)},
+                                       attrs=attrs),
+                "index": xr.DataArray(np.sin(np.arange(24.0)), dims=["year"],
+                                      coords={"year": np.arange(2000, 2024)}, attrs=series)}
+               ).to_netcdf(tmp_path / "metrics.nc")
+    out = render_report(tmp_path, formats=("html",), jobs=1, progress=False)
+    text = out["html"].read_text()
+    assert "Figure 1 could not be drawn" in text and text.count("<img ") == 1
+    assert "warning: figure" in capsys.readouterr().err
