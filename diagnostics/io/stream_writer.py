@@ -223,11 +223,6 @@ class AimipStreamWriter:
             out.append(final)
         return out
 
-    def nbytes(self) -> int:
-        """Size on disk of the files written so far (temporary or final)."""
-        return sum((p if p.exists() else f).stat().st_size for p, f in self.paths()
-                   if p.exists() or f.exists())
-
 
 class ZarrStreamWriter:
     """All members and variables in one contract zarr store (dims member, time, [plev], lat, lon).
@@ -247,14 +242,15 @@ class ZarrStreamWriter:
         self.lat, self.lon = np.asarray(lat, float), np.asarray(lon, float)
         self.attrs = dict(attrs or {})
         self.n_time = end.index - start.index + 1
-        self._group = None
+        self._arrays: dict = {}
         self._row = {m: i for i, m in enumerate(self.members)}
 
     def final_path(self) -> Path:
         for part in (self.model, self.experiment):
             if not part or "_" in part or "/" in part:
                 raise ValueError(f"{part!r} must be non-empty without '_' or '/'")
-        return self.out / f"{self.model}_{self.experiment}_{self.grid_label}_{self.start.compact}-{self.end.compact}.zarr"
+        span = f"{self.start.compact}-{self.end.compact}"
+        return self.out / f"{self.model}_{self.experiment}_{self.grid_label}_{span}.zarr"
 
     def partial_path(self) -> Path:
         final = self.final_path()
@@ -303,32 +299,30 @@ class ZarrStreamWriter:
         path = self.partial_path()
         if not path.exists():
             raise InputError("the output store of the unfinished run is missing; cannot resume", path)
-        self._group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+        group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+        self._arrays = {f.name: group[f.name] for f in self.fields}
 
     def write(self, t: int, member: int, name: str, values: np.ndarray) -> None:
+        """Month ``t`` of one field and member (one chunk); NaN is stored as _FillValue."""
         values = np.asarray(values, dtype=np.float32)
-        arr = self._group[name]
-        self._group[name][self._row[member], t] = np.where(np.isfinite(values), values, FILL).reshape(arr.shape[2:])
+        arr = self._arrays[name]
+        arr[self._row[member], t] = np.where(np.isfinite(values), values, FILL).reshape(arr.shape[2:])
 
     def fill_from(self, t: int) -> None:
-        for f in self.fields:
-            arr = self._group[f.name]
+        """Mark months ``t..end`` as missing."""
+        for arr in self._arrays.values():
             arr[:, t:] = FILL
 
     def sync(self) -> None:
         """zarr writes each chunk to its own file immediately; nothing is buffered."""
 
     def close(self) -> None:
-        self._group = None
+        self._arrays = {}
 
     def finalise(self) -> list[Path]:
+        """Rename the temporary store to its final name (idempotent)."""
         self.close()
         partial, final = self.paths()[0]
         if partial.exists():
             os.replace(partial, final)
         return [final]
-
-    def nbytes(self) -> int:
-        partial, final = self.paths()[0]
-        root = partial if partial.exists() else final
-        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0

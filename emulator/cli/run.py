@@ -1,0 +1,120 @@
+"""``emulator-run``: AI-MIP ensemble rollout of a trained Monthly Diffusion checkpoint.
+
+    emulator-run --checkpoint outputs/demo-train --experiment historical --members 5 --out runs/hist
+    emulator-run --checkpoint outputs/demo-train --experiment p2k --members 5 --out runs/p2k
+    emulator-run ... --resume            # continue a killed run (same arguments)
+
+Forcing (tos, siconc) and the initial state come from the prepared dataset the checkpoint was
+trained on, or from --forcing DIR. See docs/rollout.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from diagnostics.data.errors import InputError, cli_entry
+from diagnostics.data.timeaxis import Month
+
+_DATE = re.compile(r"^\d{4}-?\d{2}$")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emulator-run", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="training run directory or its checkpoint/ folder")
+    p.add_argument("--experiment", required=True, help="historical (aimip), p2k (aimip-p2k) or p4k (aimip-p4k)")
+    p.add_argument("--sst-offset", type=float, default=None, metavar="K",
+                   help="uniform SST offset in K where SST is defined (default 0 / 2 / 4 by experiment)")
+    p.add_argument("--forcing", metavar="DIR", help="prepared dataset with tos and siconc for the run's months "
+                                                    "(default: the dataset the checkpoint was trained on)")
+    p.add_argument("--members", type=int, default=5, help="ensemble members r1..rN (default 5, as AI-MIP)")
+    p.add_argument("--start", default="1978-10", help="first month YYYY-MM (default 1978-10)")
+    p.add_argument("--end", default="2024-12", help="last month YYYY-MM (default 2024-12)")
+    p.add_argument("--initial-state", metavar="DIR|DATE",
+                   help="initial state: a prepared dataset DIR (its state of --start) or a month YYYY-MM of the "
+                        "forcing dataset (lagged start); default the forcing dataset's state of --start")
+    p.add_argument("--perturb", type=float, default=0.0, metavar="SCALE",
+                   help="perturb each member's initial state by white noise of this std (normalised units)")
+    p.add_argument("--out", help="run directory (default outputs/<model-name>-<experiment>)")
+    p.add_argument("--seed", type=int, default=0, help="seed; member m, month k draw from hash(seed, m, k)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    p.add_argument("--sampler", default="ancestral", help="ancestral (DDPM, default) or ddim (deterministic)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 15 / 5)")
+    p.add_argument("--batch-size", type=int, default=None, help="members per device batch (default all)")
+    p.add_argument("--format", default="netcdf", help="netcdf (AI-MIP files, default) or zarr (one store)")
+    p.add_argument("--model-name", default="MD-1p5", help="model name in file names (default MD-1p5)")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    return p
+
+
+def _month(text: str, flag: str) -> Month:
+    try:
+        return Month.parse(text)
+    except ValueError as exc:
+        raise InputError(f"{flag}: {exc}") from None
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from ..rollout import RolloutConfig  # torch import after the cheap checks keeps --help fast
+
+    cfg = RolloutConfig(experiment=args.experiment, members=args.members, start=_month(args.start, "--start"),
+                        end=_month(args.end, "--end"), sst_offset=args.sst_offset, seed=args.seed,
+                        sampler=args.sampler, steps=args.steps, perturb=args.perturb, model_name=args.model_name,
+                        format=args.format).check()
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+    from .. import checkpoint
+    from ..forcing import ForcingReader, initial_state
+    from ..rollout import run_rollout
+    from ..train import resolve_device
+
+    meta = checkpoint.read_meta(args.checkpoint)
+    forcing_dir = args.forcing or checkpoint.config_of(meta).data.path
+    if not forcing_dir:
+        raise InputError("the checkpoint does not record its dataset; give --forcing DIR", args.checkpoint)
+    if not Path(forcing_dir).exists():
+        raise InputError("forcing dataset not found (give --forcing DIR: a prepared dataset with tos and siconc)",
+                         forcing_dir)
+    spec = checkpoint.spec_from_meta(meta)
+    forcing = ForcingReader(forcing_dir, spec, cfg.start, cfg.end, cfg.offset)
+    init = args.initial_state
+    if init is None:
+        initial, init_id = initial_state(forcing_dir, spec, cfg.start), f"{forcing_dir}@{cfg.start}"
+    elif _DATE.match(init) and not os.path.isdir(init):
+        when = _month(init, "--initial-state")
+        initial, init_id = initial_state(forcing_dir, spec, when), f"{forcing_dir}@{when}"
+    elif os.path.isdir(init):
+        initial, init_id = initial_state(init, spec, cfg.start), f"{os.path.abspath(init)}@{cfg.start}"
+    else:
+        raise InputError("--initial-state: expected a prepared dataset directory or a month YYYY-MM", init)
+
+    device = resolve_device(args.device)
+    model = checkpoint.load_model(meta["_dir"], device=device, weights=args.weights)
+    from diagnostics.io.writer import read_manifest
+
+    manifest = read_manifest(forcing_dir) or {}
+    identity = {"checkpoint_sha256": meta["sha256"][f"{args.weights}.safetensors"], "weights": args.weights,
+                "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
+                "initial_state": init_id}
+    out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
+    state = run_rollout(model, forcing, initial, cfg, out, identity, resume=args.resume,
+                        batch_size=args.batch_size, progress=not args.no_progress)
+    s = state.summary
+    rate = s.get("member_months_per_s")
+    print(f"emulator-run: {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
+          f"{s.get('files')} files, {s.get('output_bytes', 0) / 1e6:.1f} MB in {out}; "
+          f"wall {s.get('wall_s', 0):.1f} s, " + (f"{rate:.3g} member-months/s" if rate else "nothing left to compute"))
+    return 0
+
+
+main = cli_entry(_main, resume_hint="rerun the same command with --resume to continue")
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""``emulator-train``: train (or resume) a Monthly Diffusion emulator on a prepared dataset.
+
+    emulator-train --config configs/demo.yaml --data /tmp/synth --out outputs/demo-run
+    emulator-train --config configs/demo.yaml --data /tmp/synth --out outputs/demo-run --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from diagnostics.data.errors import InputError, cli_entry
+
+from .. import config as config_mod
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emulator-train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="YAML run configuration, e.g. configs/demo.yaml")
+    p.add_argument("--data", help="prepared dataset directory (dataset.zarr + manifest.json); "
+                                  "overrides data.path of the config")
+    p.add_argument("--out", help="run directory (default outputs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-epochs", type=int, help="stop after this many epochs in total (the learning-rate "
+                                                  "schedule still follows train.epochs of the config)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    cfg = config_mod.load(args.config)
+    if args.data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise InputError(f"--max-epochs must be >= 1, got {args.max_epochs}")
+    from ..train import Trainer  # torch import after argument checks keeps --help fast
+
+    out = Path(args.out) if args.out else Path("outputs") / cfg.name
+    trainer = Trainer(cfg, out, device=args.device, resume=args.resume, max_epochs=args.max_epochs,
+                      progress=not args.no_progress)
+    trainer.run()
+    print(f"checkpoint: {out / 'checkpoint'}  metrics: {out / 'metrics.csv'}")
+    return 0
+
+
+main = cli_entry(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Run configuration: YAML (``yaml.safe_load``) into strict dataclasses.
+
+Unknown keys, wrong types and bad values raise one-line :class:`InputError` naming the key
+(``model.rankk: unknown key``), like ACE's ``fme`` configs. ``resolved(cfg)`` is the full
+configuration written next to every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from diagnostics.data.errors import InputError
+from diagnostics.data.timeaxis import Period
+
+
+@dataclass
+class DataConfig:
+    """Which prepared dataset and which fields; periods as ``YYYY-MM:YYYY-MM``."""
+
+    path: str | None = None
+    state: list[str] = field(default_factory=lambda: ["ps", "ts", "tas", "tdas", "uas", "vas", "pr", "psl",
+                                                      "ta", "hus", "ua", "va", "zg500"])
+    forcings: list[str] = field(default_factory=lambda: ["tos", "siconc"])
+    statics: list[str] = field(default_factory=lambda: ["sftlf", "orog", "sdor", "slor"])
+    train_period: str = "1985-01:2014-12"
+    valid_period: str = "1979-01:1984-12"
+    test_period: str = "2015-01:2024-12"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (see docs/emulator.md)."""
+
+    latent_channels: int = 32
+    latent_shape: list[int] = field(default_factory=lambda: [30, 60])
+    embed_dim: int = 128
+    encoder_rank: int = 64
+    decoder_rank: int = 256
+    denoiser_rank: int = 128
+    denoiser_blocks: int = 1
+    operator: str = "tensor"  # tensor | diagonal
+    diagonal_mode: str = "l"  # l | lm (diagonal operator only)
+    norm_hidden: int = 16
+    mlp_ratio: int = 2
+    season_channels: int = 3
+    sample_steps: int = 15  # ancestral sampler
+    ddim_steps: int = 5  # deterministic sampler
+    latent_momentum: float = 0.01  # EMA rate of the latent population statistics
+    normalisation: str = "zscore"  # zscore (published) | anomaly (minus monthly climatology first)
+    residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
+
+
+@dataclass
+class LossConfig:
+    """total = rec + kl_weight KL + v_weight v-MSE + pop_weight (latent mean^2 + (std - 1)^2)."""
+
+    kl_weight: float = 5.0e-3
+    v_weight: float = 0.5
+    pop_weight: float = 1.0e-2
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 4
+    lr: float = 1.0e-3
+    lr_min: float = 1.0e-5
+    lr_schedule: str = "cosine"  # cosine | constant (per optimiser step, after warm-up)
+    warmup_steps: int = 100
+    weight_decay: float = 1.0e-2
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+
+
+@dataclass
+class ValidationConfig:
+    every: int = 1  # epochs between validations
+    members: int = 5
+    sampler: str = "ancestral"
+    steps: int = 0  # 0: the model default for the sampler
+    max_samples: int = 24  # month pairs scored per validation (evenly spaced)
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+
+def _convert(value, tp, key: str, source: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.", source)
+    if origin is typing.Union or str(origin) == "types.UnionType" or (origin is not None and type(None) in args):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{key}: expected a list, got {value!r}", source)
+        return [_convert(v, args[0], key, source) for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{key}: expected true/false, got {value!r}", source)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{key}: expected an integer, got {value!r}", source)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{key}: expected a number, got {value!r}", source)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError(f"{key}: expected a string, got {value!r}", source)
+        return str(value)
+    return value
+
+
+def _build(cls, data, prefix: str, source: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {data!r}", source)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise InputError(f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})", source)
+    kwargs = {k: _convert(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _check(cfg: RunConfig, source: str) -> RunConfig:
+    for key in ("train_period", "valid_period", "test_period"):
+        try:
+            Period.parse(getattr(cfg.data, key))
+        except ValueError as exc:
+            raise InputError(f"data.{key}: {exc}", source) from None
+    m = cfg.model
+    if m.operator not in ("tensor", "diagonal"):
+        raise InputError(f"model.operator: expected 'tensor' or 'diagonal', got {m.operator!r}", source)
+    if m.diagonal_mode not in ("l", "lm"):
+        raise InputError(f"model.diagonal_mode: expected 'l' or 'lm', got {m.diagonal_mode!r}", source)
+    if m.normalisation not in ("zscore", "anomaly"):
+        raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
+    if len(m.latent_shape) != 2 or min(m.latent_shape) < 2:
+        raise InputError(f"model.latent_shape: expected [nlat, nlon], got {m.latent_shape}", source)
+    if cfg.train.lr_schedule not in ("cosine", "constant"):
+        raise InputError(f"train.lr_schedule: expected 'cosine' or 'constant', got {cfg.train.lr_schedule!r}", source)
+    if cfg.validation.sampler not in ("ancestral", "ddim"):
+        raise InputError(f"validation.sampler: expected 'ancestral' or 'ddim', got {cfg.validation.sampler!r}", source)
+    for key in ("epochs", "batch_size"):
+        if getattr(cfg.train, key) < 1:
+            raise InputError(f"train.{key}: must be >= 1", source)
+    if cfg.validation.members < 2:
+        raise InputError("validation.members: an ensemble needs at least 2 members", source)
+    return cfg
+
+
+def from_dict(data: dict, source: str = "<config>") -> RunConfig:
+    """Build and check a :class:`RunConfig` from a plain mapping."""
+    return _check(_build(RunConfig, data, "", source), source)
+
+
+def load(path: str | os.PathLike) -> RunConfig:
+    """Read a YAML config file strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found (expected a YAML file, e.g. configs/demo.yaml)", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
+    return from_dict(data or {}, str(path))
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("data.path",)) -> list[str]:
+    """Dotted keys whose values differ between two configs (``ignore`` skipped)."""
+    out: list[str] = []
+
+    def walk(x, y, prefix):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{prefix}{k}.")
+        elif prefix.rstrip(".") not in ignore and x != y:
+            out.append(f"{prefix.rstrip('.')} ({x!r} vs {y!r})")
+
+    walk(to_dict(a), to_dict(b), "")
+    return out

@@ -1,0 +1,339 @@
+"""The Monthly Diffusion model: conditioning, CVAE, latent standardisation, denoiser, and the
+inference API used by the rollout.
+
+Month and forcing convention (one month-ahead step from month t to month t+1)::
+
+    z_t     = model.encode(x_t, forcing_t, month_t, generator)        # a posterior SAMPLE
+    z_{t+1} = model.step(z_t, forcing_t, month_t, generator=...)      # forcing/month of t
+    x_{t+1} = model.decode(z_{t+1}, forcing_{t+1}, month_{t+1}, generator)  # forcing/month of t+1
+
+(``generator`` in decode only matters with ``residual_noise``: it then adds a sample of what
+the latent does not carry; without one decoding is deterministic.)
+
+The diffusion step is conditioned on the forcing of month t (the month it starts from), the
+decoder on the forcing of the month it decodes. The denoiser is conditioned on a *sampled*
+previous latent in training and at inference (the rollout passes the sample returned by the
+previous step or by :meth:`encode`), never on the posterior mean.
+
+Tensors: state ``[B, C, nlat, nlon]`` in catalogue units, channel order ``model.channels``;
+forcing ``[B, F, nlat, nlon]`` in catalogue units (``tos`` may be NaN over land), order
+``model.forcing_names``; month ``[B]`` calendar month 1..12; latent ``[B, Z, h, w]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from diagnostics.data.catalogue import channel_label
+from diagnostics.data.grid import area_weights
+
+from . import diffusion
+from .config import ModelConfig
+from .cvae import Decoder, Encoder
+from .denoiser import Denoiser
+from .embeddings import SeasonalityEmbedding
+from .normalisation import Normaliser
+from .sht import SpectralResample, forward_sht, inverse_sht, truncation
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the model reads and predicts: channels, forcings, statics and the data grid."""
+
+    channels: tuple[tuple[str, int | None], ...]
+    forcing_names: tuple[str, ...]
+    static_names: tuple[str, ...]
+    lat: tuple[float, ...]
+    lon: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.lat), len(self.lon))
+
+    @property
+    def labels(self) -> list[str]:
+        return [channel_label(n, lev) for n, lev in self.channels]
+
+
+def autocast(device: torch.device | str):
+    """bf16 autocast on CUDA, nothing elsewhere (CPU bf16 is slower and less accurate)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _equiangular_lat(nlat: int) -> np.ndarray:
+    return np.linspace(-90.0, 90.0, nlat)
+
+
+class MonthlyDiffusion(nn.Module):
+    """Spectral CVAE + latent v-prediction diffusion for monthly means."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec):
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        self.channels = list(spec.channels)
+        self.forcing_names = list(spec.forcing_names)
+        data_shape, latent_shape = spec.shape, tuple(cfg.latent_shape)
+        self.data_shape, self.latent_shape = data_shape, latent_shape
+        n_state, z = len(spec.channels), cfg.latent_channels
+        self.n_cond = len(spec.forcing_names) + 1 + cfg.season_channels + len(spec.static_names)
+        block_kw = dict(operator=cfg.operator, diagonal_mode=cfg.diagonal_mode,
+                        norm_hidden=cfg.norm_hidden, mlp_ratio=cfg.mlp_ratio)
+
+        self.normaliser = Normaliser([n for n, _ in spec.channels], list(spec.forcing_names), data_shape,
+                                     anomaly=cfg.normalisation == "anomaly")
+        self.register_buffer("statics", torch.zeros(len(spec.static_names), *data_shape))
+        self.register_buffer("latent_mean", torch.zeros(z))
+        self.register_buffer("latent_std", torch.ones(z))
+        self.register_buffer("latent_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("area_data", torch.as_tensor(
+            area_weights(np.asarray(spec.lat)).values, dtype=torch.float32), persistent=False)
+        self.register_buffer("area_latent", torch.as_tensor(
+            area_weights(_equiangular_lat(latent_shape[0])).values, dtype=torch.float32), persistent=False)
+
+        # decoder residual statistics: E|c_lm|^2 of the SHT of (x - decode(z)), normalised units
+        self.data_lmax = truncation(*data_shape)
+        self.data_sht = forward_sht(data_shape, self.data_lmax)
+        self.data_isht = inverse_sht(data_shape, self.data_lmax)
+        self.register_buffer("residual_power", torch.zeros(n_state, self.data_lmax, self.data_lmax))
+        self.register_buffer("residual_updates", torch.zeros((), dtype=torch.long))
+
+        self.season = SeasonalityEmbedding(data_shape, cfg.season_channels)
+        self.to_latent = SpectralResample(data_shape, latent_shape)
+        self.encoder = Encoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
+                               cfg.encoder_rank, **block_kw)
+        self.decoder = Decoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
+                               cfg.decoder_rank, **block_kw)
+        self.denoiser = Denoiser(z, self.n_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
+                                 cfg.denoiser_blocks, **block_kw)
+
+    @staticmethod
+    def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:
+        """A :class:`Normaliser` for ``spec`` with statistics ``stats`` (for data preparation)."""
+        norm = Normaliser([n for n, _ in spec.channels], list(spec.forcing_names), spec.shape,
+                          anomaly="state_clim" in stats)
+        norm.set_stats(stats["state_mean"], stats["state_std"], stats["forcing_mean"], stats["forcing_std"],
+                       stats.get("state_clim"))
+        return norm
+
+    # ------------------------------------------------------------------ internals (normalised)
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def conditioning(self, forcing_n: torch.Tensor, month: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conditioning ``[B, K, H, W]`` on the data grid and its resampling to the latent grid.
+
+        K channels: normalised forcings + mask, seasonality (month), normalised statics.
+        """
+        b = forcing_n.shape[0]
+        statics = self.statics.unsqueeze(0).expand(b, -1, -1, -1)
+        cond = torch.cat([forcing_n.float(), self.season(month.to(forcing_n.device)), statics], dim=1)
+        return cond, self.to_latent(cond)
+
+    def standardise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean.view(1, -1, 1, 1)) / self.latent_std.view(1, -1, 1, 1)
+
+    def unstandardise(self, zn: torch.Tensor) -> torch.Tensor:
+        return zn * self.latent_std.view(1, -1, 1, 1) + self.latent_mean.view(1, -1, 1, 1)
+
+    def _reparameterise(self, mean, logvar, noise):
+        return mean + torch.exp(0.5 * logvar) * noise
+
+    def _weighted_mse(self, a: torch.Tensor, b: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+        """Area-weighted mean square difference over batch, channels, lat, lon."""
+        return ((a.float() - b.float()) ** 2 * area.view(1, 1, -1, 1)).mean()
+
+    @torch.no_grad()
+    def _update_latent_stats(self, z: torch.Tensor) -> None:
+        """EMA of the population (batch, lat, lon) mean and std of latent samples, per channel."""
+        mean, std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp(min=1e-4)
+        if int(self.latent_updates) == 0:
+            self.latent_mean.copy_(mean)
+            self.latent_std.copy_(std)
+        else:
+            m = self.cfg.latent_momentum
+            self.latent_mean.lerp_(mean, m)
+            self.latent_std.lerp_(std, m)
+        self.latent_updates += 1
+
+    @torch.no_grad()
+    def _update_residual_power(self, residual: torch.Tensor) -> None:
+        """EMA of the per-coefficient power E|c_lm|^2 of the decoder residual, per channel."""
+        power = self.data_sht(residual.float()).abs().pow(2).mean(dim=0)
+        if int(self.residual_updates) == 0:
+            self.residual_power.copy_(power)
+        else:
+            self.residual_power.lerp_(power, self.cfg.latent_momentum)
+        self.residual_updates += 1
+
+    def residual_sample(self, noise: torch.Tensor) -> torch.Tensor:
+        """A random field with the decoder residual's power per (l, m) from white ``noise [B, C, L, L, 2]``.
+
+        c_lm = sqrt(P_lm / 2) (e1 + i e2) for m > 0 and sqrt(P_l0) e1 for m = 0, so E|c_lm|^2 = P_lm;
+        then the inverse SHT. Models what the latent does not carry as isotropic-in-m Gaussian noise.
+        """
+        p = self.residual_power.unsqueeze(0)
+        scale = torch.sqrt(p / 2.0)
+        scale[..., 0] = torch.sqrt(p[..., 0])
+        re = scale * noise[..., 0]
+        im = scale * noise[..., 1]
+        im[..., 0] = 0.0
+        return self.data_isht(torch.complex(re, im))
+
+    def residual_noise_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, len(self.channels), self.data_lmax, self.data_lmax, 2)
+
+    def training_loss(self, x_t, x_t1, f_t, f_t1, month_t, month_t1, generator: torch.Generator | None,
+                      weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Joint CVAE + diffusion loss for a batch of normalised month pairs.
+
+        total = rec + kl_weight KL + v_weight |v_hat - v|^2 + pop_weight (mean_c^2 + (std_c - 1)^2)
+        rec: area-weighted MSE of the reconstructed month t+1 (normalised units);
+        KL: mean over latent elements of 0.5 (mu^2 + e^lv - 1 - lv);
+        the denoiser sees the SAMPLED latent of month t and learns the sampled latent of t+1.
+        """
+        b = x_t.shape[0]
+        gen_dev = generator.device if generator is not None else x_t.device
+
+        def randn(*shape):
+            return torch.randn(shape, generator=generator, device=gen_dev).to(x_t.device)
+
+        cond_t, cl_t = self.conditioning(f_t, month_t)
+        cond_t1, cl_t1 = self.conditioning(f_t1, month_t1)
+        mean, logvar = self.encoder(torch.cat([x_t, x_t1]), torch.cat([cond_t, cond_t1]), torch.cat([cl_t, cl_t1]))
+        z = self._reparameterise(mean, logvar, randn(*mean.shape))
+        # month t is month t+1 of another pair: decoding only t+1 halves the decoder cost
+        recon = self.decoder(z[b:], cond_t1, cl_t1)
+        rec = self._weighted_mse(recon, x_t1, self.area_data)
+        if self.training:
+            self._update_residual_power(x_t1 - recon.detach())
+        kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).mean()
+
+        pop_mean, pop_std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3))
+        pop = (pop_mean ** 2).mean() + ((pop_std - 1.0) ** 2).mean()
+        if self.training:
+            self._update_latent_stats(z.detach())
+
+        zn = self.standardise(z)
+        zn_prev, zn_next = zn[:b], zn[b:]
+        s = torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
+        z_s, v = diffusion.q_sample(zn_next, randn(*zn_next.shape), s)
+        v_hat = self.denoiser(z_s, zn_prev, cl_t, s)
+        vloss = self._weighted_mse(v_hat, v, self.area_latent)
+
+        total = rec + weights["kl_weight"] * kl + weights["v_weight"] * vloss + weights["pop_weight"] * pop
+        terms = {"loss": float(total.detach()), "rec": float(rec.detach()), "kl": float(kl.detach()),
+                 "v": float(vloss.detach()), "pop": float(pop.detach())}
+        return total, terms
+
+    def encode_normalised(self, x_n, forcing_n, month, noise: torch.Tensor | None = None):
+        """Latent sample (or the mean when ``noise`` is None) of normalised state."""
+        cond, cond_lat = self.conditioning(forcing_n, month)
+        mean, logvar = self.encoder(x_n, cond, cond_lat)
+        return mean if noise is None else self._reparameterise(mean, logvar, noise.to(mean.device))
+
+    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int):
+        """Next raw latent from a raw latent sample, normalised forcing and month of t."""
+        _, cl_t = self.conditioning(forcing_n_t, month_t)
+        zn_prev = self.standardise(z_prev.float())
+
+        def velocity(z_s, s):
+            return self.denoiser(z_s, zn_prev, cl_t, s)
+
+        return self.unstandardise(diffusion.sample(velocity, noise.to(z_prev.device), steps, sampler))
+
+    def decode_normalised(self, z, forcing_n, month, residual_noise: torch.Tensor | None = None):
+        """Normalised state from a latent; plus a residual sample when ``residual_noise`` is given."""
+        cond, cond_lat = self.conditioning(forcing_n, month)
+        x = self.decoder(z, cond, cond_lat)
+        if residual_noise is not None:
+            x = x + self.residual_sample(residual_noise.to(x.device))
+        return x
+
+    # ------------------------------------------------------------------ public inference API
+    def latent_shape_full(self) -> tuple[int, int, int]:
+        """``(Z, h, w)`` of one latent."""
+        return (self.cfg.latent_channels, *self.latent_shape)
+
+    def latent_batch_shape(self, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.cfg.latent_channels, *self.latent_shape)
+
+    def noise_for_step(self, batch: int, generator: Generators = None, sampler: str = "ancestral",
+                       steps: int | None = None) -> torch.Tensor:
+        """Noise ``[n_draws, B, Z, h, w]`` one call of :meth:`step` consumes (per-member generators allowed)."""
+        steps = steps or self._default_steps(sampler)
+        return diffusion.draw_noise(diffusion.n_draws(sampler, steps), self.latent_batch_shape(batch),
+                                    generator, self.device)
+
+    def _default_steps(self, sampler: str) -> int:
+        return self.cfg.sample_steps if sampler == "ancestral" else self.cfg.ddim_steps
+
+    @torch.no_grad()
+    def encode(self, state: torch.Tensor, forcing: torch.Tensor, month: torch.Tensor,
+               generator: Generators = None, sample: bool = True) -> torch.Tensor:
+        """Physical state of month t (+ its forcing and month) -> latent ``[B, Z, h, w]``.
+
+        Returns a posterior sample (noise from ``generator``, one generator per member allowed),
+        the posterior mean only when ``sample=False``.
+        """
+        dev = self.device
+        x_n = self.normaliser.normalise_state(state.to(dev), month)
+        f_n = self.normaliser.normalise_forcing(forcing.to(dev))
+        noise = diffusion.draw_noise(1, self.latent_batch_shape(state.shape[0]), generator, dev)[0] if sample else None
+        with autocast(dev):
+            return self.encode_normalised(x_n, f_n, month.to(dev), noise).float()
+
+    @torch.no_grad()
+    def step(self, latent: torch.Tensor, forcing_t: torch.Tensor, month_t: torch.Tensor, *,
+             generator: Generators = None, noise: torch.Tensor | None = None,
+             sampler: str = "ancestral", steps: int | None = None) -> torch.Tensor:
+        """One month ahead in latent space: sampled latent of month t -> sampled latent of t+1.
+
+        Args:
+            latent: ``[B, Z, h, w]`` sample of month t (from :meth:`encode` or the previous step).
+            forcing_t, month_t: forcing (physical) and calendar month of month t.
+            generator: one ``torch.Generator`` for the batch, or a list with one per member
+                (trajectories then do not depend on batch composition).
+            noise: explicit noise ``[n_draws, B, Z, h, w]`` (see :meth:`noise_for_step`); overrides generator.
+            sampler: ``ancestral`` (DDPM, default ``cfg.sample_steps`` = 15) or ``ddim``
+                (deterministic, default ``cfg.ddim_steps``).
+        """
+        dev = self.device
+        steps = steps or self._default_steps(sampler)
+        if noise is None:
+            noise = self.noise_for_step(latent.shape[0], generator, sampler, steps)
+        f_n = self.normaliser.normalise_forcing(forcing_t.to(dev))
+        with autocast(dev):
+            return self.step_normalised(latent.to(dev), f_n, month_t.to(dev), noise, sampler, steps).float()
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, forcing: torch.Tensor, month: torch.Tensor,
+               generator: Generators = None) -> torch.Tensor:
+        """Latent of month t+1 with the forcing and month OF t+1 -> physical state ``[B, C, H, W]``.
+
+        With ``cfg.residual_noise`` and a ``generator`` (one, or one per member), adds a sample of
+        the decoder residual (what the latent does not carry); otherwise deterministic.
+        """
+        dev = self.device
+        f_n = self.normaliser.normalise_forcing(forcing.to(dev))
+        noise = None
+        if self.cfg.residual_noise and generator is not None:
+            shape = self.residual_noise_shape(latent.shape[0])
+            noise = diffusion.draw_noise(1, shape, generator, dev)[0]
+        with autocast(dev):
+            x_n = self.decode_normalised(latent.to(dev), f_n, month.to(dev), noise).float()
+        return self.normaliser.denormalise_state(x_n, month)

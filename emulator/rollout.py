@@ -1,0 +1,332 @@
+"""Ensemble rollout of a Monthly Diffusion checkpoint under prescribed SST and sea ice (AI-MIP).
+
+Month convention (REFERENCE.md section 1; :mod:`.model`). Run month k = 0 is the start
+month; its output is the initial state (the reference state of the start month for every
+member, as AI-MIP prescribes, optionally perturbed), encoded to a posterior latent sample.
+For k = 1 .. N-1::
+
+    z_k = model.step(z_{k-1}, forcing_{k-1}, month_{k-1})   # diffusion: forcing of t
+    x_k = model.decode(z_k, forcing_k, month_k)              # decoding: forcing of t+1
+
+so the AI-MIP period 1978-10..2024-12 (555 months in the files) takes 554 model steps.
+
+Randomness is per (seed, member, month): every member draws its noise from its own
+``torch.Generator`` seeded with a hash of the three (:func:`member_seed`), on the model's
+device. A member's trajectory therefore does not depend on the batch it is computed in, on
+how many members run, or on a resume (up to float round-off of batched arithmetic, which
+is zero on the CPU kernels tested).
+
+Output streams to disk month by month (:mod:`diagnostics.io.stream_writer`); after each
+month the files are flushed, the latents saved and the run state advanced
+(:mod:`.run_state`), so ``--resume`` continues a killed run and writes what an
+uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from diagnostics.data.catalogue import channel_label
+from diagnostics.data.errors import InputError
+from diagnostics.data.timeaxis import Month
+from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
+
+from .model import MonthlyDiffusion
+from .run_state import LATENT_DIR, RunState, drop_stale_latents, fingerprint, load_latent, read_state, save_latent
+
+#: Experiment -> (AI-MIP experiment id, uniform SST offset in K).
+EXPERIMENTS: dict[str, tuple[str, float]] = {"historical": ("aimip", 0.0), "p2k": ("aimip-p2k", 2.0),
+                                             "p4k": ("aimip-p4k", 4.0)}
+SAMPLERS = ("ancestral", "ddim")
+FORMATS = ("netcdf", "zarr")
+_PERTURB_STEP = -1  # stream id of the initial-state perturbation
+
+
+class RolloutUnstable(InputError):
+    """A member produced a non-finite value (the run stops; what was written stays valid)."""
+
+
+class Forcing(Protocol):
+    """Monthly forcing of the run: ``month(k) -> [F, H, W]`` for run months k = 0 .. len - 1."""
+
+    calendar: str
+
+    def __len__(self) -> int: ...
+
+    def month(self, k: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What a rollout computes (everything but batch size and device enters the fingerprint)."""
+
+    experiment: str = "historical"
+    members: int = 5
+    start: Month = Month(1978, 10)
+    end: Month = Month(2024, 12)
+    sst_offset: float | None = None  # None: the experiment's (0 / 2 / 4 K)
+    seed: int = 0
+    sampler: str = "ancestral"
+    steps: int | None = None  # None: the model's default for the sampler
+    perturb: float = 0.0  # initial-state perturbation, in normalised units
+    model_name: str = "MD-1p5"
+    format: str = "netcdf"
+    grid_label: str = "gn"
+
+    @property
+    def experiment_id(self) -> str:
+        return EXPERIMENTS[self.experiment][0]
+
+    @property
+    def offset(self) -> float:
+        return EXPERIMENTS[self.experiment][1] if self.sst_offset is None else float(self.sst_offset)
+
+    @property
+    def n_months(self) -> int:
+        return self.end.index - self.start.index + 1
+
+    def check(self) -> "RolloutConfig":
+        if self.experiment not in EXPERIMENTS:
+            raise InputError(f"unknown experiment {self.experiment!r} (expected one of {', '.join(EXPERIMENTS)})")
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {self.sampler!r} (expected ancestral or ddim)")
+        if self.format not in FORMATS:
+            raise InputError(f"unknown format {self.format!r} (expected netcdf or zarr)")
+        if self.members < 1:
+            raise InputError(f"--members must be >= 1, got {self.members}")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"--steps must be >= 1, got {self.steps}")
+        if self.end < self.start:
+            raise InputError(f"--end {self.end} is before --start {self.start}")
+        if self.perturb < 0:
+            raise InputError(f"--perturb must be >= 0, got {self.perturb}")
+        for part, label in ((self.model_name, "--model-name"), (self.experiment_id, "experiment")):
+            if not part or "_" in part or "/" in part:
+                raise InputError(f"{label} {part!r} must be non-empty without '_' or '/' (it is part of file names)")
+        return self
+
+
+def member_seed(seed: int, member: int, step: int) -> int:
+    """63-bit seed of the noise of ``member`` at run month ``step`` (SHA-256 of the triple)."""
+    digest = hashlib.sha256(f"monthly-diffusion/{seed}/{member}/{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def member_generators(seed: int, members: list[int], step: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per member, seeded from (seed, member, step), on ``device``."""
+    return [torch.Generator(device=device).manual_seed(member_seed(seed, m, step)) for m in members]
+
+
+def _field_sources(fields: list[StreamField], model: MonthlyDiffusion) -> dict[str, tuple[str, list[int]]]:
+    """Output variable -> ("state" | "forcing", indices into the model's channels / forcings)."""
+    labels = [channel_label(n, lev) for n, lev in model.channels]
+    out = {}
+    for f in fields:
+        if f.name in model.forcing_names and f.name not in [n for n, _ in model.channels]:
+            out[f.name] = ("forcing", [model.forcing_names.index(f.name)])
+        elif f.levels and any(n == f.name and lev is not None for n, lev in model.channels):
+            out[f.name] = ("state", [labels.index(channel_label(f.name, lev)) for lev in f.levels])
+        else:
+            out[f.name] = ("state", [labels.index(f.name)])
+    return out
+
+
+def _make_writer(cfg: RolloutConfig, out: Path, fields: list[StreamField], model: MonthlyDiffusion,
+                 calendar: str, attrs: dict):
+    cls = AimipStreamWriter if cfg.format == "netcdf" else ZarrStreamWriter
+    return cls(out, fields, list(range(1, cfg.members + 1)), cfg.model_name, cfg.experiment_id, cfg.start,
+               cfg.end, np.asarray(model.spec.lat), np.asarray(model.spec.lon), calendar, cfg.grid_label, attrs)
+
+
+def _check_finite(x: torch.Tensor, z: torch.Tensor, members: list[int], labels: list[str], month: Month) -> None:
+    """RolloutUnstable naming the first member, month and variable with a non-finite value."""
+    bad = ~torch.isfinite(x).flatten(2).all(dim=-1)  # [B, C]
+    bad_latent = ~torch.isfinite(z).flatten(1).all(dim=-1)  # [B]
+    if bool(bad.any()) or bool(bad_latent.any()):
+        if bool(bad.any()):
+            i, c = (int(v) for v in torch.nonzero(bad)[0])
+            what = f"variable {labels[c]}"
+        else:
+            i, what = int(torch.nonzero(bad_latent)[0]), "its latent state"
+        raise RolloutUnstable(f"unstable: member r{members[i]}i1p1f1 produced a non-finite value in {what} at "
+                              f"month {month}; the run stopped and the months before it are kept")
+
+
+def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
+    """The state to continue, None for a fresh run, or InputError for a directory we must not touch."""
+    state = read_state(out)
+    if state is None:
+        if resume:
+            raise InputError("--resume given but there is no run to resume here (no run_state.json)", out)
+        return None
+    if state.fingerprint != fp:
+        raise InputError(f"output directory holds another run (fingerprint {state.fingerprint}, this one {fp}: "
+                         "different checkpoint, forcing or arguments); choose another --out", out)
+    if state.status == "unstable":
+        raise InputError(f"the run here stopped ({state.message}); nothing to resume, change the arguments "
+                         "or the checkpoint and use another --out", out)
+    if state.status == "complete":
+        if resume:
+            return state
+        raise InputError("output directory already holds this run, complete; choose another --out", out)
+    if not resume:
+        raise InputError(f"output directory holds an unfinished run of these arguments ({state.completed} of "
+                         f"{state.total} months); pass --resume to continue it or choose another --out", out)
+    return state
+
+
+def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, cfg: RolloutConfig,
+                out_dir: str | Path, identity: dict, *, resume: bool = False, batch_size: int | None = None,
+                progress: bool = True, stop_after: int | None = None) -> RunState:
+    """Run (or resume) an ensemble rollout into ``out_dir``; returns the final run state.
+
+    Args:
+        model: the emulator in eval mode on its device.
+        forcing: forcing of months start..end (:class:`emulator.forcing.ForcingReader`).
+        initial: reference state ``[C, H, W]`` of the start month (physical units).
+        identity: what identifies the inputs (checkpoint hash, forcing, initial state), hashed
+            with ``cfg`` into the run fingerprint.
+        batch_size: members per device batch (default all); does not change the output.
+        stop_after: stop (as if killed) after this many months; for tests and benchmarks.
+    """
+    cfg = cfg.check()
+    out = Path(out_dir)
+    n, members = cfg.n_months, list(range(1, cfg.members + 1))
+    if len(forcing) != n:
+        raise InputError(f"forcing holds {len(forcing)} months, the run {cfg.start}..{cfg.end} needs {n}")
+    steps = cfg.steps or (model.cfg.sample_steps if cfg.sampler == "ancestral" else model.cfg.ddim_steps)
+    args = {**identity, "experiment": cfg.experiment, "experiment_id": cfg.experiment_id, "sst_offset": cfg.offset,
+            "members": cfg.members, "start": str(cfg.start), "end": str(cfg.end), "seed": cfg.seed,
+            "sampler": cfg.sampler, "steps": steps, "perturb": cfg.perturb, "model_name": cfg.model_name,
+            "format": cfg.format, "grid_label": cfg.grid_label}
+    fp = fingerprint(args)
+    state = _resolve_state(out, fp, resume)
+    if state is not None and state.status == "complete":
+        return state
+
+    dev = model.device
+    extra = tuple(f for f in ("tos", "siconc") if f in model.forcing_names)
+    fields = stream_fields(model.channels, extra)
+    sources = _field_sources(fields, model)
+    attrs = {"title": f"{cfg.model_name} {cfg.experiment_id} ensemble (Monthly Diffusion emulator)",
+             "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": f"{cfg.sampler}/{steps}",
+             "seed": cfg.seed, "institution": "monthly-diffusion open reference tool"}
+    writer = _make_writer(cfg, out, fields, model, forcing.calendar, attrs)
+    if state is None:
+        out.mkdir(parents=True, exist_ok=True)
+        drop_stale_latents(out, None)
+        writer.create()
+        state = RunState(fp, {**args, "batch_size": batch_size or cfg.members, "device": str(dev)}, n,
+                         files=[p[1].name for p in writer.paths()])
+        state.save(out)
+    if state.status == "finalising":  # killed while renaming: finish the renames
+        return _finish(out, writer, state, cfg, 0.0, 0)
+
+    # A resume keeps the recorded batch size and device unless told otherwise: batched float
+    # arithmetic differs at round-off level between batch sizes and devices (see docs/rollout.md).
+    batch = batch_size or state.args.get("batch_size") or cfg.members
+    if state.completed and (batch != state.args.get("batch_size") or str(dev) != state.args.get("device")):
+        tqdm.write(f"note: resuming with batch size {batch} on {dev} (the run began with "
+                   f"{state.args.get('batch_size')} on {state.args.get('device')}); months from now on agree "
+                   "with an uninterrupted run to float round-off, not bit for bit")
+    labels = [channel_label(nm, lev) for nm, lev in model.channels]
+    k0 = state.completed
+    z_shape = model.latent_batch_shape(cfg.members)
+    latents = load_latent(out, state).to(dev) if k0 > 0 else torch.zeros(z_shape, device=dev)
+    writer.open()
+    bar = tqdm(total=n * cfg.members, initial=k0 * cfg.members, unit="member-month", unit_scale=False,
+               desc=f"{cfg.experiment_id} x{cfg.members}", disable=not progress, dynamic_ncols=True)
+    start_time, done = time.perf_counter(), 0
+    f_prev = torch.from_numpy(forcing.month(k0 - 1).copy()) if k0 > 0 else None
+    try:
+        for k in range(k0, n):
+            month = cfg.start + k
+            f_k = torch.from_numpy(forcing.month(k).copy())
+            for b0 in range(0, cfg.members, batch):
+                ids = members[b0:b0 + batch]
+                nb = len(ids)
+                gens = member_generators(cfg.seed, ids, k, dev)
+                fk = f_k.unsqueeze(0).expand(nb, -1, -1, -1)
+                mk = torch.full((nb,), month.month, dtype=torch.long)
+                if k == 0:
+                    x = _initial_batch(model, initial, ids, cfg, mk)
+                    z = model.encode(x, fk, mk, generator=gens)
+                else:
+                    prev = cfg.start + (k - 1)
+                    z = model.step(latents[b0:b0 + nb], f_prev.unsqueeze(0).expand(nb, -1, -1, -1),
+                                   torch.full((nb,), prev.month, dtype=torch.long), generator=gens,
+                                   sampler=cfg.sampler, steps=steps)
+                    x = model.decode(z, fk, mk)
+                _check_finite(x.float(), z.float(), ids, labels, month)
+                latents[b0:b0 + nb] = z
+                x_np = x.float().cpu().numpy()
+                f_np = f_k.numpy()
+                for i, m in enumerate(ids):
+                    for name, (kind, idx) in sources.items():
+                        values = x_np[i, idx] if kind == "state" else f_np[idx]
+                        writer.write(k, m, name, values[0] if len(idx) == 1 else values)
+                bar.update(nb)
+                done += nb
+            writer.sync()
+            rel, sha = save_latent(out, k, latents)
+            old = state.latent
+            state.completed, state.latent, state.latent_sha256 = k + 1, rel, sha
+            state.save(out)
+            if old and old != rel:
+                (out / old).unlink(missing_ok=True)
+            f_prev = f_k
+            if stop_after is not None and k + 1 >= stop_after and k + 1 < n:
+                writer.close()
+                return state
+    except RolloutUnstable as exc:
+        writer.fill_from(state.completed)
+        writer.sync()
+        writer.close()
+        state.status, state.message = "unstable", str(exc).split(": ", 1)[-1]
+        state.save(out)
+        raise
+    finally:
+        bar.close()
+    return _finish(out, writer, state, cfg, time.perf_counter() - start_time, done)
+
+
+def _initial_batch(model: MonthlyDiffusion, initial: np.ndarray, ids: list[int], cfg: RolloutConfig,
+                   month: torch.Tensor) -> torch.Tensor:
+    """The initial state of members ``ids`` ``[B, C, H, W]``: the reference state, plus, with
+    ``perturb`` > 0, white noise of standard deviation ``perturb`` in normalised units
+    (x' = denorm(norm(x) + perturb * eps), eps from the member's own generator)."""
+    x = torch.from_numpy(initial).float().unsqueeze(0).expand(len(ids), -1, -1, -1).contiguous()
+    if cfg.perturb <= 0:
+        return x
+    dev = model.device
+    month = month.to(dev)
+    x_n = model.normaliser.normalise_state(x.to(dev), month)
+    gens = member_generators(cfg.seed, ids, _PERTURB_STEP, dev)
+    eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, device=dev) for g in gens])
+    return model.normaliser.denormalise_state(x_n + cfg.perturb * eps, month).cpu()
+
+
+def _finish(out: Path, writer, state: RunState, cfg: RolloutConfig, wall: float, done: int) -> RunState:
+    """Rename the files to their final names, then mark the run complete (in that order)."""
+    state.status = "finalising"
+    state.save(out)
+    files = writer.finalise()
+    size = sum(p.stat().st_size if p.is_file() else sum(q.stat().st_size for q in p.rglob("*") if q.is_file())
+               for p in files)
+    state.status, state.latent, state.latent_sha256 = "complete", None, None
+    state.summary = {"wall_s": round(wall, 3), "member_months": done,
+                     "member_months_per_s": round(done / wall, 4) if wall > 0 else None,
+                     "output_bytes": size, "files": len(files)}
+    state.save(out)
+    drop_stale_latents(out, None)
+    if (out / LATENT_DIR).is_dir():
+        (out / LATENT_DIR).rmdir()
+    return state

@@ -1,0 +1,224 @@
+"""Joint training of the CVAE and the latent denoiser (``emulator-train``).
+
+One epoch visits every training month pair (t, t+1) once in a seeded random order (the order
+of epoch e depends only on (seed, e)); all model noise comes from one ``torch.Generator``
+whose state is checkpointed, so ``--resume`` continues bit-for-bit (tested: 2 epochs equal
+1 epoch + resume 1). After each epoch: EMA-weight validation, metrics.csv/json, checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from diagnostics.data.errors import InputError
+from diagnostics.data.timeaxis import Period
+from diagnostics.io.writer import atomic_path, write_json
+
+from . import checkpoint
+from . import config as config_mod
+from .config import RunConfig
+from .data import PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset, to_tensors
+from .ema import EMA
+from .model import DataSpec, MonthlyDiffusion, autocast
+from .validation import pair_ids, residual_power, validate
+
+
+@dataclass
+class PreparedData:
+    spec: DataSpec
+    train: PairTensors
+    valid: PairTensors | None
+    stats: dict[str, np.ndarray]
+    statics: np.ndarray
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is visible")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def prepare_data(cfg: RunConfig, data_dir: str | Path, with_valid: bool = True) -> PreparedData:
+    """Open the prepared dataset, load the train (and validation) periods, compute statistics."""
+    ds = open_prepared_dataset(data_dir)
+    source = str(data_dir)
+    spec = data_spec(ds, cfg.data.state, cfg.data.forcings, cfg.data.statics, source)
+    train_split = load_split(ds, spec, Period.parse(cfg.data.train_period), source)
+    stats = compute_stats(train_split, spec, anomaly=cfg.model.normalisation == "anomaly")
+    statics = normalised_statics(ds, spec, source)
+    probe = MonthlyDiffusion.normaliser_only(spec, stats)
+    train = to_tensors(train_split, probe)
+    valid = None
+    if with_valid:
+        valid = to_tensors(load_split(ds, spec, Period.parse(cfg.data.valid_period), source), probe)
+    return PreparedData(spec, train, valid, stats, statics)
+
+
+def build_model(cfg: RunConfig, data: PreparedData) -> MonthlyDiffusion:
+    """A fresh model for ``data``'s channels and grid, with its statistics and statics set."""
+    model = MonthlyDiffusion(cfg.model, data.spec)
+    model.normaliser.set_stats(data.stats["state_mean"], data.stats["state_std"],
+                               data.stats["forcing_mean"], data.stats["forcing_std"], data.stats.get("state_clim"))
+    model.statics.copy_(torch.from_numpy(data.statics))
+    return model
+
+
+def lr_at(step: int, total_steps: int, cfg) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then constant or cosine decay to ``lr_min``."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * frac))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Permutation of the training pairs for one epoch (depends only on seed and epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def _flatten(row: dict) -> dict:
+    flat = {k: v for k, v in row.items() if not isinstance(v, dict)}
+    for key, value in row.get("train", {}).items():
+        flat[f"train_{key}"] = value
+    for metric, per in row.get("valid", {}).items():
+        for label, value in per.items():
+            flat[f"{metric}_{label}"] = value
+    return flat
+
+
+def format_table(valid: dict[str, dict[str, float]]) -> str:
+    """Validation metrics as an aligned text table, one row per channel."""
+    metrics = [m for m in ("rmse_rec", "rmse_ensmean", "crps", "ssr") if m in valid]
+    labels = list(valid[metrics[0]])
+    lines = [f"{'channel':<10}" + "".join(f"{m:>14}" for m in metrics)]
+    for lab in labels:
+        lines.append(f"{lab:<10}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
+    return "\n".join(lines)
+
+
+class Trainer:
+    """Runs (or resumes) one training run into ``out_dir``."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, device: str = "auto", resume: bool = False,
+                 max_epochs: int | None = None, progress: bool = True, data: PreparedData | None = None,
+                 verbose: bool = True):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.device = resolve_device(device)
+        self.max_epochs = min(cfg.train.epochs, max_epochs or cfg.train.epochs)
+        self.progress, self.verbose = progress, verbose
+        ckpt_dir = self.out / checkpoint.CHECKPOINT_DIR
+        if ckpt_dir.exists() and not resume:
+            raise InputError("output directory already holds a training run; pass --resume to continue it "
+                             "or choose another --out", self.out)
+        if cfg.data.path is None and data is None:
+            raise InputError("no dataset: give --data DIR or data.path in the config")
+        torch.manual_seed(cfg.train.seed)
+        self.data = data or prepare_data(cfg, cfg.data.path)
+        self.model = build_model(cfg, self.data).to(self.device)
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+                                           weight_decay=cfg.train.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.epoch, self.step, self.history = 0, 0, []
+        if resume and ckpt_dir.exists():
+            state, rng = checkpoint.load_training_state(ckpt_dir, self.model, self.ema, self.optimizer, cfg)
+            self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+            self.generator.set_state(rng["train"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.cfg.train.batch_size)
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        weights = {"kl_weight": cfg.loss.kl_weight, "v_weight": cfg.loss.v_weight, "pop_weight": cfg.loss.pop_weight}
+        order = epoch_order(len(self.data.train), cfg.train.seed, self.epoch)
+        total_steps = cfg.train.epochs * self.steps_per_epoch
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        bar = tqdm(total=len(order), unit="sample", desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
+                   disable=not self.progress, leave=False)
+        for b in range(0, len(order), cfg.train.batch_size):
+            ids = order[b:b + cfg.train.batch_size]
+            lr = lr_at(self.step, total_steps, cfg.train)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = self.data.train.batch(ids, self.device)
+            with autocast(self.device):
+                loss, terms = model.training_loss(*batch, self.generator, weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip))
+            if not math.isfinite(terms["loss"]):
+                raise RuntimeError(f"training loss is {terms['loss']} at step {self.step}; lower train.lr")
+            self.optimizer.step()
+            self.ema.update(model)
+            self.step += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * len(ids)
+            bar.update(len(ids))
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{lr:.2e}")
+        bar.close()
+        elapsed = time.perf_counter() - start
+        out = {k: v / len(order) for k, v in sums.items()}
+        out["samples_per_s"] = len(order) / elapsed
+        return out
+
+    def _write_metrics(self) -> None:
+        write_json({"run": self.cfg.name, "epochs": self.history}, self.out / "metrics.json")
+        rows = [_flatten(r) for r in self.history]
+        keys: list[str] = []
+        for r in rows:
+            keys.extend(k for k in r if k not in keys)
+        with atomic_path(self.out / "metrics.csv") as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def run(self) -> list[dict]:
+        """Train until ``max_epochs`` (total, counting resumed epochs); returns the history."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(config_mod.to_yaml(self.cfg))
+        if self.epoch == 0 and self.verbose:
+            tqdm.write(f"{self.cfg.name}: {self.model.n_parameters():,} parameters, "
+                       f"{len(self.data.train)} training pairs, device {self.device}")
+        while self.epoch < self.max_epochs:
+            train_stats = self.train_epoch()
+            self.epoch += 1
+            row = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+                   "train": train_stats}
+            vcfg = self.cfg.validation
+            if self.data.valid is not None and vcfg.every > 0 and (
+                    self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs):
+                if self.model.cfg.residual_noise:  # calibrate the residual on held-out months first
+                    ids = pair_ids(len(self.data.valid), 0)
+                    self.ema.model.residual_power.copy_(residual_power(self.ema.model, self.data.valid, ids, self.device))
+                row["valid"] = validate(self.ema.model, self.data.valid, vcfg, self.cfg.train.seed, self.device)
+            self.history.append(row)
+            if self.verbose:
+                msg = (f"epoch {self.epoch}: loss {train_stats['loss']:.4f} (rec {train_stats['rec']:.4f}, "
+                       f"v {train_stats['v']:.4f}), {train_stats['samples_per_s']:.1f} samples/s")
+                tqdm.write(msg if "valid" not in row else msg + "\n" + format_table(row["valid"]))
+            self._write_metrics()
+            checkpoint.save(self.out / checkpoint.CHECKPOINT_DIR, self.model, self.ema, self.optimizer, self.cfg,
+                            {"epoch": self.epoch, "step": self.step, "history": self.history},
+                            {"train": self.generator.get_state()})
+        return self.history

@@ -1,0 +1,279 @@
+"""Model, checkpoints, resume and the training CLI on a tiny toy contract dataset (17 x 32)."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diagnostics.data.errors import InputError
+from emulator import checkpoint
+from emulator import config as config_mod
+from emulator.cli.train import main as train_main
+from emulator.data import parse_channels
+from emulator.model import DataSpec, MonthlyDiffusion
+from emulator.toy_data import write_toy_dataset
+from emulator.train import Trainer, build_model, prepare_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "data": {"state": ["tas", "pr", "zg500", "ta850"], "train_period": "2001-01:2002-12",
+             "valid_period": "2000-01:2000-12"},
+    "model": {"latent_channels": 3, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4,
+              "decoder_rank": 4, "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 4, "ddim_steps": 2,
+              "residual_noise": True},
+    "train": {"epochs": 2, "batch_size": 6, "lr": 3e-3, "warmup_steps": 2, "ema_decay": 0.9},
+    "validation": {"members": 3, "max_samples": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp("toy") / "prepared", start="2000-01", end="2002-12")
+
+
+def _cfg(toy_dir, **overrides):
+    data = json.loads(json.dumps(TINY))
+    data["data"]["path"] = str(toy_dir)
+    for section, values in overrides.items():
+        data[section].update(values)
+    return config_mod.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def prepared(toy_dir):
+    return prepare_data(_cfg(toy_dir), toy_dir)
+
+
+def test_configs_load_and_reject_unknown_keys(tmp_path):
+    demo = config_mod.load(ROOT / "configs" / "demo.yaml")
+    ref = config_mod.load(ROOT / "configs" / "md-1p5.yaml")
+    assert len(parse_channels(ref.data.state)) == 37 and ref.model.latent_shape == [30, 60]
+    assert len(parse_channels(demo.data.state)) == 6
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  rankk: 3\n")
+    with pytest.raises(InputError, match=r"model\.rankk: unknown key"):
+        config_mod.load(bad)
+    bad.write_text("train:\n  epochs: many\n")
+    with pytest.raises(InputError, match=r"train\.epochs: expected an integer"):
+        config_mod.load(bad)
+    with pytest.raises(InputError, match="ta123"):
+        parse_channels(["ta123"])
+
+
+def test_normalisation_stats_and_forcing_mask(prepared):
+    spec, stats = prepared.spec, prepared.stats
+    assert spec.labels == ["tas", "pr", "zg500", "ta850"]
+    model = build_model(_cfg(Path(".")), prepared)
+    # normalised training data: area-weighted mean 0 and std 1 per channel
+    w = model.area_data.view(1, -1, 1).numpy()
+    for c in range(len(spec.channels)):
+        x = prepared.train.state[:, c].numpy()
+        wb = np.broadcast_to(w, x.shape)
+        assert abs(np.average(x, weights=wb)) < 1e-4
+        assert np.sqrt(np.average(x ** 2, weights=wb)) == pytest.approx(1.0, rel=1e-4)
+    # pr is square-rooted before z-scoring: denormalise inverts exactly
+    phys = model.normaliser.denormalise_state(prepared.train.state[:3])
+    again = model.normaliser.normalise_state(phys)
+    np.testing.assert_allclose(again.numpy(), prepared.train.state[:3].numpy(), atol=1e-4)
+    assert float(phys[:, 0].mean()) == pytest.approx(287.0, abs=15.0)  # tas in K
+    f = prepared.train.forcing
+    assert f.shape[1] == 3 and torch.isfinite(f).all()
+    land = f[:, 2] == 0
+    assert land.any() and (f[:, 0][land] == 0).all()  # tos NaN filled with 0 where the mask says land
+
+
+def test_anomaly_normalisation_removes_the_monthly_climatology(toy_dir):
+    cfg = _cfg(toy_dir, model={"normalisation": "anomaly"})
+    data = prepare_data(cfg, toy_dir, with_valid=False)
+    model = build_model(cfg, data)
+    x, month = data.train.state, data.train.month
+    # independent check: per point and calendar month the normalised anomalies average to zero
+    for m in (1, 7):
+        assert float(x[month == m].mean(dim=0).abs().max()) < 1e-4
+    w = np.broadcast_to(model.area_data.view(1, -1, 1).numpy(), x[:, 0].shape)
+    assert np.sqrt(np.average(x[:, 0].numpy() ** 2, weights=w)) == pytest.approx(1.0, rel=1e-4)
+    phys = model.normaliser.denormalise_state(x[:5], month[:5])
+    np.testing.assert_allclose(model.normaliser.normalise_state(phys, month[:5]).numpy(), x[:5].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="month"):
+        model.normaliser.normalise_state(phys)
+    assert "normaliser.state_clim" in model.state_dict()
+
+
+def test_latent_statistics_are_saved_buffers(prepared):
+    model = build_model(_cfg(Path(".")), prepared)
+    names = dict(model.named_parameters())
+    assert "latent_mean" not in names and "latent_std" not in names
+    state = model.state_dict()
+    assert {"latent_mean", "latent_std", "normaliser.state_mean", "statics"} <= set(state)
+    batch = prepared.train.batch(torch.arange(4), torch.device("cpu"))
+    model.train()
+    model.training_loss(*batch, torch.Generator().manual_seed(0), {"kl_weight": 0.0, "v_weight": 1.0, "pop_weight": 0.0})
+    assert int(model.latent_updates) == 1 and not torch.allclose(model.latent_std, torch.ones(3))
+
+
+def test_tiny_model_overfits_a_handful_of_samples(prepared):
+    torch.manual_seed(0)
+    model = build_model(_cfg(Path(".")), prepared)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = prepared.train.batch(torch.arange(2), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    w = {"kl_weight": 1e-4, "v_weight": 0.5, "pop_weight": 0.0}
+    history = []
+    for _ in range(50):
+        loss, terms = model.training_loss(*batch, gen, w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(terms["rec"])
+    assert history[-1] < history[0] / 10, (history[0], history[-1])
+
+
+def _trained(toy_dir, out, **kw):
+    trainer = Trainer(_cfg(toy_dir), out, device="cpu", progress=False, verbose=False, **kw)
+    trainer.run()
+    return trainer
+
+
+def test_resume_is_exact_and_checkpoint_round_trip(toy_dir, tmp_path):
+    full = _trained(toy_dir, tmp_path / "full")
+    _trained(toy_dir, tmp_path / "part", max_epochs=1)
+    resumed = _trained(toy_dir, tmp_path / "part", resume=True)
+    for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors"):
+        a = load_file(tmp_path / "full" / "checkpoint" / name)
+        b = load_file(tmp_path / "part" / "checkpoint" / name)
+        assert set(a) == set(b)
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    assert resumed.epoch == 2 and len(resumed.history) == 2
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["epochs"]] == [1, 2]
+    assert "crps" in metrics["epochs"][-1]["valid"] and "tas" in metrics["epochs"][-1]["valid"]["crps"]
+    assert (tmp_path / "part" / "metrics.csv").read_text().startswith("epoch,step,lr,train_loss")
+
+    # save -> load -> identical outputs (EMA weights), sampler deterministic for a fixed seed
+    model = checkpoint.load_model(tmp_path / "full")
+    ema = full.ema.model
+    data = full.data.valid
+    x = model.normaliser.denormalise_state(data.state[:2], data.month[:2])
+    forcing = torch.from_numpy(np.stack([np.where(data.forcing[:2, 2].numpy() > 0, 290.0, np.nan),
+                                         np.full((2, 17, 32), 0.1)], axis=1)).float()
+    month = torch.tensor([3, 4])
+    outs = []
+    for m in (model, ema):
+        z = m.encode(x, forcing, month, generator=torch.Generator().manual_seed(5))
+        z1 = m.step(z, forcing, month, generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
+        outs.append(m.decode(z1, forcing, month + 1))
+    assert torch.equal(outs[0], outs[1]) and torch.isfinite(outs[0]).all()
+    # member 2 alone gives the same trajectory as inside the batch
+    z = model.encode(x[1:], forcing[1:], month[1:], generator=[torch.Generator().manual_seed(7)])
+    zb = model.encode(x, forcing, month, generator=[torch.Generator().manual_seed(6), torch.Generator().manual_seed(7)])
+    # same noise; only float round-off of batched arithmetic may differ
+    torch.testing.assert_close(z[0], zb[1], atol=1e-5, rtol=1e-5)
+    for sampler in ("ancestral", "ddim"):
+        a = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
+        b = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
+        assert torch.equal(a, b)
+
+
+def test_tampered_or_mismatched_checkpoints_fail_cleanly(toy_dir, tmp_path):
+    _trained(toy_dir, tmp_path / "run", max_epochs=1)
+    ckpt = tmp_path / "run" / "checkpoint"
+    # mismatched config on resume
+    with pytest.raises(InputError, match="different configuration: model.embed_dim"):
+        Trainer(_cfg(toy_dir, model={"embed_dim": 16}), tmp_path / "run", device="cpu", resume=True, progress=False)
+    # mismatched channels / grid
+    spec = checkpoint.spec_from_meta(checkpoint.read_meta(ckpt))
+    other = DataSpec(spec.channels[:2], spec.forcing_names, spec.static_names, spec.lat, spec.lon)
+    with pytest.raises(InputError, match="channels"):
+        checkpoint.load_model(ckpt, spec=other)
+    coarse = DataSpec(spec.channels, spec.forcing_names, spec.static_names, spec.lat[::2], spec.lon[::2])
+    with pytest.raises(InputError, match="grid"):
+        checkpoint.load_model(ckpt, spec=coarse)
+    # one flipped byte in the weights
+    weights = ckpt / "ema.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="SHA-256"):
+        checkpoint.load_model(ckpt)
+    # truncated file with a forged hash still fails cleanly in the reader
+    weights.write_bytes(bytes(raw[:100]))
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["sha256"]["ema.safetensors"] = checkpoint._sha256(weights)
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="cannot read weights"):
+        checkpoint.load_model(ckpt)
+    (ckpt / "meta.json").write_text("{not json")
+    with pytest.raises(InputError, match="corrupt"):
+        checkpoint.load_model(ckpt)
+    with pytest.raises(InputError, match="no checkpoint"):
+        checkpoint.load_model(tmp_path)
+
+
+def test_cli_trains_and_refuses_to_overwrite(toy_dir, tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(config_mod.to_yaml(_cfg(toy_dir, train={"epochs": 1})))
+    out = tmp_path / "cli"
+    assert train_main(["--config", str(cfg), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    assert (out / "checkpoint" / "meta.json").exists() and (out / "metrics.csv").exists()
+    assert train_main(["--config", str(cfg), "--out", str(out), "--device", "cpu", "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_main(["--config", str(cfg), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_reference_config_builds_and_trains_one_step_on_cpu(capsys):
+    cfg = config_mod.load(ROOT / "configs" / "md-1p5.yaml")
+    from diagnostics.data.grid import equiangular
+
+    grid = equiangular(1.5)
+    spec = DataSpec(tuple(parse_channels(cfg.data.state)), ("tos", "siconc"), ("sftlf", "orog", "sdor", "slor"),
+                    tuple(grid.lat), tuple(grid.lon))
+    torch.manual_seed(0)
+    model = MonthlyDiffusion(cfg.model, spec)
+    n = model.n_parameters()
+    print(f"md-1p5 parameters: {n:,}")
+    assert 2.5e6 < n < 4.5e6
+    b, (h, w) = 1, grid.shape
+    x = torch.randn(b, 37, h, w)
+    f = torch.randn(b, 3, h, w)
+    month = torch.tensor([1])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    loss, terms = model.training_loss(x, x, f, f, month, month + 1, torch.Generator().manual_seed(0),
+                                      {"kl_weight": 5e-3, "v_weight": 0.5, "pop_weight": 1e-2})
+    loss.backward()
+    opt.step()
+    assert np.isfinite(terms["loss"]) and time.perf_counter() - start < 120
+    assert model.encode_normalised(x, f, month).shape == (1, 32, 30, 60)
+
+
+def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
+    model = build_model(_cfg(Path("."), model={"residual_noise": True}), prepared)
+    batch = prepared.train.batch(torch.arange(6), torch.device("cpu"))
+    model.train()
+    model.training_loss(*batch, torch.Generator().manual_seed(0), {"kl_weight": 0.0, "v_weight": 1.0, "pop_weight": 0.0})
+    power = model.residual_power.clone()
+    assert int(model.residual_updates) == 1 and float(power.sum()) > 0
+    noise = torch.randn(model.residual_noise_shape(4000), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fields = model.residual_sample(noise)
+        measured = model.data_sht(fields).abs().pow(2).mean(dim=0)
+    valid = torch.tril(torch.ones_like(power[0])).bool()  # real SHT: only m <= l exist
+    big = valid.unsqueeze(0) & (power > 1e-3 * power.max())
+    assert big.sum() > 20
+    torch.testing.assert_close(measured[big], power[big], rtol=0.1, atol=0.0)
+    # decode with a generator adds the residual; without one it is deterministic
+    model.eval()
+    z = torch.zeros(2, *model.latent_shape_full())
+    f = torch.full((2, 2, 17, 32), 290.0)
+    f[:, 1] = 0.1
+    m = torch.tensor([1, 2])
+    a, b = model.decode(z, f, m), model.decode(z, f, m)
+    c = model.decode(z, f, m, generator=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    assert torch.equal(a, b) and not torch.allclose(a, c)
