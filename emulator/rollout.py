@@ -264,7 +264,9 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
                     z = model.step(latents[b0:b0 + nb], f_prev.unsqueeze(0).expand(nb, -1, -1, -1),
                                    torch.full((nb,), prev.month, dtype=torch.long), generator=gens,
                                    sampler=cfg.sampler, steps=steps)
-                    x = model.decode(z, fk, mk)
+                    # The member generators continue into decode: residual noise (when the model
+                    # has it) is drawn per (seed, member, month) like the diffusion noise.
+                    x = model.decode(z, fk, mk, generator=gens)
                 _check_finite(x.float(), z.float(), ids, labels, month)
                 latents[b0:b0 + nb] = z
                 x_np = x.float().cpu().numpy()

@@ -314,8 +314,8 @@ def test_non_finite_member_stops_with_one_line_and_valid_files(tiny, tmp_path, c
     decode = model.decode
     pr = model.spec.labels.index("pr")
 
-    def poisoned(z, forcing, month):
-        x = decode(z, forcing, month)
+    def poisoned(z, forcing, month, generator=None):
+        x = decode(z, forcing, month, generator=generator)
         if int(month[0]) == 4 and x.shape[0] > 1:
             x[1, pr, 3, 4] = float("nan")  # member r2, April 2000, pr
         return x
