@@ -1,0 +1,172 @@
+"""Benchmark: md-diagnose on an AI-MIP-shaped synthetic ensemble, against the I/O floor.
+
+    python -m benchmarks.bench_diagnose                 # small (default): 5.625 deg, 3 members, 4 years
+    python -m benchmarks.bench_diagnose --grid 3 --members 5 --start 2005-01 --end 2014-12
+    python -m benchmarks.bench_diagnose --full          # AI-MIP size: 1.5 deg, 5 members, 1978-10..2024-12
+                                                        # (~12 GB float32; needs ~15 GB disk, hours on 2 cores)
+
+Steps: ``md-synth`` writes the ensemble (all 37 channels + forcings) and a one-member
+reference as prepared zarr directories; the I/O floor is the wall time of one dask pass
+that reads every chunk of both stores once (a sum per variable); then ``md-diagnose`` runs
+in a subprocess while a thread samples the resident memory of it and all its children
+(psutil, every 0.1 s). Prints sizes, wall times, the ratio to the floor and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+FULL = {"grid": "1.5", "members": 5, "start": "1978-10", "end": "2024-12"}
+SMALL = {"grid": "5.625", "members": 3, "start": "2011-01", "end": "2014-12"}
+LAST_CPU = 0.0
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (dask workers included)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (and their waited-for children)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes of the process tree, exit code) of ``cmd``; the CPU seconds
+    of the run are left in :data:`LAST_CPU` (wall time on a shared machine waits for others)."""
+    global LAST_CPU
+    cpu0 = children_cpu()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                peak[0] = max(peak[0], tree_rss(ps))
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, _ = proc.communicate()
+    stop.set()
+    t.join()
+    wall = time.perf_counter() - start
+    LAST_CPU = children_cpu() - cpu0
+    if proc.returncode != 0:
+        print(out[-3000:], file=sys.stderr)
+    return wall, peak[0], proc.returncode
+
+
+def synth(out: Path, grid: str, members: int, start: str, end: str, seed: int) -> float:
+    if (out / "manifest.json").exists():
+        return 0.0
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "diagnostics.cli.synth", "--out", str(out), "--grid", grid,
+                    "--start", start, "--end", end, "--seed", str(seed), "--members", str(members)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def io_floor_cmd(paths: list[Path]) -> list[str]:
+    """A subprocess that reads every chunk of the stores once (sum per variable), dask threads."""
+    code = (
+        "import sys, dask, xarray as xr\n"
+        "from diagnostics.io.open import open_prepared\n"
+        "sums = []\n"
+        "for p in sys.argv[1:]:\n"
+        "    ds = open_prepared(p)\n"
+        "    sums += [ds[v].sum() for v in ds.data_vars if 'time' in ds[v].dims and v != 'time_bnds']\n"
+        "dask.compute(*sums)\n")
+    return [sys.executable, "-c", code, *map(str, paths)]
+
+
+def store_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="AI-MIP size: 1.5 deg, 5 members, 555 months")
+    p.add_argument("--grid", choices=["1.5", "3", "5.625"], default=None)
+    p.add_argument("--members", type=int, default=None)
+    p.add_argument("--start", default=None)
+    p.add_argument("--end", default=None)
+    p.add_argument("--work", type=Path, default=None, help="directory for the data (kept; default: a temp dir)")
+    p.add_argument("--scheduler", default=None, help="passed to md-diagnose --scheduler")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more md-diagnose arguments")
+    args = p.parse_args(argv)
+    size = dict(FULL if args.full else SMALL)
+    for k in ("grid", "members", "start", "end"):
+        if getattr(args, k) is not None:
+            size[k] = getattr(args, k)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_diagnose_"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    print(f"size: grid {size['grid']} deg, {size['members']} members, {size['start']}..{size['end']}; work {work}")
+    t_ens = synth(work / "ensemble", size["grid"], size["members"], size["start"], size["end"], seed=1)
+    t_ref = synth(work / "reference", size["grid"], 1, size["start"], size["end"], seed=2)
+    nbytes = store_bytes(work / "ensemble" / "dataset.zarr") + store_bytes(work / "reference" / "dataset.zarr")
+    print(f"generated in {t_ens + t_ref:.1f} s; stores on disk {nbytes / 2**30:.2f} GiB")
+
+    floor, floor_rss, code = run_measured(io_floor_cmd([work / "ensemble", work / "reference"]), env)
+    assert code == 0
+    floor_cpu = LAST_CPU
+    print(f"I/O floor (read every chunk once): {floor:.1f} s wall, {floor_cpu:.1f} s CPU, "
+          f"peak RSS {floor_rss / 2**30:.2f} GiB")
+
+    out = work / "out"
+    cmd = [sys.executable, "-m", "diagnostics.cli.diagnose", "--ensemble", f"SYN={work / 'ensemble'}",
+           "--reference", str(work / "reference"), "--out", str(out), "--report", "none", "--no-progress"]
+    start_year = int(size["start"][:4])
+    end_year = int(size["end"][:4])
+    if not args.full:  # AI-MIP periods lie outside a short synthetic run: split it 2/3 train, 1/3 test
+        split = start_year + max(1, (end_year - start_year + 1) * 2 // 3)
+        cmd += ["--train-period", f"{size['start']}:{split - 1}-12", "--test-period", f"{split}-01:{size['end']}"]
+    if args.scheduler:
+        cmd += ["--scheduler", args.scheduler]
+    cmd += args.extra
+    wall, rss, code = run_measured(cmd, env)
+    if code != 0:
+        print(f"md-diagnose failed with exit code {code}")
+        return code
+    cpu = LAST_CPU
+    doc = json.loads((out / "metrics.json").read_text())
+    print(f"md-diagnose: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS (process tree) {rss / 2**30:.2f} GiB; "
+          f"{len(doc['metrics'])} numbers, {len(doc['channels'])} channels, {len(doc['models'])} models")
+    print(f"ratio to the I/O floor: {wall / floor:.1f}x wall, {cpu / max(floor_cpu, 1e-9):.1f}x CPU")
+    print(json.dumps({"grid": size["grid"], "members": size["members"], "period": f"{size['start']}..{size['end']}",
+                      "store_GiB": round(nbytes / 2**30, 3), "io_floor_s": round(floor, 1),
+                      "diagnose_s": round(wall, 1), "ratio": round(wall / floor, 2),
+                      "io_floor_cpu_s": round(floor_cpu, 1), "diagnose_cpu_s": round(cpu, 1),
+                      "peak_rss_GiB": round(rss / 2**30, 2), "floor_rss_GiB": round(floor_rss / 2**30, 2)}))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
