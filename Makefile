@@ -4,13 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 OUT     ?= outputs/demo
-export OMP_NUM_THREADS ?= 2
 
-.PHONY: demo test venv system-deps clean bench
+.PHONY: demo test venv system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	# torch first: any other spec pulls a multi-GB CUDA build (docs/INSTALL notes)
+	# torch first: any other spec pulls a multi-GB CUDA build (README, install notes)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
 	# torch-harmonics 0.9.3 declares torch>=2.14; --no-deps keeps torch 2.13.0
@@ -25,17 +24,14 @@ system-deps:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium poppler-utils >/dev/null; \
 	    else echo "note: chromium/poppler-utils missing and not root: browser/PDF checks will be skipped"; fi; }
 
-# The main job on the embedded default (synthetic climate with planted truth).
+# The main job on the embedded default: synthesise -> train -> historical/+2K/+4K ensembles
+# -> md-diagnose -> HTML/PDF report. Finished steps are skipped, interrupted ones resumed.
 demo: $(STAMP)
-	$(BIN)/md-synth --out $(OUT)/synthetic --grid 5.625 --start 1978-10 --end 2024-12 --seed 0
-	$(BIN)/md-describe $(OUT)/synthetic
-	@echo "demo outputs: $(OUT)/"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m emulator.cli.demo --out $(OUT)
 
+# Two pytest workers, one thread each: more threads than cores slows torch down many-fold.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) outputs

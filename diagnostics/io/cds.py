@@ -58,18 +58,12 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
         return None
     da = da.reset_coords(drop=True)
     if var.name == "zg":
-        da = U.geopotential_to_height(single_level(da, 500, source, name))
-    elif var.name == "orog":
-        da = U.geopotential_to_height(da)
-    elif var.name == "pr":
+        da = single_level(da, 500, source, name)
+    if var.name == "pr":
         # monthly-mean accumulations are per day; rates (avg_tprate, mtpr) pass through
         da = U.precipitation_to_rate(da, U.SECONDS_PER_DAY)
-    elif var.units == "K":
-        da = U.temperature_to_kelvin(da)
-    elif var.units == "Pa":
-        da = U.pressure_to_pa(da)
-    elif var.units == "1" and var.name != "hus":
-        da = U.fraction_from_percent(da)
+    else:
+        da = U.era5_to_catalogue_units(var, da)
     if var.is_3d:
         if "plev" not in da.dims:
             raise InputError(f"variable {name!r} should be on pressure levels but has no level axis", source)

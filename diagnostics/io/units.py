@@ -14,7 +14,7 @@ import re
 import numpy as np
 import xarray as xr
 
-from ..data.catalogue import G0, WATER_DENSITY
+from ..data.catalogue import G0, WATER_DENSITY, Variable
 from ..data.errors import InputError
 
 SECONDS_PER_DAY = 86400.0
@@ -160,3 +160,21 @@ def check_units(name: str, da: xr.DataArray, expected: str, source: str) -> xr.D
         raise InputError(f"variable {name!r} has units {da.attrs.get('units')!r}, which this reader "
                          f"cannot convert to {expected!r}", source)
     return _labelled(da, expected)
+
+
+def era5_to_catalogue_units(var: Variable, da: xr.DataArray) -> xr.DataArray:
+    """Convert an ERA5 field (WB2 or CDS) other than precipitation to the catalogue's units.
+
+    Geopotential (m2 s-2) -> height (m) for ``zg`` and ``orog``; temperatures to K; pressures
+    to Pa; fractions from percent. Precipitation depends on the source's accumulation window,
+    so each reader converts it itself.
+    """
+    if var.name in ("zg", "orog"):
+        return geopotential_to_height(da)
+    if var.units == "K":
+        return temperature_to_kelvin(da)
+    if var.units == "Pa":
+        return pressure_to_pa(da)
+    if var.units == "1" and var.name != "hus":
+        return fraction_from_percent(da)
+    return da

@@ -68,18 +68,12 @@ def to_contract(name: str, da: xr.DataArray, step_s: float, source: str) -> tupl
         return None
     da = da.reset_coords(drop=True)
     if var.name == "zg":
-        da = U.geopotential_to_height(single_level(da, 500, source, name))
-    elif var.name == "orog":
-        da = U.geopotential_to_height(da)
-    elif var.name == "pr":
+        da = single_level(da, 500, source, name)
+    if var.name == "pr":
         da = U.accumulation_to_rate(da, _precip_window(name, step_s)) if \
             U.normalise_units(da.attrs.get("units")) in ("m", "") else U.precipitation_to_rate(da, None)
-    elif var.units == "K":
-        da = U.temperature_to_kelvin(da)
-    elif var.units == "Pa":
-        da = U.pressure_to_pa(da)
-    elif var.units == "1" and var.name != "hus":
-        da = U.fraction_from_percent(da)
+    else:
+        da = U.era5_to_catalogue_units(var, da)
     if var.is_3d:
         da = select_levels(da, var.levels, source, name)
     if var.kind == "static" and "time" in da.dims:

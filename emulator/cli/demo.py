@@ -1,0 +1,120 @@
+"""``make demo``: the whole user path on the embedded synthetic climate, end to end.
+
+    synthesise the default climate (md-synth)
+    -> train configs/demo.yaml (emulator-train)
+    -> historical, +2K and +4K ensembles (emulator-run)
+    -> score them against the synthetic reference and render the report (md-diagnose)
+
+Each step runs the real console script, exactly as a user would type it (the commands are
+printed). A finished step is skipped and an interrupted one resumed, so rerunning
+``make demo`` after Ctrl-C continues where it stopped. A GPU is used when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from diagnostics.data.errors import InputError, cli_entry
+
+EXPERIMENTS = (("historical", "aimip"), ("p2k", "aimip-p2k"), ("p4k", "aimip-p4k"))
+
+
+def _bin(name: str) -> str:
+    """The console script installed next to this interpreter (the project's venv)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _run(cmd: list[str], log: list[dict]) -> None:
+    """Run one step, echo it, record its wall time; a failing step stops the demo (exit 2)."""
+    print("\n$ " + " ".join(shlex.quote(c) for c in [Path(cmd[0]).name, *cmd[1:]]), flush=True)
+    t0 = time.perf_counter()
+    code = subprocess.call(cmd)
+    log.append({"step": Path(cmd[0]).name, "seconds": round(time.perf_counter() - t0, 1)})
+    if code != 0:
+        raise InputError(f"step `{Path(cmd[0]).name}` failed with exit code {code}; "
+                         "fix the cause and rerun `make demo` to continue")
+
+
+def _training_finished(run_dir: Path) -> bool | None:
+    """True if the run finished its configured epochs, False if it can be resumed, None if absent."""
+    trainer = run_dir / "checkpoint" / "trainer.json"
+    if not trainer.exists():
+        return None
+    epochs = yaml.safe_load((run_dir / "checkpoint" / "config.yaml").read_text())["train"]["epochs"]
+    return json.loads(trainer.read_text()).get("epoch", 0) >= epochs
+
+
+def _run_status(run_dir: Path) -> str | None:
+    path = run_dir / "run_state.json"
+    return json.loads(path.read_text()).get("status") if path.exists() else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="outputs/demo", help="where everything goes (default outputs/demo)")
+    p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--grid", default="5.625", help="grid of the synthetic climate, degrees")
+    p.add_argument("--start", default="1978-10")
+    p.add_argument("--end", default="2024-12")
+    p.add_argument("--members", type=int, default=5, help="ensemble members per experiment (AI-MIP: 5)")
+    p.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--model-name", default="MD-demo")
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    synth, train, runs, scores = out / "synthetic", out / "train", out / "runs", out / "diagnostics"
+    log: list[dict] = []
+    t0 = time.perf_counter()
+
+    if not (synth / "manifest.json").exists():
+        _run([_bin("md-synth"), "--out", str(synth), "--grid", args.grid, "--start", args.start,
+              "--end", args.end, "--seed", "0"], log)
+    _run([_bin("md-describe"), str(synth)], log)
+
+    finished = _training_finished(train)
+    if not finished:
+        _run([_bin("emulator-train"), "--config", args.config, "--data", str(synth), "--out", str(train),
+              "--device", args.device] + (["--resume"] if finished is False else []), log)
+
+    for exp, _ in EXPERIMENTS:
+        run_dir = runs / exp
+        status = _run_status(run_dir)
+        if status == "complete":
+            continue
+        _run([_bin("emulator-run"), "--checkpoint", str(train / "checkpoint"), "--experiment", exp,
+              "--members", str(args.members), "--start", args.start, "--end", args.end,
+              "--out", str(run_dir), "--seed", "0", "--device", args.device, "--sampler", args.sampler,
+              "--model-name", args.model_name] + (["--resume"] if status else []), log)
+
+    _run([_bin("md-diagnose"), "--ensemble", f"{args.model_name}={runs / 'historical'}",
+          "--reference", str(synth), "--scenario", f"p2k={runs / 'p2k'}", "--scenario", f"p4k={runs / 'p4k'}",
+          "--out", str(scores), "--report", "html,pdf"], log)
+
+    total = time.perf_counter() - t0
+    print("\ndemo finished in {:.0f} s ({})".format(
+        total, ", ".join(f"{s['step']} {s['seconds']:.0f} s" for s in log)))
+    print(f"  synthetic climate : {synth}")
+    print(f"  trained emulator  : {train / 'checkpoint'}")
+    print(f"  ensembles (AI-MIP): {runs}/{{historical,p2k,p4k}}")
+    print(f"  metrics           : {scores / 'metrics.json'}")
+    print(f"  report            : {scores / 'report' / 'index.html'}  (PDF: {scores / 'report' / 'report.pdf'})")
+    return 0
+
+
+main = cli_entry(_main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
