@@ -27,7 +27,7 @@ system-deps:
 # The main job on the embedded default: synthesise -> train -> historical/+2K/+4K ensembles
 # -> md-diagnose -> HTML/PDF report. Finished steps are skipped, interrupted ones resumed.
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m emulator.cli.demo --out $(OUT)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m emulator.cli.demo --out $(OUT)
 
 # Two pytest workers, one thread each: more threads than cores slows torch down many-fold.
 test: $(STAMP) system-deps

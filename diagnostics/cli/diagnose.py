@@ -69,8 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local[:N]",
                    help="dask: a dask.distributed scheduler address, or 'local' for a LocalCluster "
                         "(N workers, default 2); default: the threaded scheduler")
-    p.add_argument("--report", type=_report, default=("html",), metavar="html,pdf|none",
-                   help="report formats to render after the metrics (default html); none to skip")
+    p.add_argument("--report", type=_report, default=("html", "pdf"), metavar="html,pdf|none",
+                   help="report formats to render after the metrics (default html,pdf); none to skip")
     p.add_argument("--members-max", type=_positive, default=None, metavar="N",
                    help="use at most the first N members of each ensemble")
     p.add_argument("--no-baselines", action="store_true", help="do not score the reference-built baselines")
