@@ -185,7 +185,7 @@ def quality(ckpt: str, members: int, months: int, device: torch.device) -> list[
             wall = time.perf_counter() - t0
             row = {"sampler": f"{sampler}/{state.args['steps']}", "members": members, "months": months, "wall_s": wall}
             for name in dict.fromkeys(n for n, _ in spec.channels):
-                # one variable at a time: the demo's ta850 and ua250 have different plev axes
+                # one variable at a time keeps memory to one field
                 e = open_dataset(tmp, variables=[name])[name].isel(time=slice(1, None)).load()
                 r = ref[name].sel(time=e["time"]).load()
                 if "plev" in e.dims:

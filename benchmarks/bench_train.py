@@ -48,7 +48,8 @@ def run_one(config: str, steps: int, batch: int, device: str) -> dict:
     forcing = torch.randn(batch, f, h, w, device=dev)
     month = torch.randint(1, 13, (batch,), device=dev)
     gen = torch.Generator().manual_seed(0)
-    weights = {"kl_weight": cfg.loss.kl_weight, "v_weight": cfg.loss.v_weight, "pop_weight": cfg.loss.pop_weight}
+    weights = {"kl_weight": cfg.loss.kl_weight, "v_weight": cfg.loss.v_weight, "pop_weight": cfg.loss.pop_weight,
+               "skip_weight": cfg.loss.skip_weight}
 
     def train_step():
         with autocast(dev):

@@ -16,7 +16,6 @@ channels and grid match what the caller expects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
-from diagnostics.io.writer import atomic_path
+from diagnostics.io.writer import atomic_path, file_sha256
 
 from . import config as config_mod
 from .config import RunConfig
@@ -36,14 +35,6 @@ from .model import DataSpec, MonthlyDiffusion
 FORMAT = "monthly-diffusion-checkpoint/1"
 CHECKPOINT_DIR = "checkpoint"
 _FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer.json", "config.yaml")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -89,7 +80,7 @@ def save(path: str | os.PathLike, model: MonthlyDiffusion, ema: EMA, optimizer: 
         (tmp / "config.yaml").write_text(config_mod.to_yaml(cfg))
         meta = {"format": FORMAT, **spec_meta(model.spec), "latent_shape": list(model.latent_shape),
                 "latent_channels": model.cfg.latent_channels, "n_parameters": model.n_parameters(),
-                "sha256": {name: _sha256(tmp / name) for name in _FILES}}
+                "sha256": {name: file_sha256(tmp / name) for name in _FILES}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     return path
 
@@ -112,7 +103,7 @@ def read_meta(path: str | os.PathLike) -> dict:
         file = path / name
         if not file.exists():
             raise InputError(f"checkpoint is incomplete: {name} is missing", path)
-        if _sha256(file) != meta.get("sha256", {}).get(name):
+        if file_sha256(file) != meta.get("sha256", {}).get(name):
             raise InputError(f"checkpoint file {name} does not match its recorded SHA-256 (corrupt or modified)", path)
     meta["_dir"] = str(path)
     return meta

@@ -54,6 +54,7 @@ class ModelConfig:
     latent_momentum: float = 0.01  # EMA rate of the latent population statistics
     normalisation: str = "zscore"  # zscore (published) | anomaly (minus monthly climatology first)
     residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
+    latent_skip: bool = False  # diffuse z_{t+1} - (a z_t + W cond_t), a linear skip path fitted by least squares
 
 
 @dataclass
@@ -63,6 +64,7 @@ class LossConfig:
     kl_weight: float = 5.0e-3
     v_weight: float = 0.5
     pop_weight: float = 1.0e-2
+    skip_weight: float = 1.0  # least-squares term of the latent skip path (model.latent_skip only)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .blocks import SpectralBlock
+from .spectral_conv import SpectralConv
 from .embeddings import TimeEmbedding
 
 
@@ -36,3 +37,31 @@ class Denoiser(nn.Module):
         for block in self.blocks:
             h = block(h, cond_latent, emb)
         return self.head(h).float()
+
+
+class LatentSkip(nn.Module):
+    """Linear one-month-ahead regression of the standardised latent (the diffusion's skip path).
+
+    ``mu = a * z_prev + W cond_latent + S(cond_latent) + b`` with a per-(channel, latent point)
+    coefficient ``a`` (a damped persistence of each latent point), a 1x1 map ``W`` of the
+    conditioning of month t (forcings, seasonality, statics) and a linear tensor-product
+    spectral operator ``S`` of the same conditioning (non-local: remote responses to an SST
+    anomaly, i.e. teleconnections). Fitted by least squares on the latents (its own MSE term);
+    the diffusion then only models ``z_next - mu``, which starts from the best linear forecast
+    instead of having to discover persistence through the noisy input. Zero-initialised
+    (``W``, ``b`` and the last factor of ``S``): ``mu = 0`` recovers the plain diffusion.
+    """
+
+    def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], rank: int = 16):
+        super().__init__()
+        self.coef = nn.Parameter(torch.zeros(latent_channels, *latent_shape))
+        self.cond = nn.Conv2d(n_cond, latent_channels, 1)
+        nn.init.zeros_(self.cond.weight)
+        nn.init.zeros_(self.cond.bias)
+        self.remote = SpectralConv(n_cond, latent_channels, latent_shape, latent_shape, "tensor", rank)
+        with torch.no_grad():
+            self.remote.up.zero_()
+
+    def forward(self, z_prev: torch.Tensor, cond_latent: torch.Tensor) -> torch.Tensor:
+        cond = cond_latent.to(z_prev.dtype)
+        return self.coef * z_prev + self.cond(cond) + self.remote(cond).to(z_prev.dtype)

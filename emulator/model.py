@@ -36,7 +36,7 @@ from diagnostics.data.grid import area_weights
 from . import diffusion
 from .config import ModelConfig
 from .cvae import Decoder, Encoder
-from .denoiser import Denoiser
+from .denoiser import Denoiser, LatentSkip
 from .embeddings import SeasonalityEmbedding
 from .normalisation import Normaliser
 from .sht import SpectralResample, forward_sht, inverse_sht, truncation
@@ -107,6 +107,8 @@ class MonthlyDiffusion(nn.Module):
         self.data_isht = inverse_sht(data_shape, self.data_lmax)
         self.register_buffer("residual_power", torch.zeros(n_state, self.data_lmax, self.data_lmax))
         self.register_buffer("residual_updates", torch.zeros((), dtype=torch.long))
+        # per-(channel, latitude) variance factor of the residual samples, set by the spread calibration
+        self.register_buffer("residual_scale", torch.ones(n_state, data_shape[0]))
 
         self.season = SeasonalityEmbedding(data_shape, cfg.season_channels)
         self.to_latent = SpectralResample(data_shape, latent_shape)
@@ -116,6 +118,9 @@ class MonthlyDiffusion(nn.Module):
                                cfg.decoder_rank, **block_kw)
         self.denoiser = Denoiser(z, self.n_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
                                  cfg.denoiser_blocks, **block_kw)
+        self.skip = LatentSkip(z, self.n_cond, latent_shape) if cfg.latent_skip else None
+        if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
+            self.register_buffer("skip_std", torch.ones(z))
 
     @staticmethod
     def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:
@@ -171,6 +176,22 @@ class MonthlyDiffusion(nn.Module):
         self.latent_updates += 1
 
     @torch.no_grad()
+    def _update_skip_std(self, r: torch.Tensor) -> None:
+        """EMA (rate ``latent_momentum``) of the per-channel std of the skip path's residual.
+
+        The diffusion sees ``r / skip_std``, unit-variance residuals whatever share of the latent
+        the skip path explains: the 15-step sampler damps small-variance targets (docs/emulator.md),
+        and in a measured run without this (and with the target not detached) the encoder drifted
+        to latents whose month-to-month anomalies were about 0.1 of their std. On the demo the
+        final skip_std is 0.83-0.97.
+        """
+        std = r.float().std(dim=(0, 2, 3)).clamp(min=1e-4)
+        if int(self.latent_updates) <= 1:
+            self.skip_std.copy_(std)
+        else:
+            self.skip_std.lerp_(std, self.cfg.latent_momentum)
+
+    @torch.no_grad()
     def _update_residual_power(self, residual: torch.Tensor) -> None:
         """EMA of the per-coefficient power E|c_lm|^2 of the decoder residual, per channel."""
         power = self.data_sht(residual.float()).abs().pow(2).mean(dim=0)
@@ -184,7 +205,9 @@ class MonthlyDiffusion(nn.Module):
         """A random field with the decoder residual's power per (l, m) from white ``noise [B, C, L, L, 2]``.
 
         c_lm = sqrt(P_lm / 2) (e1 + i e2) for m > 0 and sqrt(P_l0) e1 for m = 0, so E|c_lm|^2 = P_lm;
-        then the inverse SHT. Models what the latent does not carry as isotropic-in-m Gaussian noise.
+        then the inverse SHT. Models what the latent does not carry as isotropic-in-m Gaussian noise;
+        the field is then multiplied by ``sqrt(residual_scale)`` per channel and latitude (ones until
+        the trainer's spread calibration sets it), so its variance follows that of the forecast error.
         """
         p = self.residual_power.unsqueeze(0)
         scale = torch.sqrt(p / 2.0)
@@ -192,7 +215,8 @@ class MonthlyDiffusion(nn.Module):
         re = scale * noise[..., 0]
         im = scale * noise[..., 1]
         im[..., 0] = 0.0
-        return self.data_isht(torch.complex(re, im))
+        field = self.data_isht(torch.complex(re, im))
+        return field * self.residual_scale.clamp(min=0.0).sqrt().view(1, *self.residual_scale.shape, 1)
 
     def residual_noise_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, len(self.channels), self.data_lmax, self.data_lmax, 2)
@@ -230,14 +254,28 @@ class MonthlyDiffusion(nn.Module):
 
         zn = self.standardise(z)
         zn_prev, zn_next = zn[:b], zn[b:]
+        target, skip_loss = zn_next, None
+        if self.skip is not None:  # least squares on detached latents: the skip path never shapes the encoder
+            mu = self.skip(zn_prev.detach(), cl_t.detach())
+            skip_loss = self._weighted_mse(mu, zn_next.detach(), self.area_latent)
+            if self.training:
+                self._update_skip_std((zn_next - mu).detach())
+            # detached: through the target the v-loss pulls the encoder towards easy-to-diffuse rather
+            # than faithful latents (demo: rec 0.25 vs 0.02), and divided by a small skip_std it made
+            # training diverge (measured); the encoder still gets the v-loss through zn_prev
+            target = (zn_next.detach() - mu.detach()) / self.skip_std.view(1, -1, 1, 1)
         s = torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
-        z_s, v = diffusion.q_sample(zn_next, randn(*zn_next.shape), s)
+        z_s, v = diffusion.q_sample(target, randn(*zn_next.shape), s)
         v_hat = self.denoiser(z_s, zn_prev, cl_t, s)
         vloss = self._weighted_mse(v_hat, v, self.area_latent)
 
         total = rec + weights["kl_weight"] * kl + weights["v_weight"] * vloss + weights["pop_weight"] * pop
-        terms = {"loss": float(total.detach()), "rec": float(rec.detach()), "kl": float(kl.detach()),
+        terms = {"loss": 0.0, "rec": float(rec.detach()), "kl": float(kl.detach()),
                  "v": float(vloss.detach()), "pop": float(pop.detach())}
+        if skip_loss is not None:
+            total = total + weights.get("skip_weight", 1.0) * skip_loss
+            terms["skip"] = float(skip_loss.detach())
+        terms["loss"] = float(total.detach())
         return total, terms
 
     def encode_normalised(self, x_n, forcing_n, month, noise: torch.Tensor | None = None):
@@ -254,7 +292,10 @@ class MonthlyDiffusion(nn.Module):
         def velocity(z_s, s):
             return self.denoiser(z_s, zn_prev, cl_t, s)
 
-        return self.unstandardise(diffusion.sample(velocity, noise.to(z_prev.device), steps, sampler))
+        zn_next = diffusion.sample(velocity, noise.to(z_prev.device), steps, sampler)
+        if self.skip is not None:
+            zn_next = zn_next * self.skip_std.view(1, -1, 1, 1) + self.skip(zn_prev, cl_t).float()
+        return self.unstandardise(zn_next)
 
     def decode_normalised(self, z, forcing_n, month, residual_noise: torch.Tensor | None = None):
         """Normalised state from a latent; plus a residual sample when ``residual_noise`` is given."""

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
-from diagnostics.io.writer import atomic_path, write_json
+from diagnostics.io.writer import atomic_path, file_sha256, write_json
 
 FORMAT = "emulator-run-state/1"
 STATE_FILE = "run_state.json"
@@ -35,14 +35,6 @@ LATENT_DIR = ".run"
 def fingerprint(args: dict) -> str:
     """SHA-256 (16 hex digits) of the canonical JSON of the arguments that determine the output."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -86,13 +78,13 @@ def save_latent(out_dir: Path, k: int, latent: torch.Tensor) -> tuple[str, str]:
     rel = f"{LATENT_DIR}/latent-{k:06d}.safetensors"
     with atomic_path(out_dir / rel) as tmp:
         save_file({"latent": latent.detach().float().cpu().contiguous()}, str(tmp))
-    return rel, _sha256(out_dir / rel)
+    return rel, file_sha256(out_dir / rel)
 
 
 def load_latent(out_dir: Path, state: RunState) -> torch.Tensor:
     """The latents named by ``state``, checked against their SHA-256."""
     path = out_dir / str(state.latent)
-    if not path.exists() or _sha256(path) != state.latent_sha256:
+    if not path.exists() or file_sha256(path) != state.latent_sha256:
         raise InputError("the saved latent state of the unfinished run is missing or does not match its "
                          "SHA-256; cannot resume", path)
     return load_file(str(path))["latent"]

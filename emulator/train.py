@@ -28,7 +28,7 @@ from .config import RunConfig
 from .data import PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset, to_tensors
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
-from .validation import pair_ids, residual_power, validate
+from .validation import pair_ids, residual_power, spread_scale, validate
 
 
 @dataclass
@@ -147,7 +147,8 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
-        weights = {"kl_weight": cfg.loss.kl_weight, "v_weight": cfg.loss.v_weight, "pop_weight": cfg.loss.pop_weight}
+        weights = {"kl_weight": cfg.loss.kl_weight, "v_weight": cfg.loss.v_weight, "pop_weight": cfg.loss.pop_weight,
+                   "skip_weight": cfg.loss.skip_weight}
         order = epoch_order(len(self.data.train), cfg.train.seed, self.epoch)
         total_steps = cfg.train.epochs * self.steps_per_epoch
         sums: dict[str, float] = {}
@@ -210,7 +211,13 @@ class Trainer:
                     self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs):
                 if self.model.cfg.residual_noise:  # calibrate the residual on held-out months first
                     ids = pair_ids(len(self.data.valid), 0)
-                    self.ema.model.residual_power.copy_(residual_power(self.ema.model, self.data.valid, ids, self.device))
+                    ema = self.ema.model
+                    ema.residual_power.copy_(residual_power(ema, self.data.valid, ids, self.device))
+                    # then scale it per channel and latitude so that the spread matches the error there
+                    ema.residual_scale.fill_(1.0)
+                    ema.residual_scale.copy_(spread_scale(ema, self.data.valid, ids, vcfg.members,
+                                                          self.cfg.train.seed + 1, vcfg.sampler,
+                                                          vcfg.steps or None, self.device).to(self.device))
                 row["valid"] = validate(self.ema.model, self.data.valid, vcfg, self.cfg.train.seed, self.device)
             self.history.append(row)
             if self.verbose:

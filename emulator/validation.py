@@ -42,8 +42,9 @@ def _field(values: np.ndarray, dims: tuple[str, ...], model: MonthlyDiffusion, l
 @torch.no_grad()
 def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int,
                       seed: int, sampler: str, steps: int | None, device: torch.device,
-                      chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """One-month-ahead forecasts ``[N, M, C, H, W]`` and truth ``[N, C, H, W]``, physical units.
+                      chunk: int = 32, normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One-month-ahead forecasts ``[N, M, C, H, W]`` and truth ``[N, C, H, W]``, physical units
+    (the model's normalised units with ``normalised=True``).
 
     Member m of pair i uses generator seed ``(seed, i, m)`` for both its encoder sample and
     its diffusion noise, so results do not depend on ``chunk``.
@@ -65,11 +66,13 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
             z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
             z1 = model.step_normalised(z, f_t, mo_t, step_noise, sampler, steps)
             x1 = model.decode_normalised(z1, f_t1, mo_t1, res_noise)
-        out.append(model.normaliser.denormalise_state(x1.float(), mo_t1).cpu())
+        out.append((x1.float() if normalised else model.normaliser.denormalise_state(x1.float(), mo_t1)).cpu())
     fc = torch.cat(out).view(len(ids), members, *out[0].shape[1:]).numpy()
     nxt = torch.as_tensor(ids) + 1
-    truth = model.normaliser.denormalise_state(data.state[nxt].to(device), data.month[nxt]).cpu().numpy()
-    return fc, truth
+    truth = data.state[nxt].to(device)
+    if not normalised:
+        truth = model.normaliser.denormalise_state(truth, data.month[nxt])
+    return fc, truth.cpu().numpy()
 
 
 @torch.no_grad()
@@ -107,6 +110,33 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
         total = power if total is None else total + power
         count += len(sel)
     return total / count
+
+
+@torch.no_grad()
+def spread_scale(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int, seed: int,
+                 sampler: str, steps: int | None, device: torch.device, max_scale: float = 100.0) -> torch.Tensor:
+    """Factor ``k [C, nlat]`` for the variance of the residual samples (``model.residual_scale``)
+    that makes the one-month-ahead ensemble spread match its error on held-out months, per
+    channel and latitude (normalised units; means over months and longitudes).
+
+    For an M-member ensemble whose members and truth are exchangeable,
+    E[(mean - truth)^2] = (1 + 1/M) E[s^2] (s^2 the unbiased member variance). Adding independent
+    residual noise of variance v to every member adds v to s^2 and v/M to the squared error, so
+    the variance still missing is ``v = mse - (1 + 1/M) s^2``; with r the variance of the
+    current residual samples, ``k = 1 + v / r`` (clipped to [0, max_scale]; k < 1 shrinks an
+    over-dispersed ensemble's residual). Per latitude because the error variance of a field
+    z-scored per channel varies strongly with latitude (psl, pr) while the residual samples are
+    statistically the same at every latitude. The diffusion's own spread is left as it is (its
+    15-step sampler under-disperses by construction, docs/emulator.md).
+    """
+    fc, truth = ensemble_forecast(model, data, ids, members, seed, sampler, steps, device, normalised=True)
+    mse = ((fc.mean(axis=1) - truth) ** 2).mean(axis=(0, 3))
+    var = fc.var(axis=1, ddof=1).mean(axis=(0, 3))
+    missing = mse - (1.0 + 1.0 / members) * var
+    noise = torch.randn(model.residual_noise_shape(64), generator=torch.Generator().manual_seed(seed))
+    res = model.residual_sample(noise.to(device)).float().cpu().numpy()
+    r = np.maximum((res ** 2).mean(axis=(0, 3)), 1e-12)
+    return torch.as_tensor(np.clip(1.0 + missing / r, 0.0, max_scale), dtype=torch.float32)
 
 
 def ensemble_scores(forecast: np.ndarray, truth: np.ndarray, model: MonthlyDiffusion) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from diagnostics.data.errors import InputError
+from diagnostics.io.writer import file_sha256
 from emulator import checkpoint
 from emulator import config as config_mod
 from emulator.cli.train import main as train_main
@@ -26,7 +27,7 @@ TINY = {
              "valid_period": "2000-01:2000-12"},
     "model": {"latent_channels": 3, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4,
               "decoder_rank": 4, "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 4, "ddim_steps": 2,
-              "residual_noise": True},
+              "residual_noise": True, "latent_skip": True},
     "train": {"epochs": 2, "batch_size": 6, "lr": 3e-3, "warmup_steps": 2, "ema_decay": 0.9},
     "validation": {"members": 3, "max_samples": 4},
 }
@@ -205,7 +206,7 @@ def test_tampered_or_mismatched_checkpoints_fail_cleanly(toy_dir, tmp_path):
     # truncated file with a forged hash still fails cleanly in the reader
     weights.write_bytes(bytes(raw[:100]))
     meta = json.loads((ckpt / "meta.json").read_text())
-    meta["sha256"]["ema.safetensors"] = checkpoint._sha256(weights)
+    meta["sha256"]["ema.safetensors"] = file_sha256(weights)
     (ckpt / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="cannot read weights"):
         checkpoint.load_model(ckpt)
@@ -277,3 +278,72 @@ def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
     a, b = model.decode(z, f, m), model.decode(z, f, m)
     c = model.decode(z, f, m, generator=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_latent_skip_recovers_a_planted_persistence_and_shifts_the_step(prepared):
+    """The skip path's least squares recovers a planted per-point lag-1 coefficient, and a
+    step adds exactly ``latent_std * mu`` to what the diffusion alone samples."""
+    from emulator.denoiser import LatentSkip
+
+    gen = torch.Generator().manual_seed(0)
+    planted = torch.linspace(0.2, 0.55, 3 * 5 * 8).view(3, 5, 8)  # the synthetic climate's range
+    z_prev = torch.randn(4000, 3, 5, 8, generator=gen)
+    z_next = planted * z_prev + (1 - planted ** 2).sqrt() * torch.randn(4000, 3, 5, 8, generator=gen)
+    cond = torch.randn(4000, 2, 5, 8, generator=gen)  # irrelevant conditioning: W must stay near 0
+    skip = LatentSkip(3, 2, (5, 8))
+    opt = torch.optim.Adam(skip.parameters(), lr=0.05)
+    for _ in range(200):
+        loss = ((skip(z_prev, cond) - z_next) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # least-squares coefficient standard error ~ sqrt((1 - a^2) / 4000) < 0.016
+    assert float((skip.coef.detach() - planted).abs().max()) < 0.07
+    with torch.no_grad():  # irrelevant conditioning: its terms (1x1 and spectral) stay near 0
+        cond_part = skip(torch.zeros_like(z_prev[:200]), cond[:200])
+    assert float(cond_part.abs().mean()) < 0.05
+
+    model = build_model(_cfg(Path("."), model={"latent_skip": True}), prepared).eval()
+    with torch.no_grad():
+        model.skip.coef.fill_(0.5)
+        model.latent_std.fill_(2.0)
+    z = torch.randn(2, *model.latent_shape_full(), generator=gen)
+    f = torch.full((2, 2, 17, 32), 290.0)
+    f[:, 1] = 0.1
+    m = torch.tensor([1, 7])
+    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
+    with_skip = model.step(z, f, m, noise=noise)
+    skip_module, model.skip = model.skip, None
+    without = model.step(z, f, m, noise=noise)
+    model.skip = skip_module
+    expected = 2.0 * 0.5 * model.standardise(z)  # mu in standardised units, W = 0 at init
+    torch.testing.assert_close(with_skip - without, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_spread_scale_makes_the_ensemble_spread_match_its_error(prepared):
+    """With the residual variance scaled per channel and latitude by :func:`spread_scale`, the
+    same forecasts satisfy the calibration identity E[(mean - truth)^2] = (1 + 1/M) E[s^2]."""
+    from emulator.validation import ensemble_forecast, pair_ids, spread_scale
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(Path("."), model={"residual_noise": True}), prepared).eval()
+    data, dev, members = prepared.valid, torch.device("cpu"), 4
+    ids = pair_ids(len(data), 0)
+    with torch.no_grad():  # an under-dispersed start: a residual much smaller than the error
+        model.residual_power.fill_(1e-4)
+        model.residual_power.copy_(torch.tril(model.residual_power))
+
+    def ratio():
+        fc, truth = ensemble_forecast(model, data, ids, members, 3, "ancestral", None, dev, normalised=True)
+        w = model.area_data.numpy()[:, None]
+        mse = ((fc.mean(axis=1) - truth) ** 2 * w).mean(axis=(0, 2, 3))
+        var = (fc.var(axis=1, ddof=1) * w).mean(axis=(0, 2, 3))
+        return mse / ((1 + 1 / members) * var)
+
+    before = ratio()
+    k = spread_scale(model, data, ids, members, 3, "ancestral", None, dev, max_scale=1e6)
+    assert k.shape == (len(model.channels), 17) and bool((k > 1).all())
+    model.residual_scale.copy_(k)
+    after = ratio()
+    assert float(np.abs(before - 1).min()) > 0.5, before
+    np.testing.assert_allclose(after, 1.0, atol=0.2)
