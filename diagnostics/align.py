@@ -82,6 +82,21 @@ def on_grid(ds: xr.Dataset, grid: Grid) -> xr.Dataset:
     return regrid(ds, grid)
 
 
+def common_plev(datasets: list[xr.Dataset]) -> np.ndarray | None:
+    """Pressure levels (Pa, surface first) that every dataset with a ``plev`` axis holds.
+
+    Models need not output all seven levels (the demo emulator predicts ``ta`` and ``ua`` at
+    850 hPa only), so 3-D variables are scored on the levels all inputs share.
+    """
+    axes = [np.asarray(ds["plev"].values, dtype=float) for ds in datasets if "plev" in ds.dims]
+    if not axes:
+        return None
+    common = axes[0]
+    for levels in axes[1:]:
+        common = common[np.isin(common, levels)]
+    return common
+
+
 def overlap(a: Period, b: Period) -> Period | None:
     """The months both periods hold, or None."""
     start, end = max(a.start, b.start), min(a.end, b.end)

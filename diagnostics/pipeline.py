@@ -247,6 +247,20 @@ def load_inputs(cfg: Config, res: Results) -> Inputs:
     if notes:
         _say(f"regridded conservatively onto {grid_note}: " + "; ".join(notes))
 
+    # ---- pressure levels: score 3-D variables on the levels every input holds
+    everything = [reference, *ensembles.values(), *(d for s in scenarios.values() for d in s.values())]
+    plev = align.common_plev(everything)
+    if plev is not None:
+        if plev.size == 0:
+            raise InputError("the inputs share no pressure level (reference "
+                             f"{(reference['plev'].values / 100).astype(int).tolist()} hPa)", cfg.reference)
+        if "plev" in reference.dims and plev.size < reference.sizes["plev"]:
+            _say(f"scoring pressure levels {(plev / 100).astype(int).tolist()} hPa: the levels every input holds")
+        reference = reference.sel(plev=plev) if "plev" in reference.dims else reference
+        ensembles = {n: d.sel(plev=plev) if "plev" in d.dims else d for n, d in ensembles.items()}
+        scenarios = {m: {k: d.sel(plev=plev) if "plev" in d.dims else d for k, d in s.items()}
+                     for m, s in scenarios.items()}
+
     # ---- time: the months every ensemble and the reference hold, matched by month index
     ref_period = period_of(reference)
     window: Period | None = ref_period

@@ -263,3 +263,20 @@ def test_large_variables_go_level_by_level_with_the_same_numbers(tmp_path, capsy
                 assert got[k] is None, (other, k)
             else:
                 assert got[k] == pytest.approx(v, rel=tol, abs=tol), (other, k)
+
+
+def test_ensemble_on_fewer_pressure_levels_is_scored_on_the_shared_ones(tmp_path, capsys):
+    """A model that outputs ta at 850 hPa only (like the demo emulator) against a 7-level
+    reference: scored at 850 hPa, with a line saying so, instead of failing."""
+    ref = _synth("2012-01", "2014-12", seed=2, keep=("ta",))
+    write_prepared(ref, tmp_path / "ref", {"fingerprint": "r7"})
+    ens = _synth("2012-01", "2014-12", seed=1, members=2, keep=("ta",)).sel(plev=[85000.0])
+    write_aimip(ens, tmp_path / "ens", "ENS", "aimip")
+    code, err = _run(["--ensemble", str(tmp_path / "ens"), "--reference", str(tmp_path / "ref"),
+                      "--out", str(tmp_path / "out"), "--train-period", "2012-01:2013-12",
+                      "--test-period", "2014-01:2014-12", *FAST], capsys)
+    assert code == 0, err
+    assert "scoring pressure levels [850] hPa" in err
+    keys = _doc(tmp_path / "out")["metrics"]
+    assert "ENS.ta850.bias_mean.test.ANN" in keys
+    assert not any(k.startswith("ENS.ta500.") for k in keys)
