@@ -83,12 +83,8 @@ def _raise_open_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-class AimipStreamWriter:
-    """One netCDF file per variable and member, ``<var>_Amon_<model>_<exp>_r<N>i1p1f1_<grid>_<start>-<end>.nc``.
-
-    Usage: ``create()`` (new run) or nothing (resume), then ``open()``; ``write(t, member,
-    name, values)`` for each month; ``sync()`` after each month; ``finalise()`` at the end.
-    """
+class _StreamTarget:
+    """What both streaming writers know about the run: fields, members, period, grid, attributes."""
 
     def __init__(self, out_dir: str | os.PathLike, fields: list[StreamField], members: list[int], model: str,
                  experiment: str, start: Month, end: Month, lat: np.ndarray, lon: np.ndarray,
@@ -100,6 +96,17 @@ class AimipStreamWriter:
         self.lat, self.lon = np.asarray(lat, float), np.asarray(lon, float)
         self.attrs = dict(attrs or {})
         self.n_time = end.index - start.index + 1
+
+
+class AimipStreamWriter(_StreamTarget):
+    """One netCDF file per variable and member, ``<var>_Amon_<model>_<exp>_r<N>i1p1f1_<grid>_<start>-<end>.nc``.
+
+    Usage: ``create()`` (new run) or nothing (resume), then ``open()``; ``write(t, member,
+    name, values)`` for each month; ``sync()`` after each month; ``finalise()`` at the end.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._open: dict[tuple[str, int], netCDF4.Variable] = {}
         self._datasets: list[netCDF4.Dataset] = []
 
@@ -224,7 +231,7 @@ class AimipStreamWriter:
         return out
 
 
-class ZarrStreamWriter:
+class ZarrStreamWriter(_StreamTarget):
     """All members and variables in one contract zarr store (dims member, time, [plev], lat, lon).
 
     Store name ``<model>_<experiment>_<grid>_<start>-<end>.zarr``; one chunk per member,
@@ -232,16 +239,8 @@ class ZarrStreamWriter:
     resumed by rewriting the months after the last flushed one.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, fields: list[StreamField], members: list[int], model: str,
-                 experiment: str, start: Month, end: Month, lat: np.ndarray, lon: np.ndarray,
-                 calendar: str = "proleptic_gregorian", grid_label: str = "gn", attrs: dict | None = None):
-        self.out = Path(out_dir)
-        self.fields, self.members = list(fields), list(members)
-        self.model, self.experiment, self.grid_label = model, experiment, grid_label
-        self.start, self.end, self.calendar = start, end, calendar
-        self.lat, self.lon = np.asarray(lat, float), np.asarray(lon, float)
-        self.attrs = dict(attrs or {})
-        self.n_time = end.index - start.index + 1
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._arrays: dict = {}
         self._row = {m: i for i, m in enumerate(self.members)}
 
