@@ -116,11 +116,14 @@ def random_model(name: str, device: torch.device, seed: int = 0) -> tuple[Monthl
 
     sm, ss = stats([n for n, _ in spec.channels])
     fm, fs = stats(list(spec.forcing_names))
-    if getattr(model.normaliser, "anomaly", False):  # climatology = the channel centre everywhere
-        clim = np.broadcast_to(sm[None, :, None, None], (12, len(sm), *spec.shape))
-        model.normaliser.set_stats(np.zeros_like(sm), ss, fm, fs, clim)
-    else:
-        model.normaliser.set_stats(sm, ss, fm, fs)
+    extra = {}
+    if model.normaliser.anomaly:  # climatology = the channel centre everywhere
+        extra["state_clim"] = np.broadcast_to(sm[None, :, None, None], (12, len(sm), *spec.shape))
+        sm = np.zeros_like(sm)
+    if model.normaliser.forcing_anomaly:
+        extra["forcing_clim"] = np.broadcast_to(fm[None, :, None, None], (12, len(fm), *spec.shape))
+        extra["forcing_anom_std"] = fs / 10.0
+    model.normaliser.set_stats(sm, ss, fm, fs, **extra)
     model = model.to(device).eval()
     h, w = spec.shape
     rng = np.random.default_rng(seed)

@@ -38,7 +38,8 @@ from emulator import checkpoint
 from emulator.data import _channel, load_split, open_prepared_dataset
 
 
-def emulator_forecast(model, split, members: int, seed: int, batch: int = 64) -> np.ndarray:
+def emulator_forecast(model, split, members: int, seed: int, batch: int = 64, sampler: str = "ancestral",
+                      steps: int | None = None) -> np.ndarray:
     """``[M, T-1, C, H, W]`` forecasts of months 1..T-1 of ``split`` from months 0..T-2 (physical)."""
     t_count = len(split) - 1
     out = np.empty((members, t_count, len(model.channels), *model.data_shape), dtype=np.float32)
@@ -51,7 +52,7 @@ def emulator_forecast(model, split, members: int, seed: int, batch: int = 64) ->
         m0, m1 = torch.from_numpy(split.month[t0]), torch.from_numpy(split.month[t0 + 1])
         gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(split.index[t]) * 1_009 + m) for t, m in part]
         z = model.encode(x, f0, m0, generator=gens)
-        z1 = model.step(z, f0, m0, generator=gens)
+        z1 = model.step(z, f0, m0, forcing_next=f1, generator=gens, sampler=sampler, steps=steps)
         x1 = model.decode(z1, f1, m1, generator=gens).cpu().numpy()
         for k, (t, m) in enumerate(part):
             out[m, t] = x1[k]
@@ -74,6 +75,8 @@ def main() -> None:
     p.add_argument("--members", type=int, default=10)
     p.add_argument("--period", help="held-out target months (default: the config's test_period)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"])
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
     p.add_argument("--json", help="write the table here as JSON")
     args = p.parse_args()
 
@@ -85,7 +88,7 @@ def main() -> None:
     split = load_split(ds, model.spec, Period(period.start + -1, period.end), args.data)
     start = time.perf_counter()
     with torch.inference_mode():
-        fc = emulator_forecast(model, split, args.members, args.seed)
+        fc = emulator_forecast(model, split, args.members, args.seed, sampler=args.sampler, steps=args.steps)
     elapsed = time.perf_counter() - start
     lat, lon = np.asarray(model.spec.lat), np.asarray(model.spec.lon)
     targets = ds["time"].isel(time=np.flatnonzero(np.isin(month_index(ds["time"]), split.index[1:])))
@@ -112,7 +115,7 @@ def main() -> None:
                                    nao_pc_std_ratio=float(modes["pc_std_ratio"]))
 
     print(f"one-month-ahead skill on {period} ({len(targets)} months, {args.members} members), "
-          f"run {args.run}; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"run {args.run}, sampler {args.sampler}; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
     print(f"emulator forecasts: {elapsed:.1f} s ({len(targets) * args.members / elapsed:.1f} member-months/s)")
     print(f"{'channel':<8} {'CRPS emu':>10} {'AR(1)':>10} {'clim':>10} {'persist':>10} "

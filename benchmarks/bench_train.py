@@ -43,7 +43,7 @@ def run_one(config: str, steps: int, batch: int, device: str) -> dict:
     ema = EMA(model, cfg.train.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
     h, w = grid.shape
-    c, f = len(spec.channels), len(spec.forcing_names) + 1
+    c, f = len(spec.channels), model.normaliser.n_forcing_channels
     x = torch.randn(batch, c, h, w, device=dev)
     forcing = torch.randn(batch, f, h, w, device=dev)
     month = torch.randint(1, 13, (batch,), device=dev)
@@ -76,7 +76,7 @@ def run_one(config: str, steps: int, batch: int, device: str) -> dict:
         z = model.encode_normalised(x, forcing, month, torch.randn(batch, *model.latent_shape_full(), device=dev))
         noise = model.noise_for_step(batch, torch.Generator().manual_seed(1))
         start, cpu_start = time.perf_counter(), time.process_time()
-        z1 = model.step_normalised(z, forcing, month, noise, "ancestral", cfg.model.sample_steps)
+        z1 = model.step_normalised(z, forcing, month, noise, "ancestral", cfg.model.sample_steps, forcing)
         model.decode_normalised(z1, forcing, month)
         if dev.type == "cuda":
             torch.cuda.synchronize()

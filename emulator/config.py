@@ -55,6 +55,9 @@ class ModelConfig:
     normalisation: str = "zscore"  # zscore (published) | anomaly (minus monthly climatology first)
     residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
     latent_skip: bool = False  # diffuse z_{t+1} - (a z_t + W cond_t), a linear skip path fitted by least squares
+    skip_monthly: bool = False  # the skip path's persistence a depends on the calendar month of t
+    forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
+    step_next_forcing: bool = False  # the diffusion step also sees the conditioning of month t+1
 
 
 @dataclass

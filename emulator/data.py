@@ -131,11 +131,28 @@ def load_split(ds: xr.Dataset, spec: DataSpec, period: Period, source: str) -> S
     return Split(state, forcing, (idx % 12 + 1).astype(np.int64), idx, period)
 
 
-def compute_stats(split: Split, spec: DataSpec, anomaly: bool = False) -> dict[str, np.ndarray]:
+def _monthly_climatology(y: np.ndarray, month: np.ndarray, period: Period) -> np.ndarray:
+    """``[12, H, W]`` mean of each calendar month of ``y [T, H, W]`` (NaN-aware; all-NaN cells -> 0)."""
+    clim = np.zeros((12, *y.shape[1:]), dtype=np.float32)
+    for m in range(1, 13):
+        if not (month == m).any():
+            raise InputError(f"the training period {period} lacks calendar month {m}; "
+                             "anomaly normalisation needs every month")
+        sel = y[month == m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nansum(sel, axis=0) / np.isfinite(sel).sum(axis=0)
+        clim[m - 1] = np.where(np.isfinite(mean), mean, 0.0)
+    return clim
+
+
+def compute_stats(split: Split, spec: DataSpec, anomaly: bool = False,
+                  forcing_anomaly: bool = False) -> dict[str, np.ndarray]:
     """Training-period statistics in transformed space, area-weighted, per channel and forcing.
 
     With ``anomaly``: also ``state_clim [12, C, H, W]``, the mean of each calendar month at
     every grid point, and the state mean/std are those of the anomalies from it.
+    With ``forcing_anomaly``: ``forcing_clim [12, F, H, W]`` likewise (NaN cells ignored) and
+    ``forcing_anom_std [F]``, the area-weighted std of the forcing's monthly anomalies.
     """
     lat = np.asarray(spec.lat)
     out: dict[str, list] = {"state_mean": [], "state_std": [], "forcing_mean": [], "forcing_std": []}
@@ -143,22 +160,29 @@ def compute_stats(split: Split, spec: DataSpec, anomaly: bool = False) -> dict[s
     for c, (name, _) in enumerate(spec.channels):
         y = transforms.forward(split.state[:, c], catalogue.variable(name).transform)
         if anomaly:
-            for m in range(1, 13):
-                if not (split.month == m).any():
-                    raise InputError(f"the training period {split.period} lacks calendar month {m}; "
-                                     "anomaly normalisation needs every month")
-                clim[m - 1, c] = y[split.month == m].mean(axis=0)
+            clim[:, c] = _monthly_climatology(y, split.month, split.period)
             y = y - clim[split.month - 1, c]
         m_, s_ = weighted_stats(y, lat)
         out["state_mean"].append(m_)
         out["state_std"].append(s_)
+    f_clim = np.zeros((12, len(spec.forcing_names), *spec.shape), dtype=np.float32)
+    f_anom_std = []
     for f, name in enumerate(spec.forcing_names):
-        m_, s_ = weighted_stats(transforms.forward(split.forcing[:, f], catalogue.variable(name).transform), lat)
+        y = transforms.forward(split.forcing[:, f], catalogue.variable(name).transform)
+        m_, s_ = weighted_stats(y, lat)
         out["forcing_mean"].append(m_)
         out["forcing_std"].append(s_)
+        if forcing_anomaly:
+            f_clim[:, f] = _monthly_climatology(y, split.month, split.period)
+            # floor: a forcing without interannual variability (a fixed seasonal cycle) would
+            # otherwise blow float round-off up to O(1) anomalies
+            f_anom_std.append(max(weighted_stats(y - f_clim[split.month - 1, f], lat)[1], 1e-2 * s_))
     stats = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
     if anomaly:
         stats["state_clim"] = clim
+    if forcing_anomaly:
+        stats["forcing_clim"] = f_clim
+        stats["forcing_anom_std"] = np.asarray(f_anom_std, dtype=np.float64)
     return stats
 
 
@@ -182,7 +206,7 @@ class PairTensors:
     """Normalised tensors of one split; sample i is the pair (i, i+1)."""
 
     state: torch.Tensor  # [T, C, H, W]
-    forcing: torch.Tensor  # [T, F + 1, H, W]
+    forcing: torch.Tensor  # [T, normaliser.n_forcing_channels, H, W]
     month: torch.Tensor  # [T]
     index: np.ndarray
 
@@ -209,7 +233,8 @@ def to_tensors(split: Split, normaliser: Normaliser, chunk: int = 64) -> PairTen
                 clim = normaliser.climatology(month[i:i + chunk])
                 clim = clim[:, c] if torch.is_tensor(clim) else clim
                 block.copy_((transforms.forward(block, kind) - clim - mean[c]) / std[c])
-        forcing = torch.cat([normaliser.normalise_forcing(torch.from_numpy(split.forcing[i:i + chunk]))
+        forcing = torch.cat([normaliser.normalise_forcing(torch.from_numpy(split.forcing[i:i + chunk]),
+                                                          month[i:i + chunk])
                              for i in range(0, len(split), chunk)])
     return PairTensors(state, forcing.contiguous(), month, split.index)
 

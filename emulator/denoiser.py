@@ -43,7 +43,8 @@ class LatentSkip(nn.Module):
     """Linear one-month-ahead regression of the standardised latent (the diffusion's skip path).
 
     ``mu = a * z_prev + W cond_latent + S(cond_latent) + b`` with a per-(channel, latent point)
-    coefficient ``a`` (a damped persistence of each latent point), a 1x1 map ``W`` of the
+    coefficient ``a`` (a damped persistence of each latent point; plus a per-calendar-month
+    term with ``monthly``), a 1x1 map ``W`` of the
     conditioning of month t (forcings, seasonality, statics) and a linear tensor-product
     spectral operator ``S`` of the same conditioning (non-local: remote responses to an SST
     anomaly, i.e. teleconnections). Fitted by least squares on the latents (its own MSE term);
@@ -52,9 +53,13 @@ class LatentSkip(nn.Module):
     (``W``, ``b`` and the last factor of ``S``): ``mu = 0`` recovers the plain diffusion.
     """
 
-    def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], rank: int = 16):
+    def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], rank: int = 16,
+                 monthly: bool = False):
         super().__init__()
         self.coef = nn.Parameter(torch.zeros(latent_channels, *latent_shape))
+        # monthly: a + a_month, the persistence of month t -> t+1 varies with the season (a
+        # winter regime persists from December to February but not into March); zero-initialised
+        self.coef_month = nn.Parameter(torch.zeros(12, latent_channels, *latent_shape)) if monthly else None
         self.cond = nn.Conv2d(n_cond, latent_channels, 1)
         nn.init.zeros_(self.cond.weight)
         nn.init.zeros_(self.cond.bias)
@@ -62,6 +67,13 @@ class LatentSkip(nn.Module):
         with torch.no_grad():
             self.remote.up.zero_()
 
-    def forward(self, z_prev: torch.Tensor, cond_latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, z_prev: torch.Tensor, cond_latent: torch.Tensor,
+                month: torch.Tensor | None = None) -> torch.Tensor:
+        """``mu [B, Z, h, w]``; ``month [B]`` (calendar month of t, 1..12) needed when monthly."""
         cond = cond_latent.to(z_prev.dtype)
-        return self.coef * z_prev + self.cond(cond) + self.remote(cond).to(z_prev.dtype)
+        coef = self.coef
+        if self.coef_month is not None:
+            if month is None:
+                raise ValueError("a monthly skip path needs the calendar month of t")
+            coef = coef + self.coef_month[month.to(coef.device).long() - 1]
+        return coef * z_prev + self.cond(cond) + self.remote(cond).to(z_prev.dtype)

@@ -4,14 +4,15 @@ inference API used by the rollout.
 Month and forcing convention (one month-ahead step from month t to month t+1)::
 
     z_t     = model.encode(x_t, forcing_t, month_t, generator)        # a posterior SAMPLE
-    z_{t+1} = model.step(z_t, forcing_t, month_t, generator=...)      # forcing/month of t
+    z_{t+1} = model.step(z_t, forcing_t, month_t, forcing_next=forcing_{t+1}, generator=...)
     x_{t+1} = model.decode(z_{t+1}, forcing_{t+1}, month_{t+1}, generator)  # forcing/month of t+1
 
 (``generator`` in decode only matters with ``residual_noise``: it then adds a sample of what
 the latent does not carry; without one decoding is deterministic.)
 
-The diffusion step is conditioned on the forcing of month t (the month it starts from), the
-decoder on the forcing of the month it decodes. The denoiser is conditioned on a *sampled*
+The diffusion step is conditioned on the forcing of month t (the month it starts from) and,
+with ``cfg.step_next_forcing``, also on the prescribed forcing of month t+1 (``forcing_next``);
+the decoder on the forcing of the month it decodes. The denoiser is conditioned on a *sampled*
 previous latent in training and at inference (the rollout passes the sample returned by the
 previous step or by :meth:`encode`), never on the posterior mean.
 
@@ -71,6 +72,11 @@ def autocast(device: torch.device | str):
     return contextlib.nullcontext()
 
 
+def next_month(month: torch.Tensor) -> torch.Tensor:
+    """Calendar month after ``month`` (1..12): 12 -> 1."""
+    return month % 12 + 1
+
+
 def _equiangular_lat(nlat: int) -> np.ndarray:
     return np.linspace(-90.0, 90.0, nlat)
 
@@ -86,12 +92,13 @@ class MonthlyDiffusion(nn.Module):
         data_shape, latent_shape = spec.shape, tuple(cfg.latent_shape)
         self.data_shape, self.latent_shape = data_shape, latent_shape
         n_state, z = len(spec.channels), cfg.latent_channels
-        self.n_cond = len(spec.forcing_names) + 1 + cfg.season_channels + len(spec.static_names)
+        self.normaliser = Normaliser([n for n, _ in spec.channels], list(spec.forcing_names), data_shape,
+                                     anomaly=cfg.normalisation == "anomaly", forcing_anomaly=cfg.forcing_anomaly)
+        self.n_cond = self.normaliser.n_forcing_channels + cfg.season_channels + len(spec.static_names)
+        # the step's conditioning: that of month t, and of t+1 too with step_next_forcing
+        n_step_cond = 2 * self.n_cond if cfg.step_next_forcing else self.n_cond
         block_kw = dict(operator=cfg.operator, diagonal_mode=cfg.diagonal_mode,
                         norm_hidden=cfg.norm_hidden, mlp_ratio=cfg.mlp_ratio)
-
-        self.normaliser = Normaliser([n for n, _ in spec.channels], list(spec.forcing_names), data_shape,
-                                     anomaly=cfg.normalisation == "anomaly")
         self.register_buffer("statics", torch.zeros(len(spec.static_names), *data_shape))
         self.register_buffer("latent_mean", torch.zeros(z))
         self.register_buffer("latent_std", torch.ones(z))
@@ -116,9 +123,9 @@ class MonthlyDiffusion(nn.Module):
                                cfg.encoder_rank, **block_kw)
         self.decoder = Decoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
                                cfg.decoder_rank, **block_kw)
-        self.denoiser = Denoiser(z, self.n_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
+        self.denoiser = Denoiser(z, n_step_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
                                  cfg.denoiser_blocks, **block_kw)
-        self.skip = LatentSkip(z, self.n_cond, latent_shape) if cfg.latent_skip else None
+        self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
 
@@ -126,9 +133,8 @@ class MonthlyDiffusion(nn.Module):
     def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:
         """A :class:`Normaliser` for ``spec`` with statistics ``stats`` (for data preparation)."""
         norm = Normaliser([n for n, _ in spec.channels], list(spec.forcing_names), spec.shape,
-                          anomaly="state_clim" in stats)
-        norm.set_stats(stats["state_mean"], stats["state_std"], stats["forcing_mean"], stats["forcing_std"],
-                       stats.get("state_clim"))
+                          anomaly="state_clim" in stats, forcing_anomaly="forcing_clim" in stats)
+        norm.set_stats(**stats)
         return norm
 
     # ------------------------------------------------------------------ internals (normalised)
@@ -148,6 +154,15 @@ class MonthlyDiffusion(nn.Module):
         statics = self.statics.unsqueeze(0).expand(b, -1, -1, -1)
         cond = torch.cat([forcing_n.float(), self.season(month.to(forcing_n.device)), statics], dim=1)
         return cond, self.to_latent(cond)
+
+    def step_conditioning(self, cl_t: torch.Tensor, cl_t1: torch.Tensor | None) -> torch.Tensor:
+        """The diffusion step's conditioning on the latent grid: month t's, with t+1's appended
+        when ``cfg.step_next_forcing`` (the prescribed SST of the month being predicted)."""
+        if not self.cfg.step_next_forcing:
+            return cl_t
+        if cl_t1 is None:
+            raise ValueError("this model's step needs the forcing of month t+1 (forcing_next)")
+        return torch.cat([cl_t, cl_t1], dim=1)
 
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.latent_mean.view(1, -1, 1, 1)) / self.latent_std.view(1, -1, 1, 1)
@@ -255,8 +270,9 @@ class MonthlyDiffusion(nn.Module):
         zn = self.standardise(z)
         zn_prev, zn_next = zn[:b], zn[b:]
         target, skip_loss = zn_next, None
+        cl_step = self.step_conditioning(cl_t, cl_t1)
         if self.skip is not None:  # least squares on detached latents: the skip path never shapes the encoder
-            mu = self.skip(zn_prev.detach(), cl_t.detach())
+            mu = self.skip(zn_prev.detach(), cl_step.detach(), month_t)
             skip_loss = self._weighted_mse(mu, zn_next.detach(), self.area_latent)
             if self.training:
                 self._update_skip_std((zn_next - mu).detach())
@@ -266,7 +282,7 @@ class MonthlyDiffusion(nn.Module):
             target = (zn_next.detach() - mu.detach()) / self.skip_std.view(1, -1, 1, 1)
         s = torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
         z_s, v = diffusion.q_sample(target, randn(*zn_next.shape), s)
-        v_hat = self.denoiser(z_s, zn_prev, cl_t, s)
+        v_hat = self.denoiser(z_s, zn_prev, cl_step, s)
         vloss = self._weighted_mse(v_hat, v, self.area_latent)
 
         total = rec + weights["kl_weight"] * kl + weights["v_weight"] * vloss + weights["pop_weight"] * pop
@@ -284,17 +300,23 @@ class MonthlyDiffusion(nn.Module):
         mean, logvar = self.encoder(x_n, cond, cond_lat)
         return mean if noise is None else self._reparameterise(mean, logvar, noise.to(mean.device))
 
-    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int):
-        """Next raw latent from a raw latent sample, normalised forcing and month of t."""
+    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
+                        forcing_n_next: torch.Tensor | None = None):
+        """Next raw latent from a raw latent sample, normalised forcing and month of t (and the
+        normalised forcing of t+1 when ``cfg.step_next_forcing``)."""
         _, cl_t = self.conditioning(forcing_n_t, month_t)
+        cl_t1 = None
+        if self.cfg.step_next_forcing and forcing_n_next is not None:
+            _, cl_t1 = self.conditioning(forcing_n_next, next_month(month_t))
+        cl_step = self.step_conditioning(cl_t, cl_t1)
         zn_prev = self.standardise(z_prev.float())
 
         def velocity(z_s, s):
-            return self.denoiser(z_s, zn_prev, cl_t, s)
+            return self.denoiser(z_s, zn_prev, cl_step, s)
 
         zn_next = diffusion.sample(velocity, noise.to(z_prev.device), steps, sampler)
         if self.skip is not None:
-            zn_next = zn_next * self.skip_std.view(1, -1, 1, 1) + self.skip(zn_prev, cl_t).float()
+            zn_next = zn_next * self.skip_std.view(1, -1, 1, 1) + self.skip(zn_prev, cl_step, month_t).float()
         return self.unstandardise(zn_next)
 
     def decode_normalised(self, z, forcing_n, month, residual_noise: torch.Tensor | None = None):
@@ -333,13 +355,14 @@ class MonthlyDiffusion(nn.Module):
         """
         dev = self.device
         x_n = self.normaliser.normalise_state(state.to(dev), month)
-        f_n = self.normaliser.normalise_forcing(forcing.to(dev))
+        f_n = self.normaliser.normalise_forcing(forcing.to(dev), month)
         noise = diffusion.draw_noise(1, self.latent_batch_shape(state.shape[0]), generator, dev)[0] if sample else None
         with autocast(dev):
             return self.encode_normalised(x_n, f_n, month.to(dev), noise).float()
 
     @torch.no_grad()
     def step(self, latent: torch.Tensor, forcing_t: torch.Tensor, month_t: torch.Tensor, *,
+             forcing_next: torch.Tensor | None = None,
              generator: Generators = None, noise: torch.Tensor | None = None,
              sampler: str = "ancestral", steps: int | None = None) -> torch.Tensor:
         """One month ahead in latent space: sampled latent of month t -> sampled latent of t+1.
@@ -347,6 +370,8 @@ class MonthlyDiffusion(nn.Module):
         Args:
             latent: ``[B, Z, h, w]`` sample of month t (from :meth:`encode` or the previous step).
             forcing_t, month_t: forcing (physical) and calendar month of month t.
+            forcing_next: forcing (physical) of month t+1; required when the model was built with
+                ``step_next_forcing`` (ignored otherwise). Its calendar month is month_t + 1.
             generator: one ``torch.Generator`` for the batch, or a list with one per member
                 (trajectories then do not depend on batch composition).
             noise: explicit noise ``[n_draws, B, Z, h, w]`` (see :meth:`noise_for_step`); overrides generator.
@@ -357,9 +382,15 @@ class MonthlyDiffusion(nn.Module):
         steps = steps or self._default_steps(sampler)
         if noise is None:
             noise = self.noise_for_step(latent.shape[0], generator, sampler, steps)
-        f_n = self.normaliser.normalise_forcing(forcing_t.to(dev))
+        month_t = month_t.to(dev)
+        f_n = self.normaliser.normalise_forcing(forcing_t.to(dev), month_t)
+        f_next = None
+        if self.cfg.step_next_forcing:
+            if forcing_next is None:
+                raise ValueError("this model's step needs the forcing of month t+1 (forcing_next)")
+            f_next = self.normaliser.normalise_forcing(forcing_next.to(dev), next_month(month_t))
         with autocast(dev):
-            return self.step_normalised(latent.to(dev), f_n, month_t.to(dev), noise, sampler, steps).float()
+            return self.step_normalised(latent.to(dev), f_n, month_t, noise, sampler, steps, f_next).float()
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, forcing: torch.Tensor, month: torch.Tensor,
@@ -370,7 +401,7 @@ class MonthlyDiffusion(nn.Module):
         the decoder residual (what the latent does not carry); otherwise deterministic.
         """
         dev = self.device
-        f_n = self.normaliser.normalise_forcing(forcing.to(dev))
+        f_n = self.normaliser.normalise_forcing(forcing.to(dev), month)
         noise = None
         if self.cfg.residual_noise and generator is not None:
             shape = self.residual_noise_shape(latent.shape[0])

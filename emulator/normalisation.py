@@ -11,6 +11,12 @@ percent of the total variance of e.g. tas, which is dominated by the pole-to-equ
 gradient) instead of re-learning the mean seasonal cycle. The climatology is a buffer too.
 Forcings: NaN (SST over land) is filled with 0 *after* normalisation and one extra mask
 channel is 1 where every forcing is defined (ocean) and 0 elsewhere.
+
+``forcing_anomaly`` (ours) appends, per forcing, its anomaly from the training-period monthly
+climatology at every point (transformed space), divided by ONE scalar per forcing (the
+area-weighted std of those anomalies). In the z-scored forcing an ENSO event or a +2 K offset is
+a few percent of the channel's range, which is dominated by the pole-to-equator gradient; in the
+anomaly channel it is O(1), and a uniform SST offset stays uniform (one scalar divisor).
 The statistics are buffers, so they travel with every checkpoint.
 """
 
@@ -50,13 +56,16 @@ class Normaliser(nn.Module):
     """Normalises state channels and forcings; statistics are buffers set by :meth:`set_stats`."""
 
     def __init__(self, state_names: list[str], forcing_names: list[str],
-                 shape: tuple[int, int] | None = None, anomaly: bool = False):
+                 shape: tuple[int, int] | None = None, anomaly: bool = False, forcing_anomaly: bool = False):
         super().__init__()
-        self.anomaly = anomaly
+        self.anomaly, self.forcing_anomaly = anomaly, forcing_anomaly
+        if (anomaly or forcing_anomaly) and shape is None:
+            raise ValueError("anomaly normalisation needs the grid shape")
         if anomaly:
-            if shape is None:
-                raise ValueError("anomaly normalisation needs the grid shape")
             self.register_buffer("state_clim", torch.zeros(12, len(state_names), *shape))
+        if forcing_anomaly:
+            self.register_buffer("forcing_clim", torch.zeros(12, len(forcing_names), *shape))
+            self.register_buffer("forcing_anom_std", torch.ones(len(forcing_names)))
         self.state_transforms = [transform_of(n) for n in state_names]
         self.forcing_transforms = [transform_of(n) for n in forcing_names]
         self.register_buffer("state_mean", torch.zeros(len(state_names)))
@@ -64,11 +73,22 @@ class Normaliser(nn.Module):
         self.register_buffer("forcing_mean", torch.zeros(len(forcing_names)))
         self.register_buffer("forcing_std", torch.ones(len(forcing_names)))
 
-    def set_stats(self, state_mean, state_std, forcing_mean, forcing_std, state_clim=None) -> None:
-        if self.anomaly:
-            if state_clim is None:
-                raise ValueError("anomaly normalisation needs the monthly climatology")
-            self.state_clim.copy_(torch.as_tensor(np.asarray(state_clim), dtype=torch.float32))
+    @property
+    def n_forcing_channels(self) -> int:
+        """Channels :meth:`normalise_forcing` returns: forcings, mask, forcing anomalies (option)."""
+        n = len(self.forcing_transforms)
+        return 2 * n + 1 if self.forcing_anomaly else n + 1
+
+    def set_stats(self, state_mean, state_std, forcing_mean, forcing_std, state_clim=None,
+                  forcing_clim=None, forcing_anom_std=None) -> None:
+        for flag, name, value in ((self.anomaly, "state_clim", state_clim),
+                                  (self.forcing_anomaly, "forcing_clim", forcing_clim),
+                                  (self.forcing_anomaly, "forcing_anom_std", forcing_anom_std)):
+            if not flag:
+                continue
+            if value is None:
+                raise ValueError(f"anomaly normalisation needs {name}")
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
         for name, value in (("state_mean", state_mean), ("state_std", state_std),
                             ("forcing_mean", forcing_mean), ("forcing_std", forcing_std)):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float32))
@@ -96,15 +116,23 @@ class Normaliser(nn.Module):
         y = z.float() * self.state_std.view(1, -1, 1, 1) + self.state_mean.view(1, -1, 1, 1)
         return self._transform(y + self.climatology(month), self.state_transforms, inverse=True)
 
-    def normalise_forcing(self, f: torch.Tensor) -> torch.Tensor:
-        """Physical forcings ``[B, F, H, W]`` (NaN over land allowed) -> ``[B, F + 1, H, W]``.
+    def normalise_forcing(self, f: torch.Tensor, month: torch.Tensor | None = None) -> torch.Tensor:
+        """Physical forcings ``[B, F, H, W]`` (NaN over land allowed) -> ``[B, n_forcing_channels, H, W]``.
 
-        The last channel is the mask (1 where all forcings are finite).
+        Channels: the F z-scored forcings, the mask (1 where all forcings are finite) and, with
+        ``forcing_anomaly`` (calendar ``month [B]`` needed), the F scaled monthly anomalies.
         """
         f = f.float()
         finite = torch.isfinite(f)
-        y = self._transform(torch.where(finite, f, torch.zeros_like(f)), self.forcing_transforms, inverse=False)
-        y = (y - self.forcing_mean.view(1, -1, 1, 1)) / self.forcing_std.view(1, -1, 1, 1)
+        t = self._transform(torch.where(finite, f, torch.zeros_like(f)), self.forcing_transforms, inverse=False)
+        y = (t - self.forcing_mean.view(1, -1, 1, 1)) / self.forcing_std.view(1, -1, 1, 1)
         y = torch.where(finite, y, torch.zeros_like(y))
         mask = finite.all(dim=1, keepdim=True).to(y.dtype)
-        return torch.cat([y, mask], dim=1)
+        if not self.forcing_anomaly:
+            return torch.cat([y, mask], dim=1)
+        if month is None:
+            raise ValueError("forcing anomalies need the calendar month of every sample")
+        clim = self.forcing_clim[month.to(self.forcing_clim.device).long() - 1]
+        a = (t - clim) / self.forcing_anom_std.view(1, -1, 1, 1)
+        a = torch.where(finite, a, torch.zeros_like(a))
+        return torch.cat([y, mask, a], dim=1)

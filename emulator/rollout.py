@@ -5,8 +5,8 @@ month; its output is the initial state (the reference state of the start month f
 member, as AI-MIP prescribes, optionally perturbed), encoded to a posterior latent sample.
 For k = 1 .. N-1::
 
-    z_k = model.step(z_{k-1}, forcing_{k-1}, month_{k-1})   # diffusion: forcing of t
-    x_k = model.decode(z_k, forcing_k, month_k)              # decoding: forcing of t+1
+    z_k = model.step(z_{k-1}, forcing_{k-1}, month_{k-1}, forcing_next=forcing_k)  # forcing of t (and t+1)
+    x_k = model.decode(z_k, forcing_k, month_k)                                    # forcing of t+1
 
 so the AI-MIP period 1978-10..2024-12 (555 months in the files) takes 554 model steps.
 
@@ -262,8 +262,8 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
                 else:
                     prev = cfg.start + (k - 1)
                     z = model.step(latents[b0:b0 + nb], f_prev.unsqueeze(0).expand(nb, -1, -1, -1),
-                                   torch.full((nb,), prev.month, dtype=torch.long), generator=gens,
-                                   sampler=cfg.sampler, steps=steps)
+                                   torch.full((nb,), prev.month, dtype=torch.long), forcing_next=fk,
+                                   generator=gens, sampler=cfg.sampler, steps=steps)
                     # The member generators continue into decode: residual noise (when the model
                     # has it) is drawn per (seed, member, month) like the diffusion noise.
                     x = model.decode(z, fk, mk, generator=gens)

@@ -57,7 +57,8 @@ def prepare_data(cfg: RunConfig, data_dir: str | Path, with_valid: bool = True) 
     source = str(data_dir)
     spec = data_spec(ds, cfg.data.state, cfg.data.forcings, cfg.data.statics, source)
     train_split = load_split(ds, spec, Period.parse(cfg.data.train_period), source)
-    stats = compute_stats(train_split, spec, anomaly=cfg.model.normalisation == "anomaly")
+    stats = compute_stats(train_split, spec, anomaly=cfg.model.normalisation == "anomaly",
+                          forcing_anomaly=cfg.model.forcing_anomaly)
     statics = normalised_statics(ds, spec, source)
     probe = MonthlyDiffusion.normaliser_only(spec, stats)
     train = to_tensors(train_split, probe)
@@ -70,8 +71,7 @@ def prepare_data(cfg: RunConfig, data_dir: str | Path, with_valid: bool = True) 
 def build_model(cfg: RunConfig, data: PreparedData) -> MonthlyDiffusion:
     """A fresh model for ``data``'s channels and grid, with its statistics and statics set."""
     model = MonthlyDiffusion(cfg.model, data.spec)
-    model.normaliser.set_stats(data.stats["state_mean"], data.stats["state_std"],
-                               data.stats["forcing_mean"], data.stats["forcing_std"], data.stats.get("state_clim"))
+    model.normaliser.set_stats(**data.stats)
     model.statics.copy_(torch.from_numpy(data.statics))
     return model
 

@@ -64,7 +64,7 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
             res_noise = diffusion.draw_noise(1, model.residual_noise_shape(len(part)), gens, device)[0]
         with autocast(device):
             z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
-            z1 = model.step_normalised(z, f_t, mo_t, step_noise, sampler, steps)
+            z1 = model.step_normalised(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
             x1 = model.decode_normalised(z1, f_t1, mo_t1, res_noise)
         out.append((x1.float() if normalised else model.normaliser.denormalise_state(x1.float(), mo_t1)).cpu())
     fc = torch.cat(out).view(len(ids), members, *out[0].shape[1:]).numpy()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from safetensors.torch import load_file
 
 from diagnostics.data.errors import InputError
@@ -15,6 +16,7 @@ from emulator import checkpoint
 from emulator import config as config_mod
 from emulator.cli.train import main as train_main
 from emulator.data import parse_channels
+from emulator.denoiser import LatentSkip
 from emulator.model import DataSpec, MonthlyDiffusion
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
@@ -283,7 +285,6 @@ def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
 def test_latent_skip_recovers_a_planted_persistence_and_shifts_the_step(prepared):
     """The skip path's least squares recovers a planted per-point lag-1 coefficient, and a
     step adds exactly ``latent_std * mu`` to what the diffusion alone samples."""
-    from emulator.denoiser import LatentSkip
 
     gen = torch.Generator().manual_seed(0)
     planted = torch.linspace(0.2, 0.55, 3 * 5 * 8).view(3, 5, 8)  # the synthetic climate's range
@@ -347,3 +348,78 @@ def test_spread_scale_makes_the_ensemble_spread_match_its_error(prepared):
     after = ratio()
     assert float(np.abs(before - 1).min()) > 0.5, before
     np.testing.assert_allclose(after, 1.0, atol=0.2)
+
+
+def test_forcing_anomalies_are_scaled_monthly_departures_and_keep_an_offset_uniform(toy_dir):
+    """``model.forcing_anomaly``: the extra channels are (f - monthly clim) / one scalar per forcing,
+    zero on average per point and calendar month over the training years, 0 over land, and a
+    uniform +2 K SST offset moves them by exactly 2 / forcing_anom_std over the ocean."""
+    cfg = _cfg(toy_dir, model={"forcing_anomaly": True})
+    data = prepare_data(cfg, toy_dir, with_valid=False)
+    model = build_model(cfg, data)
+    f, month = data.train.forcing, data.train.month
+    n = len(model.forcing_names)
+    assert f.shape[1] == model.normaliser.n_forcing_channels == 2 * n + 1
+    anom = f[:, n + 1:]
+    for m in (1, 8):
+        assert float(anom[month == m].mean(dim=0).abs().max()) < 1e-4
+    land = f[:, n] == 0
+    assert land.any() and (anom[:, 0][land] == 0).all()
+    # independent: scaled departures of the physical SST from its own per-point monthly mean
+    ds = xr.open_zarr(toy_dir / "dataset.zarr", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+    tos = ds["tos"].sel(time=slice("2001-01", "2002-12")).values.astype(np.float64)
+    dep = tos - np.stack([tos[month.numpy() == m].mean(axis=0) for m in range(1, 13)])[month.numpy() - 1]
+    std = float(model.normaliser.forcing_anom_std[model.forcing_names.index("tos")])
+    ocean = np.isfinite(tos)
+    np.testing.assert_allclose(anom[:, model.forcing_names.index("tos")].numpy()[ocean], dep[ocean] / std, atol=1e-4)
+    phys = torch.from_numpy(ds["tos"].values[:2].astype(np.float32))
+    others = [torch.from_numpy(ds[name].values[:2].astype(np.float32)) for name in model.forcing_names]
+    base = torch.stack(others, dim=1)
+    warm = base.clone()
+    warm[:, model.forcing_names.index("tos")] = phys + 2.0
+    m2 = torch.tensor([1, 2])
+    shift = model.normaliser.normalise_forcing(warm, m2) - model.normaliser.normalise_forcing(base, m2)
+    k = n + 1 + model.forcing_names.index("tos")
+    ocean2 = torch.isfinite(phys)
+    torch.testing.assert_close(shift[:, k][ocean2], torch.full_like(shift[:, k][ocean2], 2.0 / std), rtol=1e-3, atol=1e-4)
+    assert float(shift[:, k][~ocean2].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="month"):
+        model.normaliser.normalise_forcing(base)
+
+
+def test_step_with_next_forcing_needs_and_uses_it(prepared):
+    """``model.step_next_forcing``: the step is conditioned on the forcing of t+1 as well; calling
+    it without that forcing is a clear error, and a different t+1 forcing changes the step."""
+    model = build_model(_cfg(Path("."), model={"step_next_forcing": True, "skip_monthly": True}), prepared).eval()
+    with torch.no_grad():  # make the skip path's conditioning terms non-zero so the t+1 forcing matters
+        for p in model.skip.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(2, *model.latent_shape_full(), generator=gen)
+    f = torch.full((2, 2, 17, 32), 290.0)
+    f[:, 1] = 0.1
+    warm = f.clone()
+    warm[:, 0] += 3.0
+    m = torch.tensor([1, 12])
+    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
+    with pytest.raises(ValueError, match="forcing of month t\\+1"):
+        model.step(z, f, m, noise=noise)
+    a = model.step(z, f, m, forcing_next=f, noise=noise)
+    b = model.step(z, f, m, forcing_next=warm, noise=noise)
+    assert torch.isfinite(a).all() and float((a - b).abs().max()) > 1e-3
+    torch.testing.assert_close(a, model.step(z, f, m, forcing_next=f, noise=noise))
+
+
+def test_monthly_skip_persistence_is_selected_by_the_month_of_t():
+    """``model.skip_monthly``: mu = (a + a_month[m]) z + ..., the month of t picks a_month."""
+    skip = LatentSkip(2, 3, (5, 8), monthly=True)
+    with torch.no_grad():
+        skip.coef.fill_(0.2)
+        skip.coef_month[0].fill_(0.7)  # January -> February persists strongly
+    z = torch.ones(2, 2, 5, 8)
+    cond = torch.zeros(2, 3, 5, 8)
+    mu = skip(z, cond, torch.tensor([1, 3]))
+    torch.testing.assert_close(mu[0], torch.full_like(mu[0], 0.9))
+    torch.testing.assert_close(mu[1], torch.full_like(mu[1], 0.2))
+    with pytest.raises(ValueError, match="month"):
+        skip(z, cond)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +43,58 @@ def _run(cmd: list[str], log: list[dict]) -> None:
     log.append({"step": Path(cmd[0]).name, "seconds": round(time.perf_counter() - t0, 1)})
     if code != 0:
         raise InputError(f"step `{Path(cmd[0]).name}` failed with exit code {code}; "
+                         "fix the cause and rerun `make demo` to continue")
+
+
+def _parallel_jobs(args: argparse.Namespace) -> int:
+    """Concurrent rollouts: on a CPU with two or more cores all three at once (each runs one
+    torch thread; three single-thread processes on two cores share them without the tail of a
+    third run alone), one at a time on one core or on a GPU (members are batched there)."""
+    if args.jobs:
+        return args.jobs
+    if args.device == "cuda" or (args.device == "auto" and _cuda_available()):
+        return 1
+    return len(EXPERIMENTS) if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _run_parallel(cmds: list[list[str]], jobs: int, log: list[dict]) -> None:
+    """Run independent steps ``jobs`` at a time. With more than one at a time their progress
+    bars would interleave, so each runs with ``--no-progress`` and its output is printed
+    as a block when it ends; a failing step stops the demo (exit 2) after the others end."""
+    if jobs <= 1 or len(cmds) <= 1:
+        for cmd in cmds:
+            _run(cmd, log)
+        return
+    pending, running, failed = list(cmds), [], []
+    print(f"\n{len(cmds)} rollouts, {jobs} at a time (progress is printed as each one ends)", flush=True)
+    while pending or running:
+        while pending and len(running) < jobs:
+            cmd = pending.pop(0) + ["--no-progress"]
+            print("$ " + " ".join(shlex.quote(c) for c in [Path(cmd[0]).name, *cmd[1:]]), flush=True)
+            output = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would block the step
+            proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, text=True)
+            running.append((cmd, proc, output, time.perf_counter()))
+        time.sleep(0.5)
+        for item in list(running):
+            cmd, proc, output, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            output.seek(0)
+            print(output.read().rstrip(), flush=True)
+            output.close()
+            log.append({"step": Path(cmd[0]).name, "seconds": round(time.perf_counter() - t0, 1)})
+            if proc.returncode != 0:
+                failed.append((cmd, proc.returncode))
+    if failed:
+        cmd, code = failed[0]
+        raise InputError(f"step `{Path(cmd[0]).name} {shlex.join(cmd[1:5])}` failed with exit code {code}; "
                          "fix the cause and rerun `make demo` to continue")
 
 
@@ -69,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--model-name", default="MD-demo")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="rollouts run at the same time (default: all three on a multi-core CPU, one on a GPU)")
     return p
 
 
@@ -89,15 +145,17 @@ def _main(argv: list[str]) -> int:
         _run([_bin("emulator-train"), "--config", args.config, "--data", str(synth), "--out", str(train),
               "--device", args.device] + (["--resume"] if finished is False else []), log)
 
+    rollouts = []
     for exp, _ in EXPERIMENTS:
         run_dir = runs / exp
         status = _run_status(run_dir)
         if status == "complete":
             continue
-        _run([_bin("emulator-run"), "--checkpoint", str(train / "checkpoint"), "--experiment", exp,
-              "--members", str(args.members), "--start", args.start, "--end", args.end,
-              "--out", str(run_dir), "--seed", "0", "--device", args.device, "--sampler", args.sampler,
-              "--model-name", args.model_name] + (["--resume"] if status else []), log)
+        rollouts.append([_bin("emulator-run"), "--checkpoint", str(train / "checkpoint"), "--experiment", exp,
+                         "--members", str(args.members), "--start", args.start, "--end", args.end,
+                         "--out", str(run_dir), "--seed", "0", "--device", args.device, "--sampler", args.sampler,
+                         "--model-name", args.model_name] + (["--resume"] if status else []))
+    _run_parallel(rollouts, _parallel_jobs(args), log)
 
     _run([_bin("md-diagnose"), "--ensemble", f"{args.model_name}={runs / 'historical'}",
           "--reference", str(synth), "--scenario", f"p2k={runs / 'p2k'}", "--scenario", f"p4k={runs / 'p4k'}",
