@@ -132,3 +132,22 @@ def test_fixed_field_given_once_for_all_members(tmp_path, sub):
     assert ds["sftlf"].dims == ("lat", "lon")
     np.testing.assert_array_equal(ds["sftlf"].values, _flip_wrap(land) / 100.0)
     assert ds["sftlf"].values[-1, 4:].tolist() == [1.0] * 4  # -180..-45 is 180..315 E
+
+
+def test_variables_on_different_levels_are_refused_with_the_level_sets(tmp_path):
+    """One dataset has one plev axis: ta at 850 hPa and ua at 250 hPa in one directory would be
+    padded with NaN on the union of levels, so the reader names the level sets instead."""
+    import cftime
+
+    time = [cftime.DatetimeNoLeap(2000, m, 15) for m in range(1, 4)]
+    lat, lon = np.linspace(-90, 90, 5), np.arange(8) * 45.0
+    for var, units, level, value in (("ta", "K", 85000.0, 280.0), ("ua", "m s-1", 25000.0, 10.0)):
+        da = xr.DataArray(np.full((3, 1, 5, 8), value, np.float32), dims=("time", "plev", "lat", "lon"),
+                          coords={"time": time, "plev": ("plev", [level], {"units": "Pa"}),
+                                  "lat": ("lat", lat, {"units": "degrees_north"}),
+                                  "lon": ("lon", lon, {"units": "degrees_east"})},
+                          attrs={"units": units})
+        da.to_dataset(name=var).to_netcdf(tmp_path / f"{var}_Amon_TOY_aimip_r1i1p1f1_gn_200001-200003.nc")
+    with pytest.raises(InputError, match=r"different pressure levels \(hPa: ta \[850\]; ua \[250\]\)"):
+        open_dataset(str(tmp_path))
+    assert open_dataset(str(tmp_path), variables=["ua"])["ua"].shape == (3, 1, 5, 8)

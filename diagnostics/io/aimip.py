@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import xarray as xr
 
 from ..data.errors import InputError
@@ -67,6 +68,18 @@ def _one_value(names: list[AimipName], attr: str, what: str, paths: list[str]) -
     return values[0]
 
 
+def check_same_levels(fields: dict[str, xr.DataArray], source: str) -> None:
+    """One dataset has one ``plev`` axis: 3-D variables on different level sets would be merged
+    onto their union and padded with NaN, so refuse that with the sets named."""
+    levels = {name: tuple(int(round(v / 100.0)) for v in np.asarray(da["plev"].values, float))
+              for name, da in fields.items() if "plev" in da.dims}
+    if len(set(levels.values())) > 1:
+        sets = "; ".join(f"{name} {list(lev)}" for name, lev in sorted(levels.items()))
+        raise InputError(f"3-D variables are on different pressure levels (hPa: {sets}); one dataset holds "
+                         "one level set: read them separately (variables=[...], or a glob of their files)",
+                         source)
+
+
 def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Dataset:
     """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
     names = []
@@ -117,6 +130,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
             fields[store] = by_member[members[0]]
         else:
             fields[store] = stack_members(by_member, label_of, store, source)
+    check_same_levels(fields, source)
     used_tos = ts_from_tos(fields, variables)
     ds = merge_on_common_months(fields, source)
     ds.attrs.update({"source_id": model, "experiment_id": experiment})
