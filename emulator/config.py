@@ -58,6 +58,7 @@ class ModelConfig:
     skip_monthly: bool = False  # the skip path's persistence a depends on the calendar month of t
     forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
     step_next_forcing: bool = False  # the diffusion step also sees the conditioning of month t+1
+    denoiser_previous: bool = True  # the denoiser sees the previous latent (False: latent_skip carries it)
 
 
 @dataclass
@@ -163,6 +164,10 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
         raise InputError(f"model.diagonal_mode: expected 'l' or 'lm', got {m.diagonal_mode!r}", source)
     if m.normalisation not in ("zscore", "anomaly"):
         raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
+    for flag in ("skip_monthly", "denoiser_previous"):
+        if (getattr(m, flag) is (flag == "skip_monthly")) and not m.latent_skip:
+            raise InputError(f"model.{flag}: {'true' if flag == 'skip_monthly' else 'false'} needs "
+                             "model.latent_skip: true (the skip path carries the previous month)", source)
     if len(m.latent_shape) != 2 or min(m.latent_shape) < 2:
         raise InputError(f"model.latent_shape: expected [nlat, nlon], got {m.latent_shape}", source)
     if cfg.train.lr_schedule not in ("cosine", "constant"):

@@ -16,13 +16,19 @@ from .embeddings import TimeEmbedding
 
 
 class Denoiser(nn.Module):
-    """``(z_s, z_prev, cond_latent [B,K,h,w], s [B]) -> v [B,Z,h,w]``."""
+    """``(z_s, z_prev, cond_latent [B,K,h,w], s [B]) -> v [B,Z,h,w]``.
+
+    ``use_previous=False`` (with the latent skip path only) leaves the previous latent out of the
+    denoiser's input: the skip path carries the dependence on month t, and the diffusion models
+    the distribution of the residual given the forcing and season only (docs/emulator.md).
+    """
 
     def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], embed_dim: int,
-                 rank: int, n_blocks: int = 1, **block_kw):
+                 rank: int, n_blocks: int = 1, use_previous: bool = True, **block_kw):
         super().__init__()
+        self.use_previous = use_previous
         self.time = TimeEmbedding(embed_dim)
-        self.lift = nn.Conv2d(2 * latent_channels + n_cond, embed_dim, 1)
+        self.lift = nn.Conv2d((2 if use_previous else 1) * latent_channels + n_cond, embed_dim, 1)
         self.blocks = nn.ModuleList(
             SpectralBlock(embed_dim, embed_dim, latent_shape, latent_shape, n_cond, rank,
                           embed_dim=embed_dim, **block_kw) for _ in range(n_blocks))
@@ -33,7 +39,8 @@ class Denoiser(nn.Module):
     def forward(self, z_noisy: torch.Tensor, z_prev: torch.Tensor, cond_latent: torch.Tensor,
                 s: torch.Tensor) -> torch.Tensor:
         emb = self.time(s)
-        h = self.lift(torch.cat([z_noisy, z_prev, cond_latent.to(z_noisy.dtype)], dim=1))
+        parts = [z_noisy, z_prev] if self.use_previous else [z_noisy]
+        h = self.lift(torch.cat([*parts, cond_latent.to(z_noisy.dtype)], dim=1))
         for block in self.blocks:
             h = block(h, cond_latent, emb)
         return self.head(h).float()

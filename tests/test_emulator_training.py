@@ -423,3 +423,23 @@ def test_monthly_skip_persistence_is_selected_by_the_month_of_t():
     torch.testing.assert_close(mu[1], torch.full_like(mu[1], 0.2))
     with pytest.raises(ValueError, match="month"):
         skip(z, cond)
+
+
+def test_denoiser_without_the_previous_latent_ignores_it_and_needs_the_skip_path(toy_dir, prepared):
+    """``model.denoiser_previous: false``: the previous month reaches the step only through the
+    linear skip path (the denoiser's output does not depend on it); without the skip path the
+    option is refused, since nothing would then carry month t."""
+    model = build_model(_cfg(Path("."), model={"denoiser_previous": False}), prepared).eval()
+    gen = torch.Generator().manual_seed(0)
+    z_s, cond = torch.randn(2, 3, 5, 8, generator=gen), torch.randn(2, model.n_cond, 5, 8, generator=gen)
+    with torch.no_grad():
+        for p in model.denoiser.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        s = torch.tensor([0.3, 0.7])
+        a = model.denoiser(z_s, torch.randn(2, 3, 5, 8, generator=gen), cond, s)
+        b = model.denoiser(z_s, torch.randn(2, 3, 5, 8, generator=gen), cond, s)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(InputError, match="denoiser_previous: false needs model.latent_skip"):
+        _cfg(toy_dir, model={"denoiser_previous": False, "latent_skip": False})
+    with pytest.raises(InputError, match="skip_monthly: true needs model.latent_skip"):
+        _cfg(toy_dir, model={"skip_monthly": True, "latent_skip": False})
