@@ -36,6 +36,8 @@ def cli_entry(main: Callable[[list[str] | None], int | None],
         args = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in args or os.environ.get("MD_DEBUG") == "1"
         args = [a for a in args if a != "--debug"]
+        if debug:  # code that reports a failure and goes on re-raises under MD_DEBUG
+            os.environ["MD_DEBUG"] = "1"
         prog = os.path.basename(sys.argv[0]) if argv is None else main.__module__
         try:
             code = main(args)
