@@ -24,11 +24,14 @@ class InputError(Exception):
 
 
 def cli_entry(main: Callable[[list[str] | None], int | None],
-              resume_hint: str = "rerun the same command to resume") -> Callable[[list[str] | None], int]:
+              resume_hint: str = "rerun the same command to resume",
+              prog: str | None = None) -> Callable[[list[str] | None], int]:
     """Wrap a command's ``main(argv)`` so bad input exits 2 with a one-line message.
 
     ``--debug`` anywhere in argv (or ``MD_DEBUG=1``) re-raises to show the traceback.
-    ``resume_hint`` is printed after Ctrl-C (commands differ in how they resume).
+    ``resume_hint`` is printed after Ctrl-C (commands differ in how they resume). ``prog``
+    names the command in messages (default: the console script's name; give it for commands
+    run as ``python -m``, whose argv[0] is a file path).
     """
 
     @functools.wraps(main)
@@ -36,19 +39,25 @@ def cli_entry(main: Callable[[list[str] | None], int | None],
         args = list(sys.argv[1:] if argv is None else argv)
         debug = "--debug" in args or os.environ.get("MD_DEBUG") == "1"
         args = [a for a in args if a != "--debug"]
+        name = prog or (os.path.basename(sys.argv[0]) if argv is None else main.__module__)
+        previous = os.environ.get("MD_DEBUG")
         if debug:  # code that reports a failure and goes on re-raises under MD_DEBUG
             os.environ["MD_DEBUG"] = "1"
-        prog = os.path.basename(sys.argv[0]) if argv is None else main.__module__
         try:
             code = main(args)
         except InputError as exc:
             if debug:
                 raise
-            print(f"{prog}: error: {exc}", file=sys.stderr)
+            print(f"{name}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
-            print(f"{prog}: interrupted; {resume_hint}", file=sys.stderr)
+            print(f"{name}: interrupted; {resume_hint}", file=sys.stderr)
             return 130
+        finally:  # in-process callers (tests) must not inherit --debug
+            if previous is None:
+                os.environ.pop("MD_DEBUG", None)
+            else:
+                os.environ["MD_DEBUG"] = previous
         return int(code or 0)
 
     return wrapper

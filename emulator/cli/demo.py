@@ -172,7 +172,7 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
-main = cli_entry(_main)
+main = cli_entry(_main, "rerun `make demo`: finished steps are skipped, an interrupted one resumes", prog="make demo")
 
 if __name__ == "__main__":
     raise SystemExit(main())
