@@ -164,10 +164,11 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
         raise InputError(f"model.diagonal_mode: expected 'l' or 'lm', got {m.diagonal_mode!r}", source)
     if m.normalisation not in ("zscore", "anomaly"):
         raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
-    for flag in ("skip_monthly", "denoiser_previous"):
-        if (getattr(m, flag) is (flag == "skip_monthly")) and not m.latent_skip:
-            raise InputError(f"model.{flag}: {'true' if flag == 'skip_monthly' else 'false'} needs "
-                             "model.latent_skip: true (the skip path carries the previous month)", source)
+    needs_skip = [key for key, on in (("skip_monthly: true", m.skip_monthly),
+                                      ("denoiser_previous: false", not m.denoiser_previous)) if on]
+    if needs_skip and not m.latent_skip:
+        raise InputError(f"model.{needs_skip[0]} needs model.latent_skip: true "
+                         "(the skip path carries the previous month)", source)
     if len(m.latent_shape) != 2 or min(m.latent_shape) < 2:
         raise InputError(f"model.latent_shape: expected [nlat, nlon], got {m.latent_shape}", source)
     if cfg.train.lr_schedule not in ("cosine", "constant"):

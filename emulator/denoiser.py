@@ -52,7 +52,8 @@ class LatentSkip(nn.Module):
     ``mu = a * z_prev + W cond_latent + S(cond_latent) + b`` with a per-(channel, latent point)
     coefficient ``a`` (a damped persistence of each latent point; plus a per-calendar-month
     term with ``monthly``), a 1x1 map ``W`` of the
-    conditioning of month t (forcings, seasonality, statics) and a linear tensor-product
+    step's conditioning (forcings, seasonality, statics of month t, and of t+1 with
+    ``step_next_forcing``) and a linear tensor-product
     spectral operator ``S`` of the same conditioning (non-local: remote responses to an SST
     anomaly, i.e. teleconnections). Fitted by least squares on the latents (its own MSE term);
     the diffusion then only models ``z_next - mu``, which starts from the best linear forecast

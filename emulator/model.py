@@ -384,10 +384,8 @@ class MonthlyDiffusion(nn.Module):
             noise = self.noise_for_step(latent.shape[0], generator, sampler, steps)
         month_t = month_t.to(dev)
         f_n = self.normaliser.normalise_forcing(forcing_t.to(dev), month_t)
-        f_next = None
-        if self.cfg.step_next_forcing:
-            if forcing_next is None:
-                raise ValueError("this model's step needs the forcing of month t+1 (forcing_next)")
+        f_next = None  # a missing one is reported by step_conditioning
+        if self.cfg.step_next_forcing and forcing_next is not None:
             f_next = self.normaliser.normalise_forcing(forcing_next.to(dev), next_month(month_t))
         with autocast(dev):
             return self.step_normalised(latent.to(dev), f_n, month_t, noise, sampler, steps, f_next).float()

@@ -77,8 +77,9 @@ NETCDF_CHUNK_BYTES = 16 * 2**20
 
 def netcdf_time_chunk(ds: xr.Dataset, dim: str, target: int = NETCDF_CHUNK_BYTES) -> int:
     """Time steps per dask chunk: as many as fit in ``target`` bytes of the largest variable
-    with a ``dim`` axis (at least 1). A 0.25-degree field is one step per chunk; a coarse file
-    (the demo's 5.625 degrees: 8 KB a month) is one chunk, because dask's per-task overhead
+    with a ``dim`` axis (at least 1). A 0.25-degree file holds 4 months of a 2-D field per chunk
+    and 1 of a 37-level one; a coarse file (the demo's 5.625 degrees: 8 KB a month) is one
+    chunk, because dask's per-task overhead
     would otherwise dominate (measured: one task per month made ``md-diagnose`` of the demo
     spend most of its time scheduling 186,000 tasks)."""
     sizes = [v.dtype.itemsize * int(np.prod([n for d, n in v.sizes.items() if d != dim]))

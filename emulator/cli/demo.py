@@ -48,8 +48,9 @@ def _run(cmd: list[str], log: list[dict]) -> None:
 
 def _parallel_jobs(args: argparse.Namespace) -> int:
     """Concurrent rollouts: on a CPU with two or more cores all three at once (each runs one
-    torch thread; three single-thread processes on two cores share them without the tail of a
-    third run alone), one at a time on one core or on a GPU (members are batched there)."""
+    torch thread; on 2 cores this measured about as fast as two at a time and then the third,
+    on more cores it is 3x one after another), one at a time on one core or on a GPU (members
+    are batched there)."""
     if args.jobs:
         return args.jobs
     if args.device == "cuda" or (args.device == "auto" and _cuda_available()):
