@@ -56,6 +56,7 @@ class ModelConfig:
     residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
     latent_skip: bool = False  # diffuse z_{t+1} - (a z_t + W cond_t), a linear skip path fitted by least squares
     skip_monthly: bool = False  # the skip path's persistence a depends on the calendar month of t
+    skip_mixing: bool = False  # the skip path's persistence also mixes latent channels (a global 1x1 map)
     forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
     step_next_forcing: bool = False  # the diffusion step also sees the conditioning of month t+1
     denoiser_previous: bool = True  # the denoiser sees the previous latent (False: latent_skip carries it)
@@ -164,7 +165,7 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
         raise InputError(f"model.diagonal_mode: expected 'l' or 'lm', got {m.diagonal_mode!r}", source)
     if m.normalisation not in ("zscore", "anomaly"):
         raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
-    needs_skip = [key for key, on in (("skip_monthly: true", m.skip_monthly),
+    needs_skip = [key for key, on in (("skip_monthly: true", m.skip_monthly), ("skip_mixing: true", m.skip_mixing),
                                       ("denoiser_previous: false", not m.denoiser_previous)) if on]
     if needs_skip and not m.latent_skip:
         raise InputError(f"model.{needs_skip[0]} needs model.latent_skip: true "

@@ -125,7 +125,8 @@ class MonthlyDiffusion(nn.Module):
                                cfg.decoder_rank, **block_kw)
         self.denoiser = Denoiser(z, n_step_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
                                  cfg.denoiser_blocks, use_previous=cfg.denoiser_previous, **block_kw)
-        self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly) if cfg.latent_skip else None
+        self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly,
+                                mixing=cfg.skip_mixing) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
 

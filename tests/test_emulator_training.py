@@ -425,6 +425,23 @@ def test_monthly_skip_persistence_is_selected_by_the_month_of_t():
         skip(z, cond)
 
 
+def test_mixing_skip_persistence_maps_one_latent_channel_into_another(toy_dir):
+    """``model.skip_mixing``: mu = a z + M z + ..., M one channel-mixing matrix for all points."""
+    skip = LatentSkip(2, 3, (5, 8), mixing=True)
+    with torch.no_grad():
+        skip.coef.fill_(0.5)
+        skip.mix.weight.zero_()
+        skip.mix.weight[1, 0] = 0.25  # channel 0 of month t feeds channel 1 of t+1
+    z = torch.zeros(1, 2, 5, 8)
+    z[:, 0] = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    mu = skip(z, torch.zeros(1, 3, 5, 8))
+    torch.testing.assert_close(mu[0, 0], 0.5 * z[0, 0])
+    torch.testing.assert_close(mu[0, 1], 0.25 * z[0, 0])
+    assert LatentSkip(2, 3, (5, 8)).mix is None
+    with pytest.raises(InputError, match="skip_mixing: true needs model.latent_skip"):
+        _cfg(toy_dir, model={"skip_mixing": True, "latent_skip": False})
+
+
 def test_denoiser_without_the_previous_latent_ignores_it_and_needs_the_skip_path(toy_dir, prepared):
     """``model.denoiser_previous: false``: the previous month reaches the step only through the
     linear skip path (the denoiser's output does not depend on it); without the skip path the
