@@ -143,7 +143,7 @@ def main() -> None:
     print(f"one-month-ahead forecasts of {period} ({targets.size} months), {args.data}"
           + (f", run {args.run} ({args.members} members)" if args.run else "")
           + f"; {platform.processor() or platform.machine()}")
-    print(f"{'channel':<8} {'oracle/AR1':>10} " + (f"{'emu/AR1':>8} {'emu-bias2':>9}  regression of the emulator's mean anomaly on the components"
+    print(f"{'channel':<8} {'oracle/AR1':>10} " + (f"{'emu-bias2':>9}  regression of the emulator's mean anomaly on the components"
                                                    if fc is not None else "(RMSE ratios)"))
     for c, label in enumerate(labels):
         clim, anomaly, parts = components(ds, truth, label, train, targets)
@@ -157,12 +157,11 @@ def main() -> None:
             design = np.stack([parts[k] * sw for k in keys], -1).reshape(-1, len(keys))
             coef = np.linalg.lstsq(design, (fa * sw).reshape(-1), rcond=None)[0]
             bias2 = float((((fa - anomaly).mean(0)) ** 2 * w).mean()) / mse(ar1 - anomaly)
-            line += (f"{np.sqrt(mse(fa - anomaly) / mse(ar1 - anomaly)):>8.3f} {bias2:>9.4f}  "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in zip(keys, coef)))
+            line += (f"{bias2:>9.4f}  " + ", ".join(f"{k} {v:.2f}" for k, v in zip(keys, coef)))
         print(line)
     if fc is not None:
-        print("emu/AR1: RMSE of the emulator's ensemble mean (finite members add their sampling noise) over "
-              "the AR(1) mean's; emu-bias2: its squared time-mean error as a fraction of the AR(1) MSE")
+        print("oracle/AR1: RMSE of the Bayes forecast over that of the AR(1) mean; emu-bias2: the squared time-mean "
+              "error of the emulator's ensemble mean as a fraction of the AR(1) mean's MSE")
 
 
 if __name__ == "__main__":
