@@ -17,7 +17,7 @@ month t, the best (Bayes) forecast of month t's mean is
 
 (A*(t) = A(t-1) in January and February, else 0), the persistence part PERSIST = phi r(t-1).
 This prints, per channel, the area-weighted RMSE of the oracle and of the AR(1) baseline's mean
-(diagnostics.metrics.baselines.fit_ar1: per point and calendar month, training years): their
+(diagnostics.metrics.baselines.ar1_mean: per point and calendar month, training years): their
 ratio is the most any forecast can gain over AR(1) here. With ``--run``, the emulator's
 ensemble-mean forecasts (same one-month protocol as bench_skill.py) are regressed on the four
 components, pooled over space and time (area-weighted): a coefficient of 1 means that part of
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,29 +38,24 @@ import xarray as xr
 
 from diagnostics.data.grid import area_weights
 from diagnostics.data.timeaxis import Period, month_index
-from diagnostics.metrics.baselines import fit_ar1
+from diagnostics.metrics.baselines import ar1_mean, fit_ar1
 from diagnostics.metrics.nino34 import nino34_index
 from emulator import checkpoint
-from emulator.data import _channel, load_split, open_prepared_dataset
+from emulator.data import _channel, load_split, open_prepared_dataset, parse_channels
 
 DEFAULT_CHANNELS = ["tas", "pr", "psl", "zg500", "ta850", "ua850"]
 NAO_PATTERN = {"psl": "nao_psl_pattern", "zg500": "nao_z500_pattern"}
 
 
-def _split_label(label: str) -> tuple[str, int | None]:
-    """``ta850`` -> (``ta``, 850); ``zg500`` and 2-D names stay whole (zg500 is its own store name)."""
-    head = label.rstrip("0123456789")
-    if head != label and head in ("ta", "ua", "va", "hus"):
-        return head, int(label[len(head):])
-    return label, None
-
-
-def components(ds: xr.Dataset, truth: xr.Dataset, label: str, train: Period,
-               targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def components(field: xr.DataArray, fit: xr.Dataset, truth: xr.Dataset, label: str, n34: np.ndarray,
+               train: Period, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(calendar-month climatology at the targets, anomaly at the targets, planted components
-    ``{persist, enso, trend, nao}`` at the targets), all ``[T, H, W]`` in the variable's units."""
-    name, level = _split_label(label)
-    field = _channel(ds, name, level, "data").drop_vars("plev", errors="ignore")
+    ``{persist, enso, trend, nao}`` at the targets), all ``[T, H, W]`` in the variable's units.
+
+    ``fit``: :func:`fit_ar1` of ``field`` (its climatology is the training-years monthly mean);
+    ``n34``: the relative Nino-3.4 index of every month of ``field``.
+    """
+    name, level = parse_channels([label], "bench_oracle")[0]
 
     def planted(key: str) -> np.ndarray:
         if key not in truth:
@@ -67,44 +63,27 @@ def components(ds: xr.Dataset, truth: xr.Dataset, label: str, train: Period,
         da = truth[key]
         return np.nan_to_num(da.sel(plev=level * 100.0).values if level is not None else da.values)
 
-    index = month_index(ds["time"])
-    month, year = index % 12, index // 12
-    fit = (year >= train.start.year) & (year <= train.end.year)
-    x = field.values.astype(np.float64)
-    clim = np.stack([x[fit & (month == m)].mean(0) for m in range(12)])
-    anomaly = x - clim[month]
+    index = month_index(field["time"])
+    month = index % 12
+    fit_months = (index >= train.start.index) & (index <= train.end.index)
+    clim = fit["climatology"].values[month]
+    anomaly = field.values.astype(np.float64) - clim
 
     def centred(series: np.ndarray) -> np.ndarray:
-        means = np.array([series[fit & (month == m)].mean() for m in range(12)])
+        means = np.array([series[fit_months & (month == m)].mean() for m in range(12)])
         return (series - means[month])[:, None, None]
 
-    n34 = nino34_index(ds["tos"].load(), relative=True, smooth=None).values
     amp = truth["nao_amplitude"].values
     amp = amp if amp.ndim == 1 else amp[:, 0]
     years = (index - 2000 * 12) / 12.0
     trend = planted(f"{name}_trend") * centred(years) / 10.0
     enso = planted(f"{name}_nino34_regression") * centred(n34)
     nao_map = planted(NAO_PATTERN[label]) if label in NAO_PATTERN else np.zeros(field.shape[1:])
-    nao = nao_map * centred(amp)
-    noise = anomaly - trend - enso - nao
+    noise = anomaly - trend - enso - nao_map * centred(amp)
     persisting = np.where(np.isin(month, [0, 1]), np.roll(amp, 1), 0.0)  # Jan, Feb keep December's NAO
     parts = {"persist": float(truth[f"{name}_lag1"]) * np.roll(noise, 1, axis=0),
              "enso": enso, "trend": trend, "nao": nao_map * centred(persisting)}
-    return clim[month][targets], anomaly[targets], {k: v[targets] for k, v in parts.items()}
-
-
-def ar1_mean(ds: xr.Dataset, label: str, train: Period, targets: np.ndarray) -> np.ndarray:
-    """The AR(1) baseline's mean forecast of the targets from the month before (units of the variable)."""
-    name, level = _split_label(label)
-    field = _channel(ds, name, level, "data").drop_vars("plev", errors="ignore").load()
-    p = fit_ar1(field, train)
-    mu, s, phi = (p[v].values for v in ("climatology", "sigma", "phi"))
-    month = month_index(ds["time"]) % 12
-    x = field.values.astype(np.float64)
-    prev = targets - 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.nan_to_num((x[prev] - mu[month[prev]]) / s[month[prev]])
-    return mu[month[targets]] + s[month[targets]] * np.nan_to_num(phi[month[targets]]) * z
+    return clim[targets], anomaly[targets], {k: v[targets] for k, v in parts.items()}
 
 
 def emulator_mean(run: str, ds: xr.Dataset, data: str, period: Period, members: int) -> tuple[np.ndarray, list[str]]:
@@ -126,11 +105,17 @@ def main() -> None:
     p.add_argument("--train-period", default="1985-01:2014-12")
     args = p.parse_args()
 
+    truth_file = Path(args.data) / "truth.nc"
+    if not truth_file.exists():
+        print(f"bench_oracle.py: {truth_file}: no planted truth here (expected a dataset written by md-synth)",
+              file=sys.stderr)
+        raise SystemExit(2)
     ds = open_prepared_dataset(args.data)
-    truth = xr.open_dataset(Path(args.data) / "truth.nc")
+    truth = xr.open_dataset(truth_file)
     period, train = Period.parse(args.period), Period.parse(args.train_period)
     index = month_index(ds["time"])
     targets = np.flatnonzero((index >= period.start.index) & (index <= period.end.index))
+    n34 = nino34_index(ds["tos"].load(), relative=True, smooth=None).values
     w = area_weights(ds["lat"].values).values[:, None]
     w = w / w.mean()
 
@@ -146,9 +131,12 @@ def main() -> None:
     print(f"{'channel':<8} {'oracle/AR1':>10} " + (f"{'emu-bias2':>9}  regression of the emulator's mean anomaly on the components"
                                                    if fc is not None else "(RMSE ratios)"))
     for c, label in enumerate(labels):
-        clim, anomaly, parts = components(ds, truth, label, train, targets)
+        name, level = parse_channels([label], "bench_oracle")[0]
+        field = _channel(ds, name, level, args.data).drop_vars("plev", errors="ignore").load()
+        fit = fit_ar1(field, train)
+        clim, anomaly, parts = components(field, fit, truth, label, n34, train, targets)
         oracle = sum(parts.values())
-        ar1 = ar1_mean(ds, label, train, targets) - clim
+        ar1 = ar1_mean(field, train, like=field.isel(time=targets), fit=fit).values - clim
         line = f"{label:<8} {np.sqrt(mse(oracle - anomaly) / mse(ar1 - anomaly)):>10.3f} "
         if fc is not None:
             fa = fc[:, c] - clim

@@ -9,7 +9,7 @@ import scipy.stats
 import xarray as xr
 
 from diagnostics.data.timeaxis import Month, monthly_axis
-from diagnostics.metrics.baselines import ar1_ensemble, climatology_ensemble, fit_ar1, persistence
+from diagnostics.metrics.baselines import ar1_ensemble, ar1_mean, climatology_ensemble, fit_ar1, persistence
 from diagnostics.metrics.crps import crps_ensemble
 from diagnostics.metrics.rank_histogram import rank_histogram
 from diagnostics.metrics.spread_skill import spread_skill
@@ -75,6 +75,20 @@ def test_ar1_ensemble_is_reliable(reference, test_period):
     crps_clim = float(crps_ensemble(climatology_ensemble(reference, TRAIN, like=test_period),
                                     test_period).mean())
     assert crps_ar1 < crps_clim < crps_pers
+
+
+def test_ar1_mean_is_the_planted_conditional_mean(reference, test_period):
+    """``ar1_mean`` is mu_c + s_c phi_c z_{t-1}: with the planted parameters its error is the
+    innovation, variance s_c^2 (1 - PHI^2); and it is the ensemble's mean (same formula)."""
+    mean = ar1_mean(reference, TRAIN, like=test_period)
+    assert mean.dims == ("time", "lat", "lon") and (mean["time"].values == test_period["time"].values).all()
+    months = np.arange(test_period.sizes["time"]) % 12  # the test period starts in January
+    _, sigma = _seasonal(months)
+    innovation = (test_period - mean).values / sigma[:, None, None]
+    assert innovation.var() == pytest.approx(1 - PHI**2, rel=0.03)  # 24 000 cases: +-1 %
+    ens = ar1_ensemble(reference, TRAIN, n_members=400, seed=3, like=test_period.isel(time=slice(0, 24)))
+    spread = float(ens.std("member").mean())
+    assert float(np.abs(ens.mean("member") - mean.isel(time=slice(0, 24))).max()) < 5 * spread / np.sqrt(400)
 
 
 def test_overconfident_ar1_is_rejected(reference, test_period):

@@ -8,7 +8,7 @@ scored by exactly the same metric code as a model ensemble.
 - ``persistence``: the reference's previous month, a one-member "ensemble"; its CRPS is
   the mean absolute error of "next month = this month".
 - ``ar1_ensemble``: damped persistence with stochastic members, per grid point and
-  calendar month fitted on the training period (``fit_ar1``).
+  calendar month fitted on the training period (``fit_ar1``); ``ar1_mean`` its expectation.
 
 "One-month-ahead" means: the forecast for month t is made from the reference at month
 t-1 (known at the end of month t-1) and verified against the reference at month t.
@@ -145,6 +145,36 @@ def fit_ar1(reference: xr.DataArray, train_period: Period | str) -> xr.Dataset:
     }).assign_coords(month=np.arange(1, 13)).transpose("month", ...)
 
 
+def _ar1_moments(reference: xr.DataArray, params: xr.Dataset,
+                 time: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    """Conditional mean ``mu_c + s_c phi_c z_{t-1}`` and std ``s_c sqrt(1 - phi_c^2)`` of every
+    target month (see :func:`ar1_ensemble`); a target without its previous month gets NaN."""
+    index = month_index(time)
+    position = {int(i): p for p, i in enumerate(month_index(reference["time"]))}
+    previous = _take(reference, np.array([[position.get(int(i) - 1, -1) for i in index]]),
+                     ("one", "time")).isel(one=0)
+    this_month = xr.DataArray(index % 12 + 1, dims="time")
+    last_month = xr.DataArray((index - 1) % 12 + 1, dims="time")
+    mu_c, s_c, phi_c = (params[v].sel(month=this_month).drop_vars("month") for v in ("climatology", "sigma", "phi"))
+    mu_p, s_p = (params[v].sel(month=last_month).drop_vars("month") for v in ("climatology", "sigma"))
+    # constant points (sigma 0, e.g. sea ice in the tropics) have no defined phi: forecast mu_c
+    phi_c = phi_c.fillna(0.0)
+    z_prev = ((previous - mu_p) / s_p).where(s_p > 0, 0.0)
+    return mu_c + s_c * phi_c * z_prev, s_c * np.sqrt(1.0 - phi_c**2)
+
+
+def ar1_mean(reference: xr.DataArray, train_period: Period | str,
+             like: xr.DataArray | xr.Dataset | None = None, fit: xr.Dataset | None = None) -> xr.DataArray:
+    """The AR(1) ensemble's expectation, ``mu_c + s_c phi_c (x_{t-1} - mu_p) / s_p`` (reference
+    units, dims time, ...): the damped-persistence forecast without its noise."""
+    params = fit_ar1(reference, train_period) if fit is None else fit
+    time = _target_time(reference, like)
+    mean, _ = _ar1_moments(reference, params, time)
+    out = mean.assign_coords(time=time.values).transpose("time", ...)
+    out.attrs = dict(reference.attrs, baseline="ar1-mean")
+    return out.rename(reference.name)
+
+
 def ar1_ensemble(reference: xr.DataArray, train_period: Period | str, n_members: int = 50, seed: int = 0,
                  like: xr.DataArray | xr.Dataset | None = None, fit: xr.Dataset | None = None) -> xr.DataArray:
     """One-month-ahead damped-persistence AR(1) stochastic ensemble (reference units).
@@ -163,19 +193,7 @@ def ar1_ensemble(reference: xr.DataArray, train_period: Period | str, n_members:
     """
     params = fit_ar1(reference, train_period) if fit is None else fit
     time = _target_time(reference, like)
-    index = month_index(time)
-    position = {int(i): p for p, i in enumerate(month_index(reference["time"]))}
-    previous = _take(reference, np.array([[position.get(int(i) - 1, -1) for i in index]]),
-                     ("one", "time")).isel(one=0)
-    this_month = xr.DataArray(index % 12 + 1, dims="time")
-    last_month = xr.DataArray((index - 1) % 12 + 1, dims="time")
-    mu_c, s_c, phi_c = (params[v].sel(month=this_month).drop_vars("month") for v in ("climatology", "sigma", "phi"))
-    mu_p, s_p = (params[v].sel(month=last_month).drop_vars("month") for v in ("climatology", "sigma"))
-    # constant points (sigma 0, e.g. sea ice in the tropics) have no defined phi: forecast mu_c
-    phi_c = phi_c.fillna(0.0)
-    z_prev = ((previous - mu_p) / s_p).where(s_p > 0, 0.0)
-    mean = mu_c + s_c * phi_c * z_prev
-    scale = s_c * np.sqrt(1.0 - phi_c**2)
+    mean, scale = _ar1_moments(reference, params, time)
     template = mean.expand_dims(member=n_members).transpose("member", "time", ...)
     # float32 draws for float32 references: the generator is most of the cost
     dtype = np.float32 if reference.dtype == np.float32 else np.float64
