@@ -116,9 +116,17 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"cannot read weights ({type(exc).__name__}: {exc})", file) from None
 
 
+# buffers added after checkpoints were first written; an older checkpoint loads with their
+# initial value, which reproduces its behaviour (diffusion_offset 0: no centring)
+_ADDED_BUFFERS = ("diffusion_offset",)
+
+
 def _load_into(module: torch.nn.Module, file: Path) -> None:
     tensors = _load_tensors(file)
     expected = module.state_dict()
+    for name in expected:
+        if name not in tensors and name.rsplit(".", 1)[-1] in _ADDED_BUFFERS:
+            tensors[name] = expected[name]
     if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
         raise InputError("weights do not fit the model described by config.yaml/meta.json", file)
     module.load_state_dict(tensors)

@@ -60,6 +60,7 @@ class ModelConfig:
     forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
     step_next_forcing: bool = False  # the diffusion step also sees the conditioning of month t+1
     denoiser_previous: bool = True  # the denoiser sees the previous latent (False: latent_skip carries it)
+    denoiser_forcing: bool = True  # the denoiser sees the forcings (False: season and statics only)
 
 
 @dataclass
@@ -166,7 +167,8 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
     if m.normalisation not in ("zscore", "anomaly"):
         raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
     needs_skip = [key for key, on in (("skip_monthly: true", m.skip_monthly), ("skip_mixing: true", m.skip_mixing),
-                                      ("denoiser_previous: false", not m.denoiser_previous)) if on]
+                                      ("denoiser_previous: false", not m.denoiser_previous),
+                                      ("denoiser_forcing: false", not m.denoiser_forcing)) if on]
     if needs_skip and not m.latent_skip:
         raise InputError(f"model.{needs_skip[0]} needs model.latent_skip: true "
                          "(the skip path carries the previous month)", source)

@@ -123,12 +123,23 @@ class MonthlyDiffusion(nn.Module):
                                cfg.encoder_rank, **block_kw)
         self.decoder = Decoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
                                cfg.decoder_rank, **block_kw)
-        self.denoiser = Denoiser(z, n_step_cond, latent_shape, cfg.embed_dim, cfg.denoiser_rank,
+        # without denoiser_forcing the forcings reach the step through the linear skip path only: the
+        # denoiser's nonlinear forcing response, fitted on a few hundred months, added a mean shift
+        # (and a test-period bias) that the skip path's linear one does not (docs/emulator.md)
+        n_forcing = self.normaliser.n_forcing_channels
+        blocks = 2 if cfg.step_next_forcing else 1
+        keep = [b * self.n_cond + k for b in range(blocks) for k in range(self.n_cond)
+                if cfg.denoiser_forcing or k >= n_forcing]
+        self.register_buffer("denoiser_cond_index", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.denoiser = Denoiser(z, len(keep), latent_shape, cfg.embed_dim, cfg.denoiser_rank,
                                  cfg.denoiser_blocks, use_previous=cfg.denoiser_previous, **block_kw)
         self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly,
                                 mixing=cfg.skip_mixing) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
+            # mean of the sampled residuals, set by the end-of-run calibration and subtracted
+            # (validation.diffusion_offset): the skip path is the mean, the diffusion adds spread only
+            self.register_buffer("diffusion_offset", torch.zeros(z, *latent_shape))
 
     @staticmethod
     def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:
@@ -283,7 +294,7 @@ class MonthlyDiffusion(nn.Module):
             target = (zn_next.detach() - mu.detach()) / self.skip_std.view(1, -1, 1, 1)
         s = torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
         z_s, v = diffusion.q_sample(target, randn(*zn_next.shape), s)
-        v_hat = self.denoiser(z_s, zn_prev, cl_step, s)
+        v_hat = self.denoiser(z_s, zn_prev, cl_step.index_select(1, self.denoiser_cond_index), s)
         vloss = self._weighted_mse(v_hat, v, self.area_latent)
 
         total = rec + weights["kl_weight"] * kl + weights["v_weight"] * vloss + weights["pop_weight"] * pop
@@ -301,23 +312,38 @@ class MonthlyDiffusion(nn.Module):
         mean, logvar = self.encoder(x_n, cond, cond_lat)
         return mean if noise is None else self._reparameterise(mean, logvar, noise.to(mean.device))
 
-    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
-                        forcing_n_next: torch.Tensor | None = None):
-        """Next raw latent from a raw latent sample, normalised forcing and month of t (and the
-        normalised forcing of t+1 when ``cfg.step_next_forcing``)."""
+    def _step_inputs(self, z_prev, forcing_n_t, month_t, forcing_n_next):
+        """Standardised previous latent and the step's conditioning on the latent grid."""
         _, cl_t = self.conditioning(forcing_n_t, month_t)
         cl_t1 = None
         if self.cfg.step_next_forcing and forcing_n_next is not None:
             _, cl_t1 = self.conditioning(forcing_n_next, next_month(month_t))
-        cl_step = self.step_conditioning(cl_t, cl_t1)
-        zn_prev = self.standardise(z_prev.float())
+        return self.standardise(z_prev.float()), self.step_conditioning(cl_t, cl_t1)
+
+    def _diffuse(self, zn_prev, cl_step, noise: torch.Tensor, sampler: str, steps: int) -> torch.Tensor:
+        """The diffusion's sample (standardised; with the skip path, the residual over its skip_std)."""
+        cl_denoiser = cl_step.index_select(1, self.denoiser_cond_index)
 
         def velocity(z_s, s):
-            return self.denoiser(z_s, zn_prev, cl_step, s)
+            return self.denoiser(z_s, zn_prev, cl_denoiser, s)
 
-        zn_next = diffusion.sample(velocity, noise.to(z_prev.device), steps, sampler)
+        return diffusion.sample(velocity, noise.to(zn_prev.device), steps, sampler)
+
+    def residual_draws(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
+                       forcing_n_next: torch.Tensor | None = None) -> torch.Tensor:
+        """The diffusion's raw samples of the skip residual, before ``diffusion_offset`` (calibration)."""
+        zn_prev, cl_step = self._step_inputs(z_prev, forcing_n_t, month_t, forcing_n_next)
+        return self._diffuse(zn_prev, cl_step, noise, sampler, steps)
+
+    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
+                        forcing_n_next: torch.Tensor | None = None):
+        """Next raw latent from a raw latent sample, normalised forcing and month of t (and the
+        normalised forcing of t+1 when ``cfg.step_next_forcing``)."""
+        zn_prev, cl_step = self._step_inputs(z_prev, forcing_n_t, month_t, forcing_n_next)
+        zn_next = self._diffuse(zn_prev, cl_step, noise, sampler, steps)
         if self.skip is not None:
-            zn_next = zn_next * self.skip_std.view(1, -1, 1, 1) + self.skip(zn_prev, cl_step, month_t).float()
+            r = (zn_next - self.diffusion_offset) * self.skip_std.view(1, -1, 1, 1)
+            zn_next = r + self.skip(zn_prev, cl_step, month_t).float()
         return self.unstandardise(zn_next)
 
     def decode_normalised(self, z, forcing_n, month, residual_noise: torch.Tensor | None = None):

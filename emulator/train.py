@@ -28,7 +28,10 @@ from .config import RunConfig
 from .data import PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset, to_tensors
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
-from .validation import pair_ids, residual_power, spread_scale, validate
+from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
+
+
+OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (72 pairs: noise 0.04 std)
 
 
 @dataclass
@@ -209,9 +212,13 @@ class Trainer:
             vcfg = self.cfg.validation
             if self.data.valid is not None and vcfg.every > 0 and (
                     self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs):
+                ids, ema = pair_ids(len(self.data.valid), 0), self.ema.model
+                if ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
+                    ema.diffusion_offset.zero_()
+                    ema.diffusion_offset.copy_(diffusion_offset(ema, self.data.valid, ids, OFFSET_DRAWS,
+                                                                self.cfg.train.seed + 2, vcfg.sampler,
+                                                                vcfg.steps or None, self.device).to(self.device))
                 if self.model.cfg.residual_noise:  # calibrate the residual on held-out months first
-                    ids = pair_ids(len(self.data.valid), 0)
-                    ema = self.ema.model
                     ema.residual_power.copy_(residual_power(ema, self.data.valid, ids, self.device))
                     # then scale it per channel and latitude so that the spread matches the error there
                     ema.residual_scale.fill_(1.0)

@@ -113,6 +113,35 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
 
 
 @torch.no_grad()
+@torch.no_grad()
+def diffusion_offset(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, draws: int, seed: int,
+                     sampler: str, steps: int | None, device: torch.device, chunk: int = 64) -> torch.Tensor:
+    """Mean ``[Z, h, w]`` of the diffusion's samples of the skip residual (``model.diffusion_offset``).
+
+    offset = (1 / (N D)) sum_i sum_d r_{i,d}, r = the sampler's output (standardised residual
+    (z_{t+1} - mu) / skip_std) for pair i and draw d, the previous latent sampled from the
+    encoder. The skip path is a least-squares fit, so the true residual has zero mean; the
+    sampled one did not (0.04-0.13 of its std per latent channel on the demo, bending the
+    ensemble mean: docs/emulator.md), and the step subtracts this estimate. Its sampling noise
+    is about 1/sqrt(N D) of the residual std per latent point.
+    """
+    steps = steps or model._default_steps(sampler)
+    jobs = [(int(i), d) for i in ids for d in range(draws)]
+    total = torch.zeros(model.latent_shape_full(), dtype=torch.float64)
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start:start + chunk]
+        sel = torch.as_tensor([i for i, _ in part])
+        x_t, _, f_t, f_t1, mo_t, _ = data.batch(sel, device)
+        gens = [torch.Generator().manual_seed(member_seed(seed, i, d)) for i, d in part]
+        z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
+        step_noise = model.noise_for_step(len(part), gens, sampler, steps)
+        with autocast(device):
+            z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
+            r = model.residual_draws(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
+        total += r.double().sum(0).cpu()
+    return (total / len(jobs)).float()
+
+
 def spread_scale(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int, seed: int,
                  sampler: str, steps: int | None, device: torch.device, max_scale: float = 100.0) -> torch.Tensor:
     """Factor ``k [C, nlat]`` for the variance of the residual samples (``model.residual_scale``)

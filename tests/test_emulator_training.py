@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
 from diagnostics.io.writer import file_sha256
@@ -20,6 +20,7 @@ from emulator.denoiser import LatentSkip
 from emulator.model import DataSpec, MonthlyDiffusion
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
+from emulator.validation import diffusion_offset, pair_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,6 +220,30 @@ def test_tampered_or_mismatched_checkpoints_fail_cleanly(toy_dir, tmp_path):
         checkpoint.load_model(tmp_path)
 
 
+def test_checkpoint_from_before_the_diffusion_offset_loads_with_zero_offset(toy_dir, tmp_path):
+    """Weights written before ``diffusion_offset`` existed load with a zero offset (their own
+    behaviour); any other missing tensor is still refused."""
+    trainer = _trained(toy_dir, tmp_path / "run", max_epochs=1)
+    ckpt = tmp_path / "run" / "checkpoint"
+    assert float(trainer.ema.model.diffusion_offset.abs().max()) > 0  # calibrated at the end of the run
+    meta = json.loads((ckpt / "meta.json").read_text())
+    for name in ("model.safetensors", "ema.safetensors"):
+        tensors = load_file(ckpt / name)
+        del tensors["diffusion_offset"]
+        save_file(tensors, ckpt / name)
+        meta["sha256"][name] = file_sha256(ckpt / name)
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    old = checkpoint.load_model(ckpt)
+    assert float(old.diffusion_offset.abs().max()) == 0.0
+    tensors = load_file(ckpt / "ema.safetensors")
+    del tensors["skip_std"]
+    save_file(tensors, ckpt / "ema.safetensors")
+    meta["sha256"]["ema.safetensors"] = file_sha256(ckpt / "ema.safetensors")
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="do not fit"):
+        checkpoint.load_model(ckpt)
+
+
 def test_cli_trains_and_refuses_to_overwrite(toy_dir, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(config_mod.to_yaml(_cfg(toy_dir, train={"epochs": 1})))
@@ -408,6 +433,69 @@ def test_step_with_next_forcing_needs_and_uses_it(prepared):
     b = model.step(z, f, m, forcing_next=warm, noise=noise)
     assert torch.isfinite(a).all() and float((a - b).abs().max()) > 1e-3
     torch.testing.assert_close(a, model.step(z, f, m, forcing_next=f, noise=noise))
+
+
+@pytest.mark.parametrize("denoiser_forcing", [True, False])
+def test_denoiser_without_forcing_leaves_the_forcing_response_to_the_skip_path(prepared, denoiser_forcing):
+    """``model.denoiser_forcing: false``: the denoiser sees season and statics only, so with the
+    skip path zeroed a warmer SST does not change the step (with the forcing seen, it does); the
+    config refuses it without the skip path."""
+    overrides = {"step_next_forcing": True, "denoiser_forcing": denoiser_forcing}
+    model = build_model(_cfg(Path("."), model=overrides), prepared).eval()
+    n_cond = model.n_cond
+    assert model.denoiser_cond_index.numel() == 2 * (n_cond if denoiser_forcing
+                                                     else n_cond - model.normaliser.n_forcing_channels)
+    with torch.no_grad():  # a denoiser whose output depends on its conditioning
+        for p in model.denoiser.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    z = torch.randn(2, *model.latent_shape_full(), generator=torch.Generator().manual_seed(0))
+    f = torch.full((2, 2, 17, 32), 290.0)
+    f[:, 1] = 0.1
+    warm = f.clone()
+    warm[:, 0] += 3.0
+    m = torch.tensor([1, 12])
+    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
+    a = model.step(z, f, m, forcing_next=f, noise=noise)
+    b = model.step(z, warm, m, forcing_next=warm, noise=noise)
+    assert (float((a - b).abs().max()) > 1e-3) == denoiser_forcing
+    if not denoiser_forcing:
+        with pytest.raises(InputError, match="denoiser_forcing: false needs model.latent_skip"):
+            _cfg(Path("."), model={"latent_skip": False, "denoiser_forcing": False})
+
+
+def test_diffusion_offset_centres_the_sampled_residual(prepared):
+    """``validation.diffusion_offset`` is the mean of the diffusion's residual draws; once set, the
+    step's residuals over the skip mean, (standardise(z_{t+1}) - mu) / skip_std, average to zero
+    on fresh draws (before: the bias that a constant velocity error puts into every sample)."""
+    model = build_model(_cfg(Path("."), model={"step_next_forcing": True}), prepared).eval()
+    with torch.no_grad():
+        model.denoiser.head.bias.fill_(-0.5)  # a denoiser whose samples have a non-zero mean
+    data, dev = prepared.valid, torch.device("cpu")
+    ids = pair_ids(len(data), 0)
+    x_t, _, f_t, f_t1, mo_t, _ = data.batch(torch.as_tensor(ids), dev)
+
+    def mean_residual(seed: int, draws: int = 16) -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for d in range(draws):
+                gens = [torch.Generator().manual_seed(seed * 1000 + 17 * i + d) for i in range(len(ids))]
+                z = model.encode_normalised(x_t, f_t, mo_t, torch.cat(
+                    [torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]))
+                z1 = model.step_normalised(z, f_t, mo_t, model.noise_for_step(len(ids), gens), "ancestral",
+                                           model.cfg.sample_steps, f_t1)
+                zn_prev, cl_step = model._step_inputs(z, f_t, mo_t, f_t1)
+                mu = model.skip(zn_prev, cl_step, mo_t)
+                out.append((model.standardise(z1) - mu) / model.skip_std.view(1, -1, 1, 1))
+        return torch.cat(out).mean(dim=0)
+
+    before = mean_residual(7)
+    off = diffusion_offset(model, data, ids, 16, 3, "ancestral", None, dev)
+    assert off.shape == tuple(model.latent_shape_full())
+    assert float(before.abs().mean()) > 0.2
+    assert float((off - before).abs().mean()) < 0.25 * float(before.abs().mean())  # same mean, other draws
+    model.diffusion_offset.copy_(off)
+    after = mean_residual(8)  # fresh draws
+    assert float(after.abs().mean()) < 0.25 * float(before.abs().mean())
 
 
 def test_monthly_skip_persistence_is_selected_by_the_month_of_t():
