@@ -31,7 +31,7 @@ from .model import DataSpec, MonthlyDiffusion, autocast
 from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
 
 
-OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (72 pairs: noise 0.04 std)
+OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (71 demo pairs: noise 0.04 std)
 
 
 @dataclass
