@@ -20,7 +20,8 @@ class Denoiser(nn.Module):
 
     ``use_previous=False`` (with the latent skip path only) leaves the previous latent out of the
     denoiser's input: the skip path carries the dependence on month t, and the diffusion models
-    the distribution of the residual given the forcing and season only (docs/emulator.md).
+    the distribution of the residual given its conditioning only (forcing, season and statics;
+    season and statics with ``model.denoiser_forcing: false``, docs/emulator.md).
     """
 
     def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], embed_dim: int,
