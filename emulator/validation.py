@@ -39,6 +39,22 @@ def _field(values: np.ndarray, dims: tuple[str, ...], model: MonthlyDiffusion, l
     return xr.DataArray(values, dims=dims, coords={k: v for k, v in coords.items() if k in dims})
 
 
+def _draws(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int, seed: int,
+           sampler: str, steps: int, device: torch.device, chunk: int):
+    """Chunks of (member, pair) jobs: ``(generators, data.batch(...), encoder noise, step noise)``.
+
+    Member m of pair i uses generator seed ``(seed, i, m)`` for all its noise, so results do not
+    depend on ``chunk``.
+    """
+    jobs = [(int(i), m) for i in ids for m in range(members)]
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start:start + chunk]
+        batch = data.batch(torch.as_tensor([i for i, _ in part]), device)
+        gens = [torch.Generator().manual_seed(member_seed(seed, i, m)) for i, m in part]
+        z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
+        yield gens, batch, z_noise, model.noise_for_step(len(part), gens, sampler, steps)
+
+
 @torch.no_grad()
 def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int,
                       seed: int, sampler: str, steps: int | None, device: torch.device,
@@ -50,18 +66,12 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
     its diffusion noise, so results do not depend on ``chunk``.
     """
     steps = steps or model._default_steps(sampler)
-    jobs = [(int(i), m) for i in ids for m in range(members)]
     out = []
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start:start + chunk]
-        sel = torch.as_tensor([i for i, _ in part])
-        x_t, _, f_t, f_t1, mo_t, mo_t1 = data.batch(sel, device)
-        gens = [torch.Generator().manual_seed(member_seed(seed, i, m)) for i, m in part]
-        z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
-        step_noise = model.noise_for_step(len(part), gens, sampler, steps)
+    for gens, (x_t, _, f_t, f_t1, mo_t, mo_t1), z_noise, step_noise in _draws(
+            model, data, ids, members, seed, sampler, steps, device, chunk):
         res_noise = None
         if model.cfg.residual_noise:
-            res_noise = diffusion.draw_noise(1, model.residual_noise_shape(len(part)), gens, device)[0]
+            res_noise = diffusion.draw_noise(1, model.residual_noise_shape(len(gens)), gens, device)[0]
         with autocast(device):
             z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
             z1 = model.step_normalised(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
@@ -113,7 +123,6 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
 
 
 @torch.no_grad()
-@torch.no_grad()
 def diffusion_offset(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, draws: int, seed: int,
                      sampler: str, steps: int | None, device: torch.device, chunk: int = 64) -> torch.Tensor:
     """Mean ``[Z, h, w]`` of the diffusion's samples of the skip residual (``model.diffusion_offset``).
@@ -121,27 +130,23 @@ def diffusion_offset(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray
     offset = (1 / (N D)) sum_i sum_d r_{i,d}, r = the sampler's output (standardised residual
     (z_{t+1} - mu) / skip_std) for pair i and draw d, the previous latent sampled from the
     encoder. The skip path is a least-squares fit, so the true residual has zero mean; the
-    sampled one did not (0.04-0.13 of its std per latent channel on the demo, bending the
+    sampled one did not (0.05-0.14 of its std per latent channel on the demo, bending the
     ensemble mean: docs/emulator.md), and the step subtracts this estimate. Its sampling noise
     is about 1/sqrt(N D) of the residual std per latent point.
     """
     steps = steps or model._default_steps(sampler)
-    jobs = [(int(i), d) for i in ids for d in range(draws)]
-    total = torch.zeros(model.latent_shape_full(), dtype=torch.float64)
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start:start + chunk]
-        sel = torch.as_tensor([i for i, _ in part])
-        x_t, _, f_t, f_t1, mo_t, _ = data.batch(sel, device)
-        gens = [torch.Generator().manual_seed(member_seed(seed, i, d)) for i, d in part]
-        z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
-        step_noise = model.noise_for_step(len(part), gens, sampler, steps)
+    total, count = torch.zeros(model.latent_shape_full(), dtype=torch.float64), 0
+    for gens, (x_t, _, f_t, f_t1, mo_t, _), z_noise, step_noise in _draws(
+            model, data, ids, draws, seed, sampler, steps, device, chunk):
         with autocast(device):
             z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
             r = model.residual_draws(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
         total += r.double().sum(0).cpu()
-    return (total / len(jobs)).float()
+        count += len(gens)
+    return (total / count).float()
 
 
+@torch.no_grad()
 def spread_scale(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int, seed: int,
                  sampler: str, steps: int | None, device: torch.device, max_scale: float = 100.0) -> torch.Tensor:
     """Factor ``k [C, nlat]`` for the variance of the residual samples (``model.residual_scale``)

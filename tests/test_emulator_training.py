@@ -412,6 +412,16 @@ def test_forcing_anomalies_are_scaled_monthly_departures_and_keep_an_offset_unif
         model.normaliser.normalise_forcing(base)
 
 
+def _step_inputs_and_warmer_sst(model):
+    """Two months of toy forcing (SST 290 K, sea ice 0.1), the same 3 K warmer, their calendar
+    months and fixed step noise."""
+    f = torch.full((2, 2, 17, 32), 290.0)
+    f[:, 1] = 0.1
+    warm = f.clone()
+    warm[:, 0] += 3.0
+    return f, warm, torch.tensor([1, 12]), model.noise_for_step(2, torch.Generator().manual_seed(5))
+
+
 def test_step_with_next_forcing_needs_and_uses_it(prepared):
     """``model.step_next_forcing``: the step is conditioned on the forcing of t+1 as well; calling
     it without that forcing is a clear error, and a different t+1 forcing changes the step."""
@@ -421,12 +431,7 @@ def test_step_with_next_forcing_needs_and_uses_it(prepared):
             p.add_(0.1 * torch.randn_like(p))
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(2, *model.latent_shape_full(), generator=gen)
-    f = torch.full((2, 2, 17, 32), 290.0)
-    f[:, 1] = 0.1
-    warm = f.clone()
-    warm[:, 0] += 3.0
-    m = torch.tensor([1, 12])
-    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
+    f, warm, m, noise = _step_inputs_and_warmer_sst(model)
     with pytest.raises(ValueError, match="forcing of month t\\+1"):
         model.step(z, f, m, noise=noise)
     a = model.step(z, f, m, forcing_next=f, noise=noise)
@@ -449,12 +454,7 @@ def test_denoiser_without_forcing_leaves_the_forcing_response_to_the_skip_path(p
         for p in model.denoiser.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     z = torch.randn(2, *model.latent_shape_full(), generator=torch.Generator().manual_seed(0))
-    f = torch.full((2, 2, 17, 32), 290.0)
-    f[:, 1] = 0.1
-    warm = f.clone()
-    warm[:, 0] += 3.0
-    m = torch.tensor([1, 12])
-    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
+    f, warm, m, noise = _step_inputs_and_warmer_sst(model)
     a = model.step(z, f, m, forcing_next=f, noise=noise)
     b = model.step(z, warm, m, forcing_next=warm, noise=noise)
     assert (float((a - b).abs().max()) > 1e-3) == denoiser_forcing
