@@ -73,6 +73,7 @@ class Config:
     command: str = ""
     progress: bool = True
     seed: int = 0
+    debug: bool = False  # --debug: a failing scoring batch re-raises instead of being skipped
 
 
 @dataclass
@@ -396,16 +397,16 @@ def _guard(res: Results, what: str, fn, *args, **kwargs) -> bool:
         return False
 
 
-def _compute(batch: score.Batch, res: Results, what: str) -> None:
+def _compute(batch: score.Batch, res: Results, what: str, debug: bool = False) -> None:
     """Compute one batch; an unexpected failure inside it (a bug, or data a metric cannot take)
-    skips that batch's metrics with the reason instead of ending the whole run. ``MD_DEBUG=1``
-    (set by ``--debug``) re-raises it with its traceback."""
+    skips that batch's metrics with the reason instead of ending the whole run. ``debug``
+    (``--debug``) re-raises it with its traceback."""
     try:
         batch.compute()
     except (KeyboardInterrupt, MemoryError, InputError):
         raise
     except Exception as exc:  # noqa: BLE001 - reported per batch, the run goes on
-        if os.environ.get("MD_DEBUG") == "1":
+        if debug:
             raise
         reason = f"scoring failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         res.skip(what, reason)
@@ -470,7 +471,7 @@ def score_variable(var: str, inputs: Inputs, res: Results, cfg: Config, index: x
         for n in ["reference"] + [n for n in models if kinds[n] == "ensemble"]:
             batch.add(score.northern_subset(ref if n == "reference" else models[n]),
                       lambda v, n=n: subsets.__setitem__(n, v))
-    _compute(batch, res, f"*.{lab}")
+    _compute(batch, res, f"*.{lab}", cfg.debug)
     bar.update(units)
 
     # ---- EOF modes on the persisted 0-90N subsets (small, eager)
@@ -503,7 +504,7 @@ def score_variable(var: str, inputs: Inputs, res: Results, cfg: Config, index: x
             if index is not None:
                 _guard(res, f"{n}.{glab}.nino34", score.nino_group, batch, res, n, sel(da), sel(ref), group,
                        index, clim_period, i == 0)
-            _compute(batch, res, f"{n}.{glab}.trend/variability/nino34")
+            _compute(batch, res, f"{n}.{glab}.trend/variability/nino34", cfg.debug)
             bar.update(len(group) * (2 + int(index is not None)))
 
 

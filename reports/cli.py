@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnostics.data.errors import InputError, cli_entry
+from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = add_debug_flag(_parser()).parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected a positive number of worker processes")
     from .render import render_report  # heavy imports (matplotlib, cartopy) only once the arguments are valid

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..data.contract import problems
-from ..data.errors import InputError, cli_entry
+from ..data.errors import InputError, add_debug_flag, cli_entry
 from ..data.timeaxis import calendar_of, period_of
 from ..io.aimip import parse_name
 from ..io.files import is_netcdf, is_prepared_dir, is_zarr_store
@@ -97,7 +97,7 @@ def summary(paths: list[str]) -> tuple[str, bool]:
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="md-describe", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", metavar="PATH", help="dataset files, directories or globs")
-    args = parser.parse_args(argv)
+    args = add_debug_flag(parser).parse_args(argv)
     groups = [args.paths]
     if len(args.paths) == 1 and Path(args.paths[0]).is_dir():
         groups = find_datasets(Path(args.paths[0]))

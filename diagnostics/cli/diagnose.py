@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..align import parse_scenario
-from ..data.errors import InputError, cli_entry
+from ..data.errors import InputError, add_debug_flag, cli_entry
 from ..data.timeaxis import Period
 from ..pipeline import DEFAULT_TEST, DEFAULT_TRAIN, Config, run
 
@@ -77,8 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-spectra", action="store_true", help="skip the power spectra (the costliest group)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--seed", type=int, default=0, help="seed of the AR(1) baseline and rank-histogram ties")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    return p
+    return add_debug_flag(p)
 
 
 def _main(argv: list[str]) -> int:
@@ -87,7 +86,7 @@ def _main(argv: list[str]) -> int:
                  train=args.train_period, test=args.test_period, scenarios=args.scenario,
                  variables=args.variables, scheduler=args.scheduler, report=args.report,
                  members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
-                 progress=not args.no_progress, seed=args.seed,
+                 progress=not args.no_progress, seed=args.seed, debug=args.debug,
                  command=shlex.join(["md-diagnose", *argv]))
     for spec in args.scenario:
         try:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from ..data.errors import InputError, cli_entry
+from ..data.errors import InputError, add_debug_flag, cli_entry
 from ..data.grid import Grid, equiangular, grid_of
 from ..data.timeaxis import Month, Period, calendar_of, period_of
 from ..io.files import expand_paths, is_prepared_dir
@@ -135,7 +135,7 @@ def _write(ds: xr.Dataset, out: Path, manifest: dict) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = add_debug_flag(build_parser()).parse_args(argv)
     grid = parse_grid(args.grid)
     period = parse_period(args.start, args.end)
     variables = store_names(args.variables)

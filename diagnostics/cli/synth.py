@@ -16,7 +16,7 @@ import sys
 import time
 
 from .. import __version__
-from ..data.errors import InputError, cli_entry
+from ..data.errors import InputError, add_debug_flag, cli_entry
 from ..data.grid import NAMED_GRIDS, equiangular
 from ..data.timeaxis import Month
 from ..io.writer import read_manifest, write_netcdf, write_prepared
@@ -54,7 +54,7 @@ def fingerprint(args: dict) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    a = _parser().parse_args(argv)
+    a = add_debug_flag(_parser()).parse_args(argv)
     if a.end < a.start:
         raise InputError(f"--end {a.end} is before --start {a.start}")
     if a.members < 1:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from diagnostics.data.errors import InputError, cli_entry
+from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 
 EXPERIMENTS = (("historical", "aimip"), ("p2k", "aimip-p2k"), ("p4k", "aimip-p4k"))
 
@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = add_debug_flag(_parser()).parse_args(argv)
     out = Path(args.out)
     synth, train, runs, scores = out / "synthetic", out / "train", out / "runs", out / "diagnostics"
     log: list[dict] = []

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from diagnostics.data.errors import InputError, cli_entry
+from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 from diagnostics.data.timeaxis import Month
 
 _DATE = re.compile(r"^\d{4}-?\d{2}$")
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default="MD-1p5", help="model name in file names (default MD-1p5)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    add_debug_flag(p)
     return p
 
 

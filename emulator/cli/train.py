@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from diagnostics.data.errors import InputError, cli_entry
+from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 
 from .. import config as config_mod
 
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = add_debug_flag(_parser()).parse_args(argv)
     cfg = config_mod.load(args.config)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))

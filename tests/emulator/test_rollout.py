@@ -34,7 +34,7 @@ from emulator.rollout import RolloutConfig, member_generators, run_rollout
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 VARS = ("tas", "pr", "zg", "ta", "tos", "siconc")
 

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-import report_fixtures  # noqa: E402
+from tests.reports import report_fixtures
 
 from reports import browser, maps, metricsdir, parallel, pdf, scorecard, sections  # noqa: E402
 from reports.cli import main as md_report  # noqa: E402

@@ -22,7 +22,7 @@ from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
 from emulator.validation import diffusion_offset, pair_ids
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "name": "tiny",

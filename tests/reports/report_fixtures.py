@@ -255,7 +255,7 @@ def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
         os.chdir(here)
 
 
-if __name__ == "__main__":  # python tests/report_fixtures.py docs/ [--fixture]
+if __name__ == "__main__":  # python -m tests.reports.report_fixtures docs/ [--fixture]
     import sys
     import tempfile
 
