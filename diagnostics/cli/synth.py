@@ -20,7 +20,9 @@ from ..data.errors import InputError, add_debug_flag, cli_entry
 from ..data.grid import NAMED_GRIDS, equiangular
 from ..data.timeaxis import Month
 from ..io.writer import read_manifest, write_netcdf, write_prepared
-from ..synth.climate import LAZY_BYTES, SCENARIOS, Model, make_run, progress, to_dataset
+from ..data.experiments import EXPERIMENTS, sst_offset_k
+from ..synth.climate import LAZY_BYTES, to_dataset
+from ..synth.model import Model, make_run, progress
 from ..synth.truth import make_truth
 
 GRIDS = ("1.5", "3", "5.625")
@@ -43,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=_month, default=Month(2024, 12), help="last month YYYY-MM (default 2024-12)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical data)")
     p.add_argument("--members", type=int, default=1, help="independent realisations with the same forcing")
-    p.add_argument("--scenario", choices=tuple(SCENARIOS), default="historical",
+    p.add_argument("--scenario", choices=tuple(EXPERIMENTS), default="historical",
                    help="uniform SST offset 0 / 2 / 4 K, sea ice unchanged")
     return p
 
@@ -64,7 +66,7 @@ def _main(argv: list[str]) -> int:
         raise InputError(f"--grid {a.grid} is not one of {GRIDS}")
     args = {"generator": "md-synth", "version": __version__, "grid": res, "start": str(a.start),
             "end": str(a.end), "seed": a.seed, "members": a.members, "scenario": a.scenario,
-            "sst_offset_K": SCENARIOS[a.scenario]}
+            "sst_offset_K": sst_offset_k(a.scenario)}
     manifest = {**args, "fingerprint": fingerprint(args), "kind": "synthetic", "truth": TRUTH_FILE,
                 "command": "md-synth " + " ".join(argv),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -76,7 +78,7 @@ def _main(argv: list[str]) -> int:
                          "choose another --out or delete it", a.out)
     t0 = time.perf_counter()
     model = Model.build(equiangular(res))
-    run = make_run(model, a.start, a.end, a.seed, a.members, SCENARIOS[a.scenario])
+    run = make_run(model, a.start, a.end, a.seed, a.members, sst_offset_k(a.scenario))
     lazy = run.members * run.months.size * len(model.labels) * model.grid.lat.size * model.grid.lon.size * 4 > LAZY_BYTES
     with progress(run):
         # small grids are generated in memory (fastest); large ones stream chunk by chunk via dask

@@ -60,7 +60,7 @@ from ..data.contract import plev_coord
 from ..data.grid import area_weights
 from ..data.timeaxis import Month, monthly_axis
 from . import patterns
-from .climate import MULTIPLICATIVE, Run
+from .model import MULTIPLICATIVE, Run
 from .climatology import SCALE_HEIGHT
 from .forcing import ENSO_DAMPING, ENSO_PERIOD_MONTHS, ENSO_STD, sst_pattern
 from .spectral_noise import correlation
