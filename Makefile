@@ -29,8 +29,11 @@ system-deps:
 demo: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m emulator.cli.demo --out $(OUT)
 
-# Two pytest workers, one thread each: more threads than cores slows torch down many-fold.
+# The layering contract first (.importlinter: diagnostics imports neither emulator nor reports,
+# no import cycles), then two pytest workers, one thread each: more threads than cores slows
+# torch down many-fold.
 test: $(STAMP) system-deps
+	$(BIN)/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
