@@ -414,3 +414,30 @@ def test_config_is_strict_and_band_is_closed():
     assert float(coslat_mean(x * xr.DataArray([1.0, 3.0], dims="lat"))) == pytest.approx(
         (3 * 1.0 + 2 * 0.5 * 3.0) / (3 * 1.0 + 2 * 0.5), rel=1e-12)
     assert month_index(model["time"])[0] == Month(1978, 10).index
+
+
+# ----------------------------------------------------------------- ours vs official (docs/metrics.md)
+
+def test_difference_from_our_weights_is_the_polar_cap_closed_form():
+    from diagnostics.data.grid import equiangular
+    from diagnostics.metrics.climatology import bias_summary
+    g = equiangular(1.0)
+    b = xr.DataArray(np.ones(g.shape), dims=("lat", "lon"), coords=g.coords())
+    b = b.where(np.abs(b["lat"]) <= 87.5, 10.0)
+    cap = 1.0 - math.sin(math.radians(87.5))   # area fraction poleward of 87.5 in each hemisphere
+    assert float(bias_summary(b)["rms"]) == pytest.approx(math.sqrt(1.0 + 99.0 * cap), rel=1e-9)
+    assert float(aimip.coslat_rms(latitude_band(b))) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_difference_from_our_monthly_trend_is_the_seasonal_leak_closed_form():
+    from diagnostics.metrics.trends import linear_trend
+    years, amplitude = 36, 10.0
+    axis = monthly_axis(Month(1979, 1), Month(2014, 12))
+    t = np.arange(12 * years)
+    f = xr.DataArray(amplitude * np.cos(2 * np.pi * t / 12), dims="time", coords={"time": axis["time"]},
+                     attrs={"units": "K"})
+    n = t.size
+    leak = -6.0 * amplitude * years / (n * (n**2 - 1) / 12.0) * 120.0
+    assert float(linear_trend(f)) == pytest.approx(leak, rel=1e-9)
+    assert leak == pytest.approx(-0.0386, abs=1e-4)
+    assert abs(float(decadal_trend(annual_means(f, aimip.TRAIN)))) < 1e-12
