@@ -38,8 +38,7 @@ from .climatology import in_period
 from .nino34 import nino34_index
 
 #: Official periods (notebook constants TRAINING_DATES, TEST_DATES, DAILY_TIME_SLICE,
-#: EVALUATION_DATES of E5) and the E3 period (README: "ENSO variability in the full
-#: 1979-2024 period").
+#: EVALUATION_DATES of E5); E3 uses train, test and "all" = TRAINING_DATES[0]..TEST_DATES[1].
 TRAIN = Period(Month(1979, 1), Month(2014, 12))
 TEST = Period(Month(2015, 1), Month(2024, 12))
 ENSO_PERIOD = Period(Month(1979, 1), Month(2024, 12))
@@ -62,7 +61,8 @@ class AimipEvaluation:
     """Periods, latitude band and member dim of the official evaluation (strict, frozen)."""
 
     periods: dict[str, Period] = field(default_factory=lambda: {"train": TRAIN, "test": TEST})
-    enso_period: Period = ENSO_PERIOD
+    enso_periods: dict[str, Period] = field(
+        default_factory=lambda: {"train": TRAIN, "test": TEST, "all": ENSO_PERIOD})
     daily_period: Period = DAILY_PERIOD
     response_period: Period = RESPONSE_PERIOD
     lat_limits: tuple[float, float] = LATITUDE_LIMITS
@@ -71,9 +71,9 @@ class AimipEvaluation:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "periods":
+            if f.name.endswith("periods"):
                 if not value or not all(isinstance(k, str) and isinstance(p, Period) for k, p in value.items()):
-                    raise TypeError("periods must map names to Period objects, e.g. {'train': TRAIN}")
+                    raise TypeError(f"{f.name} must map names to Period objects, e.g. {{'train': TRAIN}}")
             elif f.name.endswith("period") and not isinstance(value, Period):
                 raise TypeError(f"{f.name} must be a Period, got {type(value).__name__}")
         lo, hi = self.lat_limits
@@ -359,7 +359,8 @@ def enso_coefficient(da: xr.DataArray, index: xr.DataArray, period: Period = ENS
 
 def e3_enso(model: xr.DataArray, reference: xr.DataArray, index: xr.DataArray,
             config: AimipEvaluation = OFFICIAL, reference_index: xr.DataArray | None = None) -> xr.Dataset:
-    """E3: ENSO coefficient maps and the RMSE of each member's map against the reference's.
+    """E3: ENSO coefficient maps and the RMSE of each member's map against the reference's,
+    for each of ``config.enso_periods`` (train, test and all = 1979-01..2024-12, dim ``period``).
 
     ``index``: relative Nino-3.4 index in K on a monthly axis (e.g.
     :func:`relative_nino34_index` of the prescribed SST; the notebooks use one table for
@@ -368,17 +369,21 @@ def e3_enso(model: xr.DataArray, reference: xr.DataArray, index: xr.DataArray,
     over |lat| <= 87.5) and its member median/min/max.
     """
     reference = _reference(reference, config.member_dim)
-    cm = latitude_band(enso_coefficient(model, index, config.enso_period), config.lat_limits)
-    cr = latitude_band(enso_coefficient(reference, index if reference_index is None else reference_index,
-                                        config.enso_period), config.lat_limits)
-    cm, cr = _same_grid(cm, cr, "E3")
-    units = cm.attrs["units"]
-    err = _with_units(cm - cr, units, "ENSO coefficient error (model - reference)")
-    rmse = _with_units(coslat_rms(err), units, "RMSE of the ENSO coefficient map")
-    ds = xr.Dataset({"coefficient": cm, "reference_coefficient": cr, "coefficient_error": err,
-                     "coefficient_rmse": rmse})
-    for stat, v in member_summary(rmse, config.member_dim).items():
-        ds[f"coefficient_rmse_{stat}"] = _with_units(v, units, f"{stat} over members of the coefficient RMSE")
+    ref_index = index if reference_index is None else reference_index
+    per_period = []
+    for name, period in config.enso_periods.items():
+        cm = latitude_band(enso_coefficient(model, index, period), config.lat_limits)
+        cr = latitude_band(enso_coefficient(reference, ref_index, period), config.lat_limits)
+        cm, cr = _same_grid(cm, cr, "E3")
+        units = cm.attrs["units"]
+        err = _with_units(cm - cr, units, "ENSO coefficient error (model - reference)")
+        rmse = _with_units(coslat_rms(err), units, "RMSE of the ENSO coefficient map")
+        ds = xr.Dataset({"coefficient": cm, "reference_coefficient": cr, "coefficient_error": err,
+                         "coefficient_rmse": rmse})
+        for stat, v in member_summary(rmse, config.member_dim).items():
+            ds[f"coefficient_rmse_{stat}"] = _with_units(v, units, f"{stat} over members of the coefficient RMSE")
+        per_period.append(ds.expand_dims(period=[name]))
+    ds = xr.concat(per_period, dim="period")
     ds.attrs["enso_index"] = ("relative Nino-3.4 index (Nino-3.4 SST anomaly minus the tropical-mean SST "
                               "anomaly, 3-month centred running mean), K")
     return ds

@@ -276,9 +276,11 @@ def test_e3_planted_regression_and_rmse():
     delta = np.array([0.0, 0.4])
     model = _monthly(280.0 + (b_ref[None, None] + delta[:, None, None, None]) * idx.values[None, :, None, None])
     out = e3_enso(model, ref, idx)
-    np.testing.assert_allclose(out["reference_coefficient"].values, b_ref[INSIDE], rtol=1e-9)
-    np.testing.assert_allclose(out["coefficient_rmse"].values, delta, atol=1e-9)
-    assert float(out["coefficient_rmse_median"]) == pytest.approx(0.2, abs=1e-9)
+    assert list(out["period"].values) == ["train", "test", "all"]
+    for p_name in ("train", "test", "all"):
+        np.testing.assert_allclose(out["reference_coefficient"].sel(period=p_name).values, b_ref[INSIDE], rtol=1e-9)
+        np.testing.assert_allclose(out["coefficient_rmse"].sel(period=p_name).values, delta, atol=1e-9)
+        assert float(out["coefficient_rmse_median"].sel(period=p_name)) == pytest.approx(0.2, abs=1e-9)
     assert "relative Nino-3.4" in out.attrs["enso_index"]
 
 
@@ -402,7 +404,9 @@ def test_e5_uses_the_whole_run_including_spin_up():
 
 def test_config_is_strict_and_band_is_closed():
     with pytest.raises(TypeError):
-        AimipEvaluation(enso_period="1979-01:2024-12")
+        AimipEvaluation(daily_period="1979-01:1979-12")
+    with pytest.raises(TypeError):
+        AimipEvaluation(enso_periods={"all": "1979-01:2024-12"})
     with pytest.raises(ValueError):
         AimipEvaluation(lat_limits=(10.0, -10.0))
     model, _ = _e1_fields()
