@@ -208,6 +208,18 @@ def time_mean(da: xr.DataArray, period: Period) -> xr.DataArray:
     return out
 
 
+def mask_intermittent(da: xr.DataArray) -> xr.DataArray:
+    """Cells that are NaN in any month become NaN in every month.
+
+    The notebooks' rule for GFDL-CM4's pressure-level fields (intermittently below its
+    time-varying surface); ERA5's time means are then masked where CM4's are NaN
+    (``reference.where(cm4_time_mean.notnull())``), so every model is scored on one domain.
+    """
+    out = da.where(~da.isnull().any("time"))
+    out.attrs = dict(da.attrs)
+    return out
+
+
 def regrid_time_mean(da: xr.DataArray, grid: Grid) -> xr.DataArray:
     """Conservative, NaN-aware regridding of a time-mean map (the notebooks regrid time means)."""
     return regrid_conservative(da, grid)

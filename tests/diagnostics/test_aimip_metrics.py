@@ -445,3 +445,13 @@ def test_difference_from_our_monthly_trend_is_the_seasonal_leak_closed_form():
     assert float(linear_trend(f)) == pytest.approx(leak, rel=1e-9)
     assert leak == pytest.approx(-0.0386, abs=1e-4)
     assert abs(float(decadal_trend(annual_means(f, aimip.TRAIN)))) < 1e-12
+
+
+def test_mask_intermittent_is_the_notebooks_cm4_rule():
+    model, ref = _e1_fields(n_members=1)
+    cm4 = ref.copy()
+    cm4[17, 3, 2] = np.nan                  # below ground in one month only
+    masked = aimip.mask_intermittent(cm4)
+    assert bool(masked[:, 3, 2].isnull().all()) and int(masked.isnull().sum()) == masked.sizes["time"]
+    era5 = ref.mean("time").where(aimip.time_mean(masked, aimip.TRAIN).notnull())
+    assert np.isnan(float(era5[3, 2])) and np.isfinite(float(era5[3, 3]))
