@@ -52,6 +52,8 @@ RESPONSE_PLEVS_PA: tuple[float, ...] = (85000.0, 50000.0)
 #: Variables E5 evaluates (``ta`` at 850/500 hPa, ``zg`` at 500 hPa).
 RESPONSE_VARIABLES: tuple[str, ...] = ("tas", "ts", "pr", "huss", "ta", "zg")
 _LAT_TOL = 1e-6
+#: E3 needs more than this fraction of a period's months (notebook: ``> n_months * 0.85``).
+MIN_PERIOD_COVERAGE = 0.85
 #: apply_ufunc options: kernels need their core dims in one chunk.
 _DASK = {"allow_rechunk": True}
 
@@ -351,22 +353,28 @@ def e2_trends(model: xr.DataArray, reference: xr.DataArray, config: AimipEvaluat
 def enso_coefficient(da: xr.DataArray, index: xr.DataArray, period: Period = ENSO_PERIOD) -> xr.DataArray:
     """E3 coefficient map cov(i, x) / var(i), in field units per K of the index.
 
-    Over the months of ``period`` (every one present in the field and finite in the index,
-    ValueError otherwise); months matched by month index. Formula of
-    :func:`_regression_kernel`: the raw field (seasonal cycle included) against the index
-    minus its period mean, population moments.
+    Over the months of ``period`` (all present in the field, else ValueError) where the
+    index is finite; the index must be finite in more than 85 % of them (the notebook skips
+    a period with fewer months; a 3-month running mean is NaN in its last month, Dec 2024).
+    Months matched by month index. Formula of :func:`_regression_kernel`: the raw field
+    (seasonal cycle included) against the index minus its mean over the months used,
+    population moments. Attribute ``months_used``.
     """
     if index.dims != ("time",):
         raise ValueError(f"the index {index.name!r} must have the one dim time, got {index.dims}")
     sub = in_period(da, period)
-    idx = index.isel(time=np.flatnonzero(np.isin(month_index(index["time"]), month_index(sub["time"]))))
-    if idx.sizes["time"] != sub.sizes["time"] or bool(idx.isnull().any()):
-        raise ValueError(f"the index {index.name!r} does not cover every month of {period} with a finite value")
-    order = np.argsort(month_index(idx["time"]))
-    values = np.asarray(idx.values, dtype=float)[order]
-    out = xr.apply_ufunc(_regression_kernel, sub, input_core_dims=[["time"]], kwargs={"index": values},
+    lookup = dict(zip(month_index(index["time"]).tolist(), np.asarray(index.values, dtype=float).tolist()))
+    values = np.array([lookup.get(int(k), np.nan) for k in month_index(sub["time"])])
+    finite = np.isfinite(values)
+    if finite.sum() <= MIN_PERIOD_COVERAGE * values.size:
+        raise ValueError(f"the index {index.name!r} is finite in {int(finite.sum())} of the {values.size} months "
+                         f"of {period}; more than {MIN_PERIOD_COVERAGE:.0%} are needed")
+    sub = sub.isel(time=np.flatnonzero(finite))
+    out = xr.apply_ufunc(_regression_kernel, sub, input_core_dims=[["time"]], kwargs={"index": values[finite]},
                          dask="parallelized", output_dtypes=[np.float64], dask_gufunc_kwargs=_DASK)
-    return _with_units(out, f"{da.attrs.get('units', '')} K-1", f"{da.name or 'field'} ENSO coefficient")
+    out = _with_units(out, f"{da.attrs.get('units', '')} K-1", f"{da.name or 'field'} ENSO coefficient")
+    out.attrs["months_used"] = int(finite.sum())
+    return out
 
 
 def e3_enso(model: xr.DataArray, reference: xr.DataArray, index: xr.DataArray,

@@ -287,8 +287,19 @@ def test_e3_planted_regression_and_rmse():
 def test_e3_index_must_cover_the_period():
     n = _n_months()
     model = _monthly(np.ones((1, n, *GRID.shape)))
-    with pytest.raises(ValueError, match="does not cover every month"):
+    with pytest.raises(ValueError, match="is finite in 97 of the 552 months of 1979-01:2024-12; more than 85%"):
         enso_coefficient(model, _index(100))
+    # A 3-month running mean is NaN in Dec 2024: that month is left out, the rest is used.
+    idx = _index(n)
+    idx[-1] = np.nan
+    rng = np.random.default_rng(11)
+    x = _monthly(rng.normal(size=(1, n, *GRID.shape)))
+    coeff = enso_coefficient(x, idx, aimip.TEST)
+    assert coeff.attrs["months_used"] == 119
+    iv = idx.values[-120:-1]
+    ip = iv - iv.mean()
+    expect = np.mean(ip * x.values[0, -120:-1, 5, 1]) / np.mean(ip**2)
+    assert float(coeff[0, 5, 1]) == pytest.approx(expect, rel=RTOL)
 
 
 def test_relative_index_is_the_projects_nino34():
