@@ -38,6 +38,7 @@ grids stream to zarr in bounded memory and both paths are bit-identical. Same se
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -49,7 +50,7 @@ from ..data.grid import Grid
 from ..data.timeaxis import Month
 from . import patterns
 from .climatology import SCALE_HEIGHT, climatology
-from .forcing import Forcing, make_forcing
+from .forcing import Forcing, make_forcing, nino34_std
 from .spectral_noise import SphericalNoise
 from .statics import Statics, make_statics
 
@@ -112,6 +113,9 @@ class Model:
                             for v in dict.fromkeys(map(_variable_of, self.labels))}
         self.i_ps, self.i_psl = self.labels.index("ps"), self.labels.index("psl")
         self.i_tas, self.i_tdas = self.labels.index("tas"), self.labels.index("tdas")
+        # the temperature whose weather scales each positive channel (Clausius-Clapeyron-like)
+        self.cc_row = np.array([self.labels.index("ta" + lab[3:]) if lab.startswith("hus") else self.i_tas
+                                for lab in self.labels])
         self._build_mixing()
 
     def _build_mixing(self) -> None:
@@ -159,6 +163,11 @@ class Model:
         return cls(grid=grid, slope=slope, statics=st, clim=climatology(st), maps=patterns.planted(st),
                    noise=SphericalNoise(grid, slope))
 
+    @functools.cached_property
+    def nino34_abs_mean(self) -> float:
+        """E|N| = sqrt(2 / pi) std(N) (K): N is Gaussian with zero mean (:func:`.forcing.nino34_std`)."""
+        return float(np.sqrt(2.0 / np.pi) * nino34_std(self.statics, self.slope))
+
     def lag1(self, label: str) -> float:
         """Planted lag-1 autocorrelation of a channel's noise."""
         return float(self.phi[np.flatnonzero(self.mixing[self.labels.index(label)])[0]])
@@ -176,6 +185,7 @@ class Run:
     forcing: Forcing
     nao_amplitude: np.ndarray  # (members, time), 0 outside DJF
     states: list[list[np.ndarray]]  # [member][chunk] AR(1) start state (bases, ncoef)
+    nonlinear: bool = True  # planted ENSO asymmetry, Clausius-Clapeyron scaling, state-dependent NAO
     on_chunk: Callable[[], object] | None = None  # progress hook, called per variable and chunk
 
     @property
@@ -212,7 +222,10 @@ class Run:
         xi = self._noise(member, k, idx).astype(f32)
         moy = self.months[sl] % 12
         y10 = (self.forcing.years[sl] / 10.0).astype(f32)[:, None, None, None]
-        n34 = self.forcing.nino34[sl].astype(f32)[:, None, None, None]
+        n34 = self.forcing.nino34[sl]
+        if self.nonlinear:  # El Nino responses (1 + A) beta, La Nina (1 - A) beta; mean-free since E|N| is removed
+            n34 = n34 + patterns.ENSO_ASYMMETRY * (np.abs(n34) - m.nino34_abs_mean)
+        n34 = n34.astype(f32)[:, None, None, None]
         a = self.nao_amplitude[member, sl].astype(f32)[:, None, None]
         # float32 arithmetic (the output precision) keeps a 1.5-degree chunk fast and small.
         drivers = m.trend32[idx][None] * y10
@@ -223,7 +236,13 @@ class Run:
         noise = sigma[None] * xi
         clim = m.clim32[np.ix_(moy, idx)]
         if m.mult[idx[0]]:  # a variable's channels are all additive or all multiplicative
-            return clim * np.maximum(1 + drivers, f32(FACTOR_FLOOR)) * np.exp(noise - f32(0.5) * sigma**2)
+            log_var = sigma**2
+            if self.nonlinear:  # x exp(CC T' - CC^2 s_T^2 / 2): T' independent of the own noise, mean factor 1
+                rows = m.cc_row[idx].tolist()
+                cc_std = f32(patterns.CC_RATE) * m.sigma32[rows]
+                noise = noise + cc_std[None] * self._noise(member, k, rows).astype(f32)
+                log_var = log_var + cc_std**2
+            return clim * np.maximum(1 + drivers, f32(FACTOR_FLOOR)) * np.exp(noise - f32(0.5) * log_var)
         out = clim + drivers + noise
         for j, i in enumerate(idx):
             if i in m.nao_index:
@@ -258,8 +277,32 @@ def _nao_amplitudes(seed: int, member: int, months: np.ndarray) -> np.ndarray:
     return np.where(np.isin(month, (12, 1, 2)), draws[winter - first], 0.0)
 
 
-def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1, sst_offset: float = 0.0) -> Run:
-    """Forcing, NAO amplitudes and AR(1) chunk start states for one realisation set."""
+def nao_state_scale(months: np.ndarray, nino34: np.ndarray) -> np.ndarray:
+    """Factor (time,) of the planted state-dependent NAO: 0 outside DJF, else
+    NAO_MONTH_SCALE[month] x sqrt(NAO_PHASE_VARIANCE[phase]), phase = La Nina if N < 0 in the
+    winter's first DJF month of the run (normally its December), else El Nino.
+
+    The month scales average 1 over DJF and the phases are equally likely (N is symmetric), so the
+    DJF-mean amplitude keeps unit variance in expectation and the DJF-mean truth is unchanged.
+    """
+    year, month = months // 12, months % 12 + 1
+    winter = year + (month == 12)
+    djf = np.isin(month, tuple(patterns.NAO_MONTH_SCALE))
+    scale = np.zeros(months.size)
+    for w in np.unique(winter[djf]):
+        sel = djf & (winter == w)
+        phase = "la_nina" if nino34[np.flatnonzero(sel)[0]] < 0 else "el_nino"
+        scale[sel] = np.sqrt(patterns.NAO_PHASE_VARIANCE[phase])
+    return scale * np.array([patterns.NAO_MONTH_SCALE.get(int(mo), 0.0) for mo in month])
+
+
+def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1, sst_offset: float = 0.0,
+             nonlinear: bool = True) -> Run:
+    """Forcing, NAO amplitudes and AR(1) chunk start states for one realisation set.
+
+    ``nonlinear=False`` leaves out the planted nonlinearity (the linear-Gaussian climate of
+    diagnostics.synth <= 0.9, bit for bit).
+    """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     if members < 1:
@@ -268,7 +311,9 @@ def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1
     forcing = make_forcing(model.statics, model.clim["tos_raw"], months, _rng(seed, _STREAM_FORCING),
                            model.slope, sst_offset)
     nao = np.stack([_nao_amplitudes(seed, i, months) for i in range(members)])
-    run = Run(model, months, seed, members, sst_offset, forcing, nao, [])
+    if nonlinear:
+        nao = nao * nao_state_scale(months, forcing.nino34)[None]
+    run = Run(model, months, seed, members, sst_offset, forcing, nao, [], nonlinear=nonlinear)
     for member in range(members):
         state = _rng(seed, _STREAM_START, member).standard_normal((model.phi.size, model.noise.ncoef))
         states = []
