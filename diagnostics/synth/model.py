@@ -28,6 +28,23 @@ slope on time is r_trend * mean clim_c, and (p2k - historical) / 2 has expectati
 r_gamma * mean clim_c. The floor 0.05 is never reached for |N| < 3.5 K (|r_beta| <= 0.25 K-1).
 ps = psl exp(-orog / 8000 m); tdas = tas - D(month, x) exp(0.2 xi_d - 0.02) (positive depression).
 
+Planted nonlinearity (``nonlinear=True``, the default; constants in :mod:`.patterns`):
+
+  * ENSO asymmetry: N in every ENSO term above is replaced by N + A (|N| - E|N|), A = 0.4, so the
+    response is (1 + A) beta N for El Nino and (1 - A) beta N for La Nina; N is Gaussian with zero
+    mean, so cov(|N|, N) = 0 and the least-squares slope on N is still beta (exact in expectation);
+    E|N| = sqrt(2/pi) std(N) is computed exactly (:func:`.forcing.nino34_std`), so the term has mean 0;
+  * Clausius-Clapeyron-like moisture: pr and hus<lev> get the extra factor
+    exp(cc T' - cc^2 s_T^2 / 2), cc = 0.07 K-1, T' = s_T xi_T the noise (weather) part of tas (pr)
+    or ta<lev> (hus<lev>); xi_T is independent of the channel's own noise and of N, so the factor
+    has mean 1 and the mean, trend, ENSO and warming maps stay exact;
+  * state-dependent NAO: a(t) = z_winter x s(month) x g(phase), s = 0.8 / 1.2 / 1.0 in Dec / Jan /
+    Feb (mean 1), g^2 = 1.5 if N < 0 in the winter's first DJF month of the run (La Nina), 0.5
+    otherwise (equally likely: E g^2 = 1), so the DJF-mean NAO has unit variance in expectation and
+    the planted DJF-mean patterns and EOF truth are unchanged.
+
+``nonlinear=False`` gives the linear-Gaussian climate (bit-identical to diagnostics.synth 0.9).
+
 Generation runs in chunks of 12 months. Every noise base has its own random stream per
 (seed, member, chunk); a first pass advances the AR(1) coefficient states through all chunks
 (cheap, spectral space only), then each (variable, member, chunk) block is an independent pure

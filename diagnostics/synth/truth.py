@@ -43,6 +43,13 @@ the leading eigenvalue over the trace of that covariance (eofs ``varianceFractio
 for the planted NAO + noise (nothing else varies there). ``..._variance_fraction_stderr1``: its
 asymptotic (North et al. 1982, delta method) standard error for one winter; divide by
 sqrt(number of winters).
+Planted nonlinearity (values of the linear climate when ``nonlinear`` is 0): ``enso_asymmetry`` A
+and ``<v>_nino34_regression_positive`` / ``_negative`` = (1 +- A) x ``<v>_nino34_regression``, the
+slopes for N > 0 / N < 0 (piecewise-linear regression on max(N, 0), min(N, 0)); ``nino34_std``
+(exact population std of N) and ``nino34_abs_mean`` = E|N|; ``cc_scaling_rate`` (K-1), the slope of
+log(pr) on the tas weather and of log(hus<lev>) on the ta<lev> weather; ``nao_std_by_month``
+(month 1..12) the std of the monthly NAO amplitude; ``nao_std_la_nina`` / ``nao_std_el_nino`` the
+std of the DJF-mean amplitude in winters with N < 0 / N >= 0 in their first DJF month.
 ``tos_enso_pattern``: SST per K of the ENSO oscillator, scaled so its relative Nino-3.4 value is
 1; ``enso_oscillator`` the oscillator series; ``enso_period_months``, ``enso_damping``,
 ``enso_std``. ``nao_amplitude`` the realised NAO amplitude (time[, member]), 0 outside DJF.
