@@ -25,7 +25,8 @@ regressions stay linear in expectation:
 With E[exp(sigma xi - sigma^2/2)] = 1 and xi independent of N, the least-squares slope of c on N
 (anomalies w.r.t. the monthly climatology) is r_beta * clim_c averaged over calendar months, the
 slope on time is r_trend * mean clim_c, and (p2k - historical) / 2 has expectation
-r_gamma * mean clim_c. The floor 0.05 is never reached for |N| < 3.5 K (|r_beta| <= 0.25 K-1).
+r_gamma * mean clim_c. The floor 0.05 is never reached for |N| < 3.5 K (|r_beta| <= 0.25 K-1);
+with the ENSO asymmetry below, for N < 3.1 K (3.8 std of N; r_beta >= -0.233).
 ps = psl exp(-orog / 8000 m); tdas = tas - D(month, x) exp(0.2 xi_d - 0.02) (positive depression).
 
 Planted nonlinearity (``nonlinear=True``, the default; constants in :mod:`.patterns`):

@@ -179,11 +179,13 @@ def make_truth(run: Run) -> xr.Dataset:
             f"planted response of {s} to a uniform SST offset, per K ((p2k - historical) / 2){rel}")
         noise_units = "1" if name in MULTIPLICATIVE else u
         put(f"{s}_noise_std", _for_variable(run, "sigma", s), noise_units,
-            f"standard deviation of the noise term of {s}" + (" (log-noise)" if name in MULTIPLICATIVE else ""))
+            f"standard deviation of the noise term of {s}"
+            + (" (its own log-noise; the log also holds cc_scaling_rate x the temperature weather)"
+               if name in MULTIPLICATIVE else ""))
         lab = catalogue.channel_label(*catalogue.channels([name])[0])
         lab = {"ps": "psl", "tdas": "tas"}.get(lab, lab)
         put(f"{s}_lag1", m.lag1(lab), "1", f"planted lag-1 (one month) autocorrelation of the noise of {s}"
-            + (" (log-noise)" if name in MULTIPLICATIVE else ""))
+            + (" (its own log-noise)" if name in MULTIPLICATIVE else ""))
 
     ocean = st.ocean
     tos_trend = np.where(ocean, patterns.tos_trend(st), np.nan)
