@@ -210,3 +210,23 @@ def test_truth_imports_alone_and_synth_has_no_import_cycle():
 
     for a in graph:
         assert not reaches(a, a, {a}), f"import cycle through {a}"
+
+
+def test_cli_linear_switches_the_planted_nonlinearity_off(tmp_path):
+    """--linear writes the linear-Gaussian climate (synthesize(nonlinear=False), bit for bit),
+    recorded in the manifest (a different fingerprint) and truth.nc; the default is nonlinear."""
+    base = ["--grid", "5.625", "--start", "1999-12", "--end", "2000-03", "--seed", "2"]
+    assert synth_main(["--out", str(tmp_path / "nl")] + base) == 0
+    assert synth_main(["--out", str(tmp_path / "lin"), "--linear"] + base) == 0
+    manifests = {k: json.loads((tmp_path / k / "manifest.json").read_text()) for k in ("nl", "lin")}
+    assert manifests["nl"]["nonlinear"] is True and manifests["lin"]["nonlinear"] is False
+    assert manifests["nl"]["fingerprint"] != manifests["lin"]["fingerprint"]
+    ref, _ = synthesize(G5, Month(1999, 12), Month(2000, 3), seed=2, nonlinear=False)
+    for key, nonlinear in (("lin", False), ("nl", True)):
+        ds = xr.open_zarr(tmp_path / key / "dataset.zarr", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+        truth = _open(tmp_path / key / "truth.nc")
+        assert truth.attrs["nonlinear"] == int(nonlinear)
+        assert (float(truth["cc_scaling_rate"]) > 0) == nonlinear
+        for name in ("pr", "psl", "tas"):
+            assert np.array_equal(ds[name].values, ref[name].values) == (not nonlinear), (key, name)
+        np.testing.assert_array_equal(ds["tos"].values, ref["tos"].values)  # the forcing is the same
