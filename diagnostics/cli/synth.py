@@ -1,7 +1,7 @@
 """``md-synth``: write the embedded synthetic monthly climate (with its planted truth).
 
     md-synth --out DIR [--grid 1.5|3|5.625] [--start 1978-10] [--end 2024-12] [--seed N]
-             [--members N] [--scenario historical|p2k|p4k]
+             [--members N] [--scenario historical|p2k|p4k] [--linear]
 
 writes DIR/dataset.zarr + DIR/manifest.json (via :func:`diagnostics.io.writer.write_prepared`)
 and DIR/truth.nc. A directory holding a different dataset is refused (exit 2).
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=1, help="independent realisations with the same forcing")
     p.add_argument("--scenario", choices=tuple(EXPERIMENTS), default="historical",
                    help="uniform SST offset 0 / 2 / 4 K, sea ice unchanged")
+    p.add_argument("--linear", action="store_true", help="leave out the planted nonlinearity (ENSO asymmetry, "
+                   "Clausius-Clapeyron scaling of pr and hus, state-dependent NAO variance): a linear-Gaussian climate")
     return p
 
 
@@ -66,7 +68,7 @@ def _main(argv: list[str]) -> int:
         raise InputError(f"--grid {a.grid} is not one of {GRIDS}")
     args = {"generator": "md-synth", "version": __version__, "grid": res, "start": str(a.start),
             "end": str(a.end), "seed": a.seed, "members": a.members, "scenario": a.scenario,
-            "sst_offset_K": sst_offset_k(a.scenario)}
+            "sst_offset_K": sst_offset_k(a.scenario), "nonlinear": not a.linear}
     manifest = {**args, "fingerprint": fingerprint(args), "kind": "synthetic", "truth": TRUTH_FILE,
                 "command": "md-synth " + " ".join(argv),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -78,7 +80,7 @@ def _main(argv: list[str]) -> int:
                          "choose another --out or delete it", a.out)
     t0 = time.perf_counter()
     model = Model.build(equiangular(res))
-    run = make_run(model, a.start, a.end, a.seed, a.members, sst_offset_k(a.scenario))
+    run = make_run(model, a.start, a.end, a.seed, a.members, sst_offset_k(a.scenario), nonlinear=not a.linear)
     lazy = run.members * run.months.size * len(model.labels) * model.grid.lat.size * model.grid.lon.size * 4 > LAZY_BYTES
     with progress(run):
         # small grids are generated in memory (fastest); large ones stream chunk by chunk via dask
@@ -86,7 +88,7 @@ def _main(argv: list[str]) -> int:
         write_prepared(ds, a.out, manifest)
     write_netcdf(make_truth(run), f"{a.out}/{TRUTH_FILE}")
     print(f"md-synth: wrote {a.out} ({run.members} member(s), {run.months.size} months, "
-          f"{model.grid.shape[0]}x{model.grid.shape[1]}, {a.scenario}) in {time.perf_counter() - t0:.1f} s",
+          f"{model.grid.shape[0]}x{model.grid.shape[1]}, {a.scenario}{', linear' if a.linear else ''}) in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
     return 0
 

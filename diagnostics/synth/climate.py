@@ -91,7 +91,7 @@ def to_dataset(run: Run, lazy: bool = False, show_progress: bool = False) -> xr.
 
 def synthesize(grid: Grid, start: Month, end: Month, seed: int, members: int = 1,
                sst_offset: float = 0.0, lazy: bool | None = None,
-               show_progress: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
+               show_progress: bool = False, nonlinear: bool = True) -> tuple[xr.Dataset, xr.Dataset]:
     """A synthetic contract dataset and its planted truth.
 
     Args:
@@ -102,12 +102,15 @@ def synthesize(grid: Grid, start: Month, end: Month, seed: int, members: int = 1
         sst_offset: uniform SST warming in K (0 historical, 2 p2k, 4 p4k); sea ice unchanged.
         lazy: dask-backed (streamed chunk by chunk on compute) instead of in memory; default
             lazy only when the state channels exceed 512 MiB.
+        nonlinear: plant the nonlinearity (ENSO asymmetry, Clausius-Clapeyron-like scaling of pr
+            and hus, seasonal and ENSO-phase-dependent NAO variance); False gives the
+            linear-Gaussian climate.
     Returns:
         (data, truth): the contract dataset (validates with ``contract.validate``) and the truth
         dataset of :mod:`.truth`.
     """
     model = Model.build(grid)
-    run = make_run(model, start, end, seed, members, sst_offset)
+    run = make_run(model, start, end, seed, members, sst_offset, nonlinear)
     if lazy is None:
         size = members * run.months.size * len(model.labels) * grid.lat.size * grid.lon.size * 4
         lazy = size > LAZY_BYTES

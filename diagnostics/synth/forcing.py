@@ -23,7 +23,7 @@ import numpy as np
 from ..data.grid import area_weights
 from .climatology import T_FREEZE
 from .patterns import NINO34_LAT, NINO34_LON, TOS_LAG1, TROPICS_LAT, enso_sst_pattern, tos_trend
-from .spectral_noise import SphericalNoise
+from .spectral_noise import SphericalNoise, correlation, default_lmax
 from .statics import Statics
 
 ENSO_PERIOD_MONTHS = 48.0
@@ -88,6 +88,39 @@ def sst_pattern(st: Statics) -> np.ndarray:
 def sst_noise_std(st: Statics) -> np.ndarray:
     """Standard deviation of the SST noise, K."""
     return 0.2 + 0.4 * np.sin(np.deg2rad(st.lat)) ** 2
+
+
+def _index_weights(st: Statics) -> np.ndarray:
+    """Weights u (nlat, nlon) with relative Nino-3.4 value of a field f = sum(u f) (ocean cells)."""
+    lat, lon = st.grid.lat, st.grid.lon
+    w = area_weights(lat).values[:, None] * st.ocean
+    box = ((lat >= NINO34_LAT[0]) & (lat <= NINO34_LAT[1]))[:, None] & ((lon >= NINO34_LON[0]) & (lon <= NINO34_LON[1]))[None, :]
+    band = ((lat >= TROPICS_LAT[0]) & (lat <= TROPICS_LAT[1]))[:, None] & np.ones(lon.size, bool)[None, :]
+    return np.where(box, w, 0.0) / np.sum(w * box) - np.where(band, w, 0.0) / np.sum(w * band)
+
+
+def nino34_std(st: Statics, slope: float) -> float:
+    """Population standard deviation of the relative Nino-3.4 anomaly N(t), K.
+
+    N = e(t) + nu(t) exactly (the trend is uniform over 25S-25N and P has relative value 1), with
+    nu = sum_x u_x sigma_tos(x) eta(t, x) the index of the SST noise, independent of e, so
+    var N = ENSO_STD^2 + sum_xy u_x s_x u_y s_y rho(x, y) (rho: the planted noise correlation,
+    :func:`.spectral_noise.correlation`). rho depends on the two rows and the longitude step only,
+    so the double sum is a circular cross-correlation along longitude per pair of rows.
+    """
+    v = _index_weights(st) * sst_noise_std(st)
+    rows = np.flatnonzero(np.any(v != 0, axis=1))
+    phi = np.deg2rad(st.grid.lat[rows])
+    nlon = st.grid.lon.size
+    cos_dlon = np.cos(2 * np.pi * np.arange(nlon) / nlon)
+    spec = np.fft.fft(v[rows], axis=1)
+    var_nu = 0.0
+    for i, a in enumerate(rows):
+        cos_g = np.sin(phi[i]) * np.sin(phi)[:, None] + np.cos(phi[i]) * np.cos(phi)[:, None] * cos_dlon[None, :]
+        rho = correlation(cos_g, default_lmax(st.grid), slope)  # (rows b, lon step d)
+        xc = np.fft.ifft(spec[i][None, :] * np.conj(spec), axis=1).real  # sum_j v_a(j + d) v_b(j)
+        var_nu += float(np.sum(rho * xc))
+    return float(np.sqrt(ENSO_STD**2 + var_nu))
 
 
 def make_forcing(st: Statics, tos_clim: np.ndarray, months: np.ndarray, rng: np.random.Generator,

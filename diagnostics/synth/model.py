@@ -25,8 +25,26 @@ regressions stay linear in expectation:
 With E[exp(sigma xi - sigma^2/2)] = 1 and xi independent of N, the least-squares slope of c on N
 (anomalies w.r.t. the monthly climatology) is r_beta * clim_c averaged over calendar months, the
 slope on time is r_trend * mean clim_c, and (p2k - historical) / 2 has expectation
-r_gamma * mean clim_c. The floor 0.05 is never reached for |N| < 3.5 K (|r_beta| <= 0.25 K-1).
+r_gamma * mean clim_c. The floor 0.05 is never reached for |N| < 3.5 K (|r_beta| <= 0.25 K-1);
+with the ENSO asymmetry below, for N < 3.1 K (3.8 std of N; r_beta >= -0.233).
 ps = psl exp(-orog / 8000 m); tdas = tas - D(month, x) exp(0.2 xi_d - 0.02) (positive depression).
+
+Planted nonlinearity (``nonlinear=True``, the default; constants in :mod:`.patterns`):
+
+  * ENSO asymmetry: N in every ENSO term above is replaced by N + A (|N| - E|N|), A = 0.4, so the
+    response is (1 + A) beta N for El Nino and (1 - A) beta N for La Nina; N is Gaussian with zero
+    mean, so cov(|N|, N) = 0 and the least-squares slope on N is still beta (exact in expectation);
+    E|N| = sqrt(2/pi) std(N) is computed exactly (:func:`.forcing.nino34_std`), so the term has mean 0;
+  * Clausius-Clapeyron-like moisture: pr and hus<lev> get the extra factor
+    exp(cc T' - cc^2 s_T^2 / 2), cc = 0.07 K-1, T' = s_T xi_T the noise (weather) part of tas (pr)
+    or ta<lev> (hus<lev>); xi_T is independent of the channel's own noise and of N, so the factor
+    has mean 1 and the mean, trend, ENSO and warming maps stay exact;
+  * state-dependent NAO: a(t) = z_winter x s(month) x g(phase), s = 0.8 / 1.2 / 1.0 in Dec / Jan /
+    Feb (mean 1), g^2 = 1.5 if N < 0 in the winter's first DJF month of the run (La Nina), 0.5
+    otherwise (equally likely: E g^2 = 1), so the DJF-mean NAO has unit variance in expectation and
+    the planted DJF-mean patterns and EOF truth are unchanged.
+
+``nonlinear=False`` gives the linear-Gaussian climate (bit-identical to diagnostics.synth 0.9).
 
 Generation runs in chunks of 12 months. Every noise base has its own random stream per
 (seed, member, chunk); a first pass advances the AR(1) coefficient states through all chunks
@@ -38,6 +56,7 @@ grids stream to zarr in bounded memory and both paths are bit-identical. Same se
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -49,7 +68,7 @@ from ..data.grid import Grid
 from ..data.timeaxis import Month
 from . import patterns
 from .climatology import SCALE_HEIGHT, climatology
-from .forcing import Forcing, make_forcing
+from .forcing import Forcing, make_forcing, nino34_std
 from .spectral_noise import SphericalNoise
 from .statics import Statics, make_statics
 
@@ -112,6 +131,9 @@ class Model:
                             for v in dict.fromkeys(map(_variable_of, self.labels))}
         self.i_ps, self.i_psl = self.labels.index("ps"), self.labels.index("psl")
         self.i_tas, self.i_tdas = self.labels.index("tas"), self.labels.index("tdas")
+        # the temperature whose weather scales each positive channel (Clausius-Clapeyron-like)
+        self.cc_row = np.array([self.labels.index("ta" + lab[3:]) if lab.startswith("hus") else self.i_tas
+                                for lab in self.labels])
         self._build_mixing()
 
     def _build_mixing(self) -> None:
@@ -159,6 +181,11 @@ class Model:
         return cls(grid=grid, slope=slope, statics=st, clim=climatology(st), maps=patterns.planted(st),
                    noise=SphericalNoise(grid, slope))
 
+    @functools.cached_property
+    def nino34_abs_mean(self) -> float:
+        """E|N| = sqrt(2 / pi) std(N) (K): N is Gaussian with zero mean (:func:`.forcing.nino34_std`)."""
+        return float(np.sqrt(2.0 / np.pi) * nino34_std(self.statics, self.slope))
+
     def lag1(self, label: str) -> float:
         """Planted lag-1 autocorrelation of a channel's noise."""
         return float(self.phi[np.flatnonzero(self.mixing[self.labels.index(label)])[0]])
@@ -176,6 +203,7 @@ class Run:
     forcing: Forcing
     nao_amplitude: np.ndarray  # (members, time), 0 outside DJF
     states: list[list[np.ndarray]]  # [member][chunk] AR(1) start state (bases, ncoef)
+    nonlinear: bool = True  # planted ENSO asymmetry, Clausius-Clapeyron scaling, state-dependent NAO
     on_chunk: Callable[[], object] | None = None  # progress hook, called per variable and chunk
 
     @property
@@ -212,7 +240,10 @@ class Run:
         xi = self._noise(member, k, idx).astype(f32)
         moy = self.months[sl] % 12
         y10 = (self.forcing.years[sl] / 10.0).astype(f32)[:, None, None, None]
-        n34 = self.forcing.nino34[sl].astype(f32)[:, None, None, None]
+        n34 = self.forcing.nino34[sl]
+        if self.nonlinear:  # El Nino responses (1 + A) beta, La Nina (1 - A) beta; mean-free since E|N| is removed
+            n34 = n34 + patterns.ENSO_ASYMMETRY * (np.abs(n34) - m.nino34_abs_mean)
+        n34 = n34.astype(f32)[:, None, None, None]
         a = self.nao_amplitude[member, sl].astype(f32)[:, None, None]
         # float32 arithmetic (the output precision) keeps a 1.5-degree chunk fast and small.
         drivers = m.trend32[idx][None] * y10
@@ -223,7 +254,13 @@ class Run:
         noise = sigma[None] * xi
         clim = m.clim32[np.ix_(moy, idx)]
         if m.mult[idx[0]]:  # a variable's channels are all additive or all multiplicative
-            return clim * np.maximum(1 + drivers, f32(FACTOR_FLOOR)) * np.exp(noise - f32(0.5) * sigma**2)
+            log_var = sigma**2
+            if self.nonlinear:  # x exp(CC T' - CC^2 s_T^2 / 2): T' independent of the own noise, mean factor 1
+                rows = m.cc_row[idx].tolist()
+                cc_std = f32(patterns.CC_RATE) * m.sigma32[rows]
+                noise = noise + cc_std[None] * self._noise(member, k, rows).astype(f32)
+                log_var = log_var + cc_std**2
+            return clim * np.maximum(1 + drivers, f32(FACTOR_FLOOR)) * np.exp(noise - f32(0.5) * log_var)
         out = clim + drivers + noise
         for j, i in enumerate(idx):
             if i in m.nao_index:
@@ -258,8 +295,32 @@ def _nao_amplitudes(seed: int, member: int, months: np.ndarray) -> np.ndarray:
     return np.where(np.isin(month, (12, 1, 2)), draws[winter - first], 0.0)
 
 
-def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1, sst_offset: float = 0.0) -> Run:
-    """Forcing, NAO amplitudes and AR(1) chunk start states for one realisation set."""
+def nao_state_scale(months: np.ndarray, nino34: np.ndarray) -> np.ndarray:
+    """Factor (time,) of the planted state-dependent NAO: 0 outside DJF, else
+    NAO_MONTH_SCALE[month] x sqrt(NAO_PHASE_VARIANCE[phase]), phase = La Nina if N < 0 in the
+    winter's first DJF month of the run (normally its December), else El Nino.
+
+    The month scales average 1 over DJF and the phases are equally likely (N is symmetric), so the
+    DJF-mean amplitude keeps unit variance in expectation and the DJF-mean truth is unchanged.
+    """
+    year, month = months // 12, months % 12 + 1
+    winter = year + (month == 12)
+    djf = np.isin(month, tuple(patterns.NAO_MONTH_SCALE))
+    scale = np.zeros(months.size)
+    for w in np.unique(winter[djf]):
+        sel = djf & (winter == w)
+        phase = "la_nina" if nino34[np.flatnonzero(sel)[0]] < 0 else "el_nino"
+        scale[sel] = np.sqrt(patterns.NAO_PHASE_VARIANCE[phase])
+    return scale * np.array([patterns.NAO_MONTH_SCALE.get(int(mo), 0.0) for mo in month])
+
+
+def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1, sst_offset: float = 0.0,
+             nonlinear: bool = True) -> Run:
+    """Forcing, NAO amplitudes and AR(1) chunk start states for one realisation set.
+
+    ``nonlinear=False`` leaves out the planted nonlinearity (the linear-Gaussian climate of
+    diagnostics.synth <= 0.9, bit for bit).
+    """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     if members < 1:
@@ -268,7 +329,9 @@ def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1
     forcing = make_forcing(model.statics, model.clim["tos_raw"], months, _rng(seed, _STREAM_FORCING),
                            model.slope, sst_offset)
     nao = np.stack([_nao_amplitudes(seed, i, months) for i in range(members)])
-    run = Run(model, months, seed, members, sst_offset, forcing, nao, [])
+    if nonlinear:
+        nao = nao * nao_state_scale(months, forcing.nino34)[None]
+    run = Run(model, months, seed, members, sst_offset, forcing, nao, [], nonlinear=nonlinear)
     for member in range(members):
         state = _rng(seed, _STREAM_START, member).standard_normal((model.phi.size, model.noise.ncoef))
         states = []

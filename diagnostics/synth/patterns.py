@@ -36,6 +36,20 @@ SPECTRAL_SLOPE = -2.5
 #: Log-noise standard deviation of the dewpoint depression (tdas = tas - depression).
 DEPRESSION_LOG_STD = 0.2
 
+# Planted nonlinearity (on by default; ``md-synth --linear`` / ``nonlinear=False`` switch it off).
+#: ENSO asymmetry A: every ENSO response beta N becomes beta (N + A (|N| - E|N|)), i.e. slope
+#: beta (1 + A) for El Nino (N > 0) and beta (1 - A) for La Nina (N < 0); the least-squares slope
+#: on N stays beta because N is symmetric (cov(|N|, N) = 0).
+ENSO_ASYMMETRY = 0.4
+#: Clausius-Clapeyron-like rate (K-1): pr and hus<lev> are multiplied by exp(CC_RATE T' - (CC_RATE s_T)^2 / 2),
+#: T' = s_T xi_T the weather (noise) part of tas (for pr) or of ta<lev> (for hus<lev>).
+CC_RATE = 0.07
+#: NAO amplitude scale per calendar month (DJF mean 1, so DJF-mean statistics are unchanged).
+NAO_MONTH_SCALE: dict[int, float] = {12: 0.8, 1: 1.2, 2: 1.0}
+#: Variance of the winter NAO amplitude by ENSO phase (sign of N in the winter's first month in the
+#: run, normally December); the two are equally likely, so the mean variance stays 1.
+NAO_PHASE_VARIANCE: dict[str, float] = {"la_nina": 1.5, "el_nino": 0.5}
+
 
 def in_nao_domain(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """True inside the NAO domain 20-80N, 270-360E and 0-40E (bounds inclusive)."""

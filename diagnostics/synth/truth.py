@@ -43,6 +43,13 @@ the leading eigenvalue over the trace of that covariance (eofs ``varianceFractio
 for the planted NAO + noise (nothing else varies there). ``..._variance_fraction_stderr1``: its
 asymptotic (North et al. 1982, delta method) standard error for one winter; divide by
 sqrt(number of winters).
+Planted nonlinearity (values of the linear climate when ``nonlinear`` is 0): ``enso_asymmetry`` A
+and ``<v>_nino34_regression_positive`` / ``_negative`` = (1 +- A) x ``<v>_nino34_regression``, the
+slopes for N > 0 / N < 0 (piecewise-linear regression on max(N, 0), min(N, 0)); ``nino34_std``
+(exact population std of N) and ``nino34_abs_mean`` = E|N|; ``cc_scaling_rate`` (K-1), the slope of
+log(pr) on the tas weather and of log(hus<lev>) on the ta<lev> weather; ``nao_std_by_month``
+(month 1..12) the std of the monthly NAO amplitude; ``nao_std_la_nina`` / ``nao_std_el_nino`` the
+std of the DJF-mean amplitude in winters with N < 0 / N >= 0 in their first DJF month.
 ``tos_enso_pattern``: SST per K of the ENSO oscillator, scaled so its relative Nino-3.4 value is
 1; ``enso_oscillator`` the oscillator series; ``enso_period_months``, ``enso_damping``,
 ``enso_std``. ``nao_amplitude`` the realised NAO amplitude (time[, member]), 0 outside DJF.
@@ -62,7 +69,7 @@ from ..data.timeaxis import Month, monthly_axis
 from . import patterns
 from .model import MULTIPLICATIVE, Run
 from .climatology import SCALE_HEIGHT
-from .forcing import ENSO_DAMPING, ENSO_PERIOD_MONTHS, ENSO_STD, sst_pattern
+from .forcing import ENSO_DAMPING, ENSO_PERIOD_MONTHS, ENSO_STD, nino34_std, sst_pattern
 from .spectral_noise import correlation
 
 NAO_DEFINITION = ("leading EOF of DJF-mean anomalies over 20-80N, 270-360E and 0-40E (bounds inclusive), "
@@ -161,17 +168,24 @@ def make_truth(run: Run) -> xr.Dataset:
         rel = " (relative slope x calendar-month-mean climatology)" if name in MULTIPLICATIVE else ""
         put(f"{s}_nino34_regression", _for_variable(run, "enso", s), f"{u} K-1",
             f"planted regression of monthly {s} anomalies on the monthly relative Nino-3.4 index anomaly{rel}")
+        asym = patterns.ENSO_ASYMMETRY if run.nonlinear else 0.0
+        for phase, sign, when in (("positive", 1.0, "N > 0 (El Nino)"), ("negative", -1.0, "N < 0 (La Nina)")):
+            put(f"{s}_nino34_regression_{phase}", (1.0 + sign * asym) * _for_variable(run, "enso", s), f"{u} K-1",
+                f"planted slope of {s} on the relative Nino-3.4 index anomaly N for {when}: "
+                f"(1 {'+' if sign > 0 else '-'} enso_asymmetry) x {s}_nino34_regression{rel}")
         put(f"{s}_trend", _for_variable(run, "trend", s), f"{u} decade-1",
             f"planted linear trend of {s} per decade{rel}")
         put(f"{s}_warming_per_K", _for_variable(run, "warming", s), f"{u} K-1",
             f"planted response of {s} to a uniform SST offset, per K ((p2k - historical) / 2){rel}")
         noise_units = "1" if name in MULTIPLICATIVE else u
         put(f"{s}_noise_std", _for_variable(run, "sigma", s), noise_units,
-            f"standard deviation of the noise term of {s}" + (" (log-noise)" if name in MULTIPLICATIVE else ""))
+            f"standard deviation of the noise term of {s}"
+            + (" (its own log-noise; the log also holds cc_scaling_rate x the temperature weather)"
+               if name in MULTIPLICATIVE else ""))
         lab = catalogue.channel_label(*catalogue.channels([name])[0])
         lab = {"ps": "psl", "tdas": "tas"}.get(lab, lab)
         put(f"{s}_lag1", m.lag1(lab), "1", f"planted lag-1 (one month) autocorrelation of the noise of {s}"
-            + (" (log-noise)" if name in MULTIPLICATIVE else ""))
+            + (" (its own log-noise)" if name in MULTIPLICATIVE else ""))
 
     ocean = st.ocean
     tos_trend = np.where(ocean, patterns.tos_trend(st), np.nan)
@@ -190,14 +204,35 @@ def make_truth(run: Run) -> xr.Dataset:
     put("enso_period_months", ENSO_PERIOD_MONTHS, "month", "period of the AR(2) ENSO oscillator")
     put("enso_damping", ENSO_DAMPING, "1", "modulus of the AR(2) roots per month")
     put("enso_std", ENSO_STD, "K", "standard deviation of the ENSO oscillator")
+    nl = run.nonlinear
+    put("enso_asymmetry", patterns.ENSO_ASYMMETRY if nl else 0.0, "1",
+        "A: every ENSO response is beta (N + A (|N| - nino34_abs_mean)): slope (1 + A) beta for N > 0, "
+        "(1 - A) beta for N < 0, least-squares slope beta (N is symmetric)")
+    put("nino34_std", nino34_std(st, m.slope), "K", "population standard deviation of N (Gaussian, mean 0)")
+    put("nino34_abs_mean", m.nino34_abs_mean, "K", "E|N| = sqrt(2/pi) nino34_std, removed from |N| so the "
+        "asymmetric response has zero mean")
+    put("cc_scaling_rate", patterns.CC_RATE if nl else 0.0, "K-1",
+        "Clausius-Clapeyron-like rate: pr and hus<lev> are multiplied by exp(rate T' - rate^2 s_T^2 / 2), T' = "
+        "s_T xi_T the noise (weather) part of tas (for pr) or of ta<lev> (for hus); regression of log(pr) or "
+        "log(hus) on T' = rate; the mean, trend, ENSO and warming maps are unchanged (the factor has mean 1)")
+    month_scale = [patterns.NAO_MONTH_SCALE.get(mo, 0.0) if nl else float(mo in patterns.NAO_MONTH_SCALE)
+                   for mo in range(1, 13)]
+    ds["nao_std_by_month"] = xr.DataArray(np.array(month_scale), dims=("month",), coords={"month": np.arange(1, 13)},
+                                          attrs={"units": "1", "description": "standard deviation of the monthly "
+                                                 "NAO amplitude (nao_amplitude) per calendar month; DJF mean 1"})
+    for phase, label in (("la_nina", "N < 0"), ("el_nino", "N >= 0")):
+        put(f"nao_std_{phase}", np.sqrt(patterns.NAO_PHASE_VARIANCE[phase]) if nl else 1.0, "1",
+            f"standard deviation of the DJF-mean NAO amplitude in winters with {label} in their first DJF month "
+            "of the run (normally December); DJF-mean zg500 / psl regressed on nao_amplitude keep the NAO patterns")
     put("noise_spectral_slope", m.slope, "1",
         "exponent s of the expected power per total wavenumber P(l) ~ l^s of every noise field (orthonormal SH, "
         "P(l) = |a_l0|^2 + 2 sum_m>0 |a_lm|^2), 1 <= l < noise_lmax")
     put("noise_lmax", float(m.noise.lmax), "1", "noise fields hold total wavenumbers l < noise_lmax")
     nao = run.nao_amplitude if run.members > 1 else run.nao_amplitude[0]
     ds["nao_amplitude"] = xr.DataArray(nao.astype(np.float32), dims=("member", "time") if run.members > 1 else ("time",),
-                                       attrs={"units": "1", "description": "realised standardised NAO amplitude, "
-                                              "one N(0,1) value per winter shared by Dec, Jan, Feb; 0 outside DJF"})
+                                       attrs={"units": "1", "description": "realised NAO amplitude: one N(0,1) value "
+                                              "per winter shared by Dec, Jan, Feb, times nao_std_by_month and the "
+                                              "winter's ENSO-phase std (nonlinear); 0 outside DJF"})
     if run.members > 1:
         ds = ds.assign_coords(member=("member", np.arange(1, run.members + 1)))
     for label, short, units in (("zg500", "z500", "m"), ("psl", "psl", "Pa")):
@@ -216,7 +251,7 @@ def make_truth(run: Run) -> xr.Dataset:
         "1 inside the NAO domain 20-80N, 270-360E and 0-40E (bounds inclusive), else 0")
     ds.attrs = {"title": "Planted truth of a synthetic md-synth dataset", "source": f"diagnostics.synth {__version__}",
                 "seed": int(run.seed), "sst_offset_K": float(run.sst_offset), "members": int(run.members),
-                "nino34_definition": NINO34_DEFINITION, "nao_definition": NAO_DEFINITION,
+                "nonlinear": int(run.nonlinear), "nino34_definition": NINO34_DEFINITION, "nao_definition": NAO_DEFINITION,
                 "trend_time": "years since 2000-01 (month index / 12), trends per decade",
                 "Conventions": "CF-1.8"}
     return ds
