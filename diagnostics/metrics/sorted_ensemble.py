@@ -168,6 +168,8 @@ def _sums_numba(x: np.ndarray, y: np.ndarray, rank: bool) -> tuple[np.ndarray, .
 def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
     """(1-D contiguous view spanning all rows of ``x``, row stride in elements); rows contiguous."""
     n_members, n_points = x.shape
+    if x.flags.c_contiguous:
+        return x.reshape(-1), n_points
     row_stride = x.strides[0] // x.itemsize if n_members > 1 else n_points
     if n_members == 0 or n_points == 0 or x.strides[0] % x.itemsize or row_stride < n_points:
         x = np.ascontiguousarray(x)
