@@ -64,15 +64,16 @@ def _interleaved(runs: dict[str, Callable[[], object]], repeat: int,
                  slow: tuple[str, ...] = ()) -> dict[str, tuple[float, object]]:
     """Best-of-``repeat`` wall time per run, the runs interleaved round by round.
 
-    Each round times every run once, so on a shared machine all of them sample the same
-    load; ``slow`` runs (seconds each) are timed once, after the rounds. One warm-up call
+    Each round times every run once, in a shuffled order, so on a shared machine all of them
+    sample the same load and none always runs on the caches another left; ``slow`` runs (seconds each) are timed once, after the rounds. One warm-up call
     each first (numba JIT, imports, caches).
     """
     outputs = {name: fn() for name, fn in runs.items()}
     best = dict.fromkeys(runs, np.inf)
+    order = np.random.default_rng(0)
     for rounds, names in ((repeat, [n for n in runs if n not in slow]), (1, [n for n in runs if n in slow])):
         for _ in range(rounds):
-            for name in names:
+            for name in order.permutation(names):  # no run always follows the same one
                 start = time.perf_counter()
                 outputs[name] = runs[name]()
                 best[name] = min(best[name], time.perf_counter() - start)

@@ -266,9 +266,13 @@ def _block(forecast: np.ndarray, observation: np.ndarray, names: tuple[str, ...]
 
 def _stacked_block(forecast_blocks: list[np.ndarray], observation: np.ndarray, names: tuple[str, ...],
                    seed: int) -> np.ndarray:
-    """dask block: members leading, one block along them (concatenate=False: no copy)."""
+    """dask block: members leading, one block along them (concatenate=False: no copy).
+
+    Several outputs are stacked on a new leading axis (float64; ranks are exact in it).
+    """
     (forecast,) = forecast_blocks
-    return np.stack([a.astype(np.float64, copy=False) for a in _block(forecast, observation, names, seed, 0)])
+    out = _block(forecast, observation, names, seed, 0)
+    return out[0] if len(out) == 1 else np.stack([a.astype(np.float64, copy=False) for a in out])
 
 
 def _dask_core(forecast: Any, observation: Any, names: tuple[str, ...], seed: int) -> tuple[Any, ...]:
@@ -289,6 +293,10 @@ def _dask_core(forecast: Any, observation: Any, names: tuple[str, ...], seed: in
     if len(x.chunks[0]) > 1:
         x = x.rechunk({0: -1})
     ind = tuple(range(1, len(shape) + 1))
+    if len(names) == 1:  # no stacking, no getitem task
+        dtype = np.int64 if names[0] == "rank" else np.float64
+        return (dsa.blockwise(_stacked_block, ind, x, (-1, *ind), y, ind, concatenate=False, dtype=dtype,
+                              meta=np.empty((0,) * len(shape), dtype), names=names, seed=seed),)
     stacked = dsa.blockwise(_stacked_block, (0, *ind), x, (-1, *ind), y, ind, new_axes={0: len(names)},
                             concatenate=False, dtype=np.float64, meta=np.empty((0,) * (len(shape) + 1)),
                             names=names, seed=seed)
