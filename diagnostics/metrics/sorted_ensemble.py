@@ -30,10 +30,14 @@ an exact zero):
   accumulation over all points at once.
 
 ``NUMBA`` says which one runs; set ``MD_NO_NUMBA=1`` before import to force the numpy path.
+numba is imported, and the kernel compiled, on the first call that uses it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +45,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-try:  # optional: the numpy path gives identical numbers, only slower
-    if os.environ.get("MD_NO_NUMBA"):
-        raise ImportError("MD_NO_NUMBA is set")
-    import numba
-except ImportError:
-    numba = None
-
-NUMBA = numba is not None
+# optional: the numpy path gives identical numbers, only slower. Imported and compiled on the
+# first kernel call, so importing diagnostics costs nothing when no CRPS is computed.
+NUMBA = importlib.util.find_spec("numba") is not None and not os.environ.get("MD_NO_NUMBA")
 NETWORK_MAX_MEMBERS = 1024   # above: the numpy path (the network, built in Python, grows as M log^2 M)
 L1_BYTES = 32 * 1024         # the block buffer (M x B values) is sized to stay in L1
 
@@ -149,10 +148,35 @@ def _network_kernel(flat, row_stride, n_members, n_points, y, pairs, block, rank
             m_out[start + p] = m[p]
 
 
-if NUMBA:
-    _jit = numba.njit(cache=True, nogil=True)
-    _accumulate_jit = _jit(_accumulate)
-    _network_jit = _jit(_network_kernel)
+_KERNEL: list[Any] = []  # [the jitted network kernel], filled on first use
+_log = logging.getLogger(__name__)
+
+
+def _network_kernel_jit() -> Any:
+    """The jitted kernel: numba imported and the functions wrapped on first use.
+
+    ``cache=True`` writes the compiled code beside this module (``__pycache__``) or to
+    numba's user-wide cache (``NUMBA_CACHE_DIR``); where neither is writable numba refuses
+    caching, and the kernel is compiled per process instead.
+    """
+    global _accumulate_jit
+    if not _KERNEL:
+        import numba
+
+        try:
+            jit = numba.njit(cache=True, nogil=True)
+            _accumulate_jit = jit(_accumulate)
+            kernel = jit(_network_kernel)
+        except RuntimeError as err:  # "cannot cache function ...: no locator available"
+            _log.info("numba cache unavailable (%s): compiling per process", err)
+            jit = numba.njit(nogil=True)
+            _accumulate_jit = jit(_accumulate)
+            kernel = jit(_network_kernel)
+        _KERNEL.append(kernel)
+    return _KERNEL[0]
+
+
+_accumulate_jit: Any = _accumulate  # the jitted version replaces it (the kernel calls it by name)
 
 
 def _sums_numba(x: np.ndarray, y: np.ndarray, rank: bool) -> tuple[np.ndarray, ...]:
@@ -160,7 +184,7 @@ def _sums_numba(x: np.ndarray, y: np.ndarray, rank: bool) -> tuple[np.ndarray, .
     skill, spread, m = (np.zeros(n_points) for _ in range(3))
     below, ties = np.zeros(n_points, np.int64), np.zeros(n_points, np.int64)
     flat, row_stride = _rows_view(x)
-    _network_jit(flat, row_stride, n_members, n_points, y, _network(n_members),
+    _network_kernel_jit()(flat, row_stride, n_members, n_points, y, _network(n_members),
                  block_size(n_members, x.itemsize), rank, skill, spread, m, below, ties)
     return skill, spread, m, below, ties
 
@@ -331,5 +355,6 @@ def apply_sorted(forecast: xr.DataArray, observation: xr.DataArray, member_dim: 
 
 def describe() -> dict[str, Any]:
     """Which implementation runs (for benchmarks and logs)."""
-    return {"numba": NUMBA, "numba_version": getattr(numba, "__version__", None),
+    version = importlib.metadata.version("numba") if NUMBA else None
+    return {"numba": NUMBA, "numba_version": version,
             "network_max_members": NETWORK_MAX_MEMBERS}

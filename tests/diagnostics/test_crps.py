@@ -265,9 +265,11 @@ def test_dask_path_reads_members_in_place_one_task_per_chunk():
 
 
 def test_numpy_fallback_when_numba_is_unavailable():
-    """MD_NO_NUMBA=1 (as without numba installed): same numbers from the numpy path."""
-    code = ("import numpy as np; from diagnostics.metrics import sorted_ensemble as s; assert not s.NUMBA; "
+    """MD_NO_NUMBA=1 (as without numba installed): same numbers from the numpy path, numba never imported."""
+    code = ("import sys; import numpy as np; from diagnostics.metrics import crps, sorted_ensemble as s; "
+            "assert not s.NUMBA; "
             "f = np.random.default_rng(0).normal(size=(7, 50)); r = s.sorted_scores(f, f[0] * 0.5); "
+            "assert 'numba' not in sys.modules; "
             "print(np.stack([r.crps, r.crps_fair]).tolist())")  # repr of a float round-trips exactly
     import ast
     import os
