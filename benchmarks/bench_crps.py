@@ -18,10 +18,11 @@ and its observation (time, lat, lon) are scored by
 
 Everything runs on one thread: dask's synchronous scheduler, ``OMP_NUM_THREADS=1``,
 ``NUMBA_NUM_THREADS=1`` (set here before numba is imported; none of the kernels timed is
-``parallel=True``). Each run is timed best-of-``repeat``, the runs interleaved round by round (so
-all sample the same load of a shared machine), after a warm-up call (numba's JIT excluded). Prints wall times, the ratios to our dask path, the max abs difference from ours
-(standard or fair form as appropriate) and, unless ``--no-jit``, numba's first-call compile
-cost with an empty cache and the cached start (``cache=True``) measured in fresh processes.
+``parallel=True``). Each run is timed best-of-``repeat``, the runs interleaved round by round
+(so all sample the same load of a shared machine), after a warm-up call (numba's JIT excluded).
+Prints wall times, the ratios to our dask path, the max abs difference from ours (standard or
+fair form as appropriate) and, unless ``--no-jit``, numba's first-call compile cost with an
+empty cache and the cached start (``cache=True``) measured in fresh processes.
 This is a script, not a test: the machine and its load are printed with the figures.
 """
 
@@ -65,8 +66,9 @@ def _interleaved(runs: dict[str, Callable[[], object]], repeat: int,
     """Best-of-``repeat`` wall time per run, the runs interleaved round by round.
 
     Each round times every run once, in a shuffled order, so on a shared machine all of them
-    sample the same load and none always runs on the caches another left; ``slow`` runs (seconds each) are timed once, after the rounds. One warm-up call
-    each first (numba JIT, imports, caches).
+    sample the same load and none always runs on the caches another left; ``slow`` runs (seconds
+    each) are timed once, after the rounds. One warm-up call each first (numba JIT, imports,
+    caches).
     """
     outputs = {name: fn() for name, fn in runs.items()}
     best = dict.fromkeys(runs, np.inf)

@@ -17,15 +17,15 @@ Layout: the members stay on the leading axis, as ``md-diagnose`` stores them
 arithmetic in the same order, so they give bit-identical results (tested; up to the sign of
 an exact zero):
 
-* numba (``numba`` importable): points are taken in blocks of B contiguous points; the
-  block's M x B members are copied into a buffer with NaN as +inf (NaN compares false,
-  a sorting network cannot move it), sorted by a Batcher odd-even merge network whose
-  compare-exchanges run as vector min/max across the B points, then the sums above
-  accumulate member by member, again across the points. The network has O(M log^2 M)
+* numba (``numba`` importable): points are taken in blocks of B contiguous points; the block's M
+  x B members are copied into a buffer with NaN as +inf (a NaN compares false with everything,
+  so a network would leave it anywhere; +inf sorts last), sorted by a Batcher odd-even merge
+  network whose compare-exchanges run as vector min/max across the B points, then the sums
+  above accumulate member by member, again across the points. The network has O(M log^2 M)
   comparators (403 for M = 50); measured faster than the numpy path up to M = 2048 (2-core
-  Xeon, float32: 0.12-0.15x its time at M = 50-64, 0.5x at 2048), so above ``NETWORK_MAX_MEMBERS``
-  = 1024 the numpy path runs instead. Compiled on first use with ``cache=True``; ``nogil``
-  so dask threads run it in parallel.
+  Xeon, float32: 0.12-0.15x its time at M = 50-64, 0.5x at 2048), so above
+  ``NETWORK_MAX_MEMBERS`` = 1024 the numpy path runs instead. Compiled on first use with
+  ``cache=True``; ``nogil`` so dask threads run it in parallel.
 * numpy: ``np.sort`` along the member axis (NaN sorted last), then the same member-by-member
   accumulation over all points at once.
 
@@ -185,7 +185,7 @@ def _sums_numba(x: np.ndarray, y: np.ndarray, rank: bool) -> tuple[np.ndarray, .
     below, ties = np.zeros(n_points, np.int64), np.zeros(n_points, np.int64)
     flat, row_stride = _rows_view(x)
     _network_kernel_jit()(flat, row_stride, n_members, n_points, y, _network(n_members),
-                 block_size(n_members, x.itemsize), rank, skill, spread, m, below, ties)
+                          block_size(n_members, x.itemsize), rank, skill, spread, m, below, ties)
     return skill, spread, m, below, ties
 
 
