@@ -10,44 +10,28 @@ The standard form is the CRPS of the empirical distribution of the members
 estimate of the CRPS of the distribution the members are drawn from, so ensembles of
 different sizes can be compared. Units are those of the field (K for ``tas``).
 
-Why not xskillscore: its ``crps_ensemble`` wraps properscoring, whose pure-numpy path
-(used when numba is absent, as here) builds the M x M difference matrix: O(M^2) time and
-memory per point. With the members sorted, x_(1) <= ... <= x_(M),
+With the members sorted, x_(1) <= ... <= x_(M),
 
     (1/2) sum_ij |x_i - x_j| = sum_i (2i - M - 1) x_(i),
 
-so both forms cost one sort, O(M log M), and stay memory-light enough for 50 members on a
-1.5 degree grid. Neither library offers the fair form.
+so both forms cost one sort, O(M log M) (properscoring's numpy path builds the M x M
+difference matrix). The sort, and the sums, are ``diagnostics.metrics.sorted_ensemble``'s:
+a numba kernel (sorting network, vectorised across points, members read in place on the
+leading axis) when numba is installed, otherwise numpy with bit-identical results.
+``ensemble_scores`` returns both forms and the observation's rank from that one sort;
+``crps_ensemble`` is the single-form entry point. Neither peer library offers the fair form.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import xarray as xr
 
+from .sorted_ensemble import apply_sorted
 
-def _crps_core(forecast: np.ndarray, observation: np.ndarray, fair: bool) -> np.ndarray:
-    """CRPS over the last axis of ``forecast`` (members); ``observation`` has the other axes.
 
-    NaN members are dropped and M counted per point (np.sort puts NaN last, so the valid
-    members are the first M_p entries of the sorted row). A NaN observation, no valid
-    member, or (fair form) fewer than two valid members gives NaN.
-    """
-    x = np.sort(forecast, axis=-1).astype(np.float64, copy=False)  # sort in the input dtype: faster
-    n = x.shape[-1]
-    missing = np.isnan(x)
-    m = n - missing.sum(axis=-1)
-    np.copyto(x, 0.0, where=missing)  # the NaN tail now contributes 0 to the sums below
-    y = np.asarray(observation, dtype=np.float64)
-    # sum_i |x_i - y| over valid members: each zeroed NaN slot added |0 - y|, take it back
-    skill = np.abs(x - y[..., None]).sum(axis=-1) - (n - m) * np.abs(y)
-    # sum_i (2i - M_p - 1) x_(i) = sum_i (2i - 1) x_(i) - M_p sum_i x_(i); matvec for speed
-    spread = x @ (2.0 * np.arange(1, n + 1) - 1.0) - m * x.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pairs = m * (m - 1.0) if fair else m * (m + 0.0)
-        crps = skill / m - spread / pairs
-    bad = np.isnan(y) | (m < (2 if fair else 1))
-    return np.where(bad, np.nan, crps)
+def _attrs(forecast: xr.DataArray, observation: xr.DataArray, long_name: str) -> dict[str, str]:
+    units = forecast.attrs.get("units", observation.attrs.get("units"))
+    return {"long_name": long_name, **({"units": units} if units is not None else {})}
 
 
 def crps_ensemble(forecast: xr.DataArray, observation: xr.DataArray, member_dim: str = "member",
@@ -61,23 +45,30 @@ def crps_ensemble(forecast: xr.DataArray, observation: xr.DataArray, member_dim:
     NaN handling (same as properscoring's numpy path): a NaN observation gives NaN; NaN
     members are dropped and M is the number of valid members at that point.
 
-    Lazy on dask-backed inputs (``xr.apply_ufunc(dask="parallelized")`` with the member as
-    core dim): chunks along the member dim are merged, all other chunks are kept, so
-    ``md-diagnose`` can stream it. Computed in float64.
+    Lazy on dask-backed inputs (one blockwise task per chunk, the members read on their
+    stored axis): chunks along the member dim are merged, all other chunks are kept, so
+    ``md-diagnose`` can stream it. Computed in float64. When both forms (or the rank
+    histogram too) are wanted, ``ensemble_scores`` sorts once for all.
     """
-    if member_dim not in forecast.dims:
-        raise ValueError(f"forecast has no member dim {member_dim!r} (dims {forecast.dims})")
-    if forecast.chunks is not None:
-        forecast = forecast.chunk({member_dim: -1})
-    out = xr.apply_ufunc(
-        _crps_core, forecast, observation,
-        input_core_dims=[[member_dim], []],
-        kwargs={"fair": fair},
-        dask="parallelized",
-        output_dtypes=[np.float64],
-    )
-    units = forecast.attrs.get("units", observation.attrs.get("units"))
-    out.attrs = {"long_name": ("fair " if fair else "") + "ensemble CRPS"}
-    if units is not None:
-        out.attrs["units"] = units
+    (out,) = apply_sorted(forecast, observation, member_dim, ("crps_fair" if fair else "crps",))
+    out.attrs = _attrs(forecast, observation, ("fair " if fair else "") + "ensemble CRPS")
     return out.rename("crps_fair" if fair else "crps")
+
+
+def ensemble_scores(forecast: xr.DataArray, observation: xr.DataArray, member_dim: str = "member",
+                    seed: int = 0) -> xr.Dataset:
+    """Standard CRPS, fair CRPS and the observation's rank per point, from one sort of the members.
+
+    Returns a Dataset with the observation's dims: ``crps`` and ``crps_fair`` (float64, field
+    units; identical to ``crps_ensemble(fair=False / True)``) and ``rank`` (int64, 1..M+1, 0
+    where the observation or any member is NaN; identical to
+    ``rank_histogram.observation_rank(seed=seed)``, ties broken per chunk by
+    ``default_rng(seed)``). Lazy on dask input, one task per chunk for all three. Count the
+    ranks with ``rank_histogram.histogram_of_ranks(rank, M + 1, dims)``.
+    """
+    crps, fair, rank = apply_sorted(forecast, observation, member_dim, ("crps", "crps_fair", "rank"), seed)
+    return xr.Dataset({
+        "crps": crps.assign_attrs(_attrs(forecast, observation, "ensemble CRPS")),
+        "crps_fair": fair.assign_attrs(_attrs(forecast, observation, "fair ensemble CRPS")),
+        "rank": rank.assign_attrs(units="1", long_name="rank of the observation among the members"),
+    })

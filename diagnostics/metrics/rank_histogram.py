@@ -8,7 +8,10 @@ about N/(M+1) of the N cases. Counts are dimensionless.
 
 Written here rather than calling xskillscore because xskillscore ranks with two
 ``scipy.stats.rankdata`` calls per point on an (M+1)-long concatenation and draws ties
-from numpy's global random state; counting below/equal is O(M), lazy on dask, and seeded.
+from numpy's global random state; here the counts below/equal come from the same sorted
+members as the CRPS (``diagnostics.metrics.sorted_ensemble``: numba kernel, or numpy with
+identical results), lazy on dask, and seeded. ``crps.ensemble_scores`` gives the ranks
+together with both CRPS forms from one sort; ``histogram_of_ranks`` counts them.
 
 Points with a NaN observation or any NaN member are left out (the bins would not be
 comparable across points with different member counts).
@@ -21,18 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-
-def _rank_core(forecast: np.ndarray, observation: np.ndarray, seed: int) -> np.ndarray:
-    """Rank 1..M+1 of the observation among members (last axis); 0 where invalid."""
-    y = observation[..., None]
-    below = (forecast < y).sum(axis=-1)
-    ties = (forecast == y).sum(axis=-1)
-    rng = np.random.default_rng(seed)
-    # uniform integer in 0..ties: floor((ties + 1) * u), u in [0, 1)
-    extra = np.floor((ties + 1) * rng.random(below.shape)).astype(np.int64)
-    rank = 1 + below + extra
-    bad = np.isnan(observation) | np.isnan(forecast).any(axis=-1)
-    return np.where(bad, 0, rank)
+from .sorted_ensemble import apply_sorted
 
 
 def _count_core(rank: np.ndarray, n_axes: int, n_bins: int) -> np.ndarray:
@@ -47,21 +39,15 @@ def _count_core(rank: np.ndarray, n_axes: int, n_bins: int) -> np.ndarray:
 def observation_rank(forecast: xr.DataArray, observation: xr.DataArray, member_dim: str = "member",
                      seed: int = 0) -> xr.DataArray:
     """Pointwise rank 1..M+1 of the observation among the members (0 where invalid)."""
-    if forecast.chunks is not None:
-        forecast = forecast.chunk({member_dim: -1})
-    return xr.apply_ufunc(_rank_core, forecast, observation, input_core_dims=[[member_dim], []],
-                          kwargs={"seed": seed}, dask="parallelized", output_dtypes=[np.int64])
+    (rank,) = apply_sorted(forecast, observation, member_dim, ("rank",), seed)
+    return rank.rename("rank").assign_attrs(units="1", long_name="rank of the observation among the members")
 
 
-def rank_histogram(forecast: xr.DataArray, observation: xr.DataArray, member_dim: str = "member",
-                   dims: Sequence[str] | None = None, seed: int = 0) -> xr.DataArray:
-    """Counts of observation ranks in M+1 bins (dim ``bin``, coords 1..M+1) over ``dims``.
+def histogram_of_ranks(rank: xr.DataArray, n_bins: int, dims: Sequence[str] | None = None) -> xr.DataArray:
+    """Counts of ranks 1..``n_bins`` (0 = invalid, not counted) over ``dims`` (all if None); dim ``bin``.
 
-    ``dims=None`` counts over all dims of the observation. Ties are broken at random with
-    a generator seeded by ``seed`` (each dask chunk reuses the same seed).
+    For ranks from ``observation_rank`` or ``crps.ensemble_scores``, ``n_bins`` = M + 1.
     """
-    n_bins = forecast.sizes[member_dim] + 1
-    rank = observation_rank(forecast, observation, member_dim, seed)
     dims = list(rank.dims if dims is None else dims)
     if rank.chunks is not None:
         rank = rank.chunk({d: -1 for d in dims})
@@ -72,3 +58,14 @@ def rank_histogram(forecast: xr.DataArray, observation: xr.DataArray, member_dim
     hist = hist.assign_coords(bin=np.arange(1, n_bins + 1))
     return hist.rename("rank_histogram").assign_attrs(
         units="1", long_name="rank histogram (count of observation ranks among members)")
+
+
+def rank_histogram(forecast: xr.DataArray, observation: xr.DataArray, member_dim: str = "member",
+                   dims: Sequence[str] | None = None, seed: int = 0) -> xr.DataArray:
+    """Counts of observation ranks in M+1 bins (dim ``bin``, coords 1..M+1) over ``dims``.
+
+    ``dims=None`` counts over all dims of the observation. Ties are broken at random with
+    a generator seeded by ``seed`` (each dask chunk reuses the same seed).
+    """
+    n_bins = forecast.sizes[member_dim] + 1
+    return histogram_of_ranks(observation_rank(forecast, observation, member_dim, seed), n_bins, dims)

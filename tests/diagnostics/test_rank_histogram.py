@@ -12,7 +12,7 @@ import scipy.stats
 import xarray as xr
 import xskillscore
 
-from diagnostics.metrics.rank_histogram import observation_rank, rank_histogram
+from diagnostics.metrics.rank_histogram import histogram_of_ranks, observation_rank, rank_histogram
 
 
 def _reliable(rng: np.random.Generator, members: int, shape=(60, 5, 8)):
@@ -90,3 +90,38 @@ def test_seeded(seed):
     a = observation_rank(forecast, obs, seed=seed)
     assert (a == observation_rank(forecast, obs, seed=seed)).all()
     assert not (a == observation_rank(forecast, obs, seed=seed + 1)).all()
+
+
+def _brute_rank(f: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """The definition by direct counting (the pre-shared-sort implementation), members first."""
+    below, ties = (f < y).sum(axis=0), (f == y).sum(axis=0)
+    extra = np.floor((ties + 1) * np.random.default_rng(seed).random(below.shape)).astype(np.int64)
+    return np.where(np.isnan(y) | np.isnan(f).any(axis=0), 0, 1 + below + extra)
+
+
+@pytest.mark.parametrize("use_numba", [False, True])
+def test_ranks_from_the_sort_equal_direct_counting(use_numba, monkeypatch):
+    """Same ranks, draw for draw, as counting below/equal directly: ties, NaNs, float32, chunks."""
+    from diagnostics.metrics import sorted_ensemble
+    if use_numba and not sorted_ensemble.NUMBA:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(sorted_ensemble, "NUMBA", use_numba)
+    rng = np.random.default_rng(4)
+    f = rng.integers(0, 5, size=(6, 30, 4, 5)).astype(np.float32)
+    y = rng.integers(0, 5, size=(30, 4, 5)).astype(np.float32)
+    f[2, 0, 0, 0] = np.nan
+    y[1, 1, 1] = np.nan
+    forecast = xr.DataArray(f, dims=("member", "time", "lat", "lon"))
+    obs = xr.DataArray(y, dims=("time", "lat", "lon"))
+    np.testing.assert_array_equal(observation_rank(forecast, obs, seed=5).values, _brute_rank(f, y, 5))
+    lazy = observation_rank(forecast.chunk(time=10), obs.chunk(time=10), seed=5)
+    expected = np.concatenate([_brute_rank(f[:, s:s + 10], y[s:s + 10], 5) for s in (0, 10, 20)])
+    np.testing.assert_array_equal(lazy.values, expected)  # each chunk draws with the same seed
+
+
+def test_histogram_of_ranks_counts_and_skips_invalid():
+    rank = xr.DataArray([[1, 2, 2, 0], [4, 4, 0, 0]], dims=("time", "x"))
+    counts = histogram_of_ranks(rank, 4, dims=["x"])
+    assert counts.dims == ("time", "bin") and list(counts["bin"].values) == [1, 2, 3, 4]
+    assert counts.values.tolist() == [[1, 2, 0, 0], [0, 0, 0, 2]]
+    assert histogram_of_ranks(rank, 4).values.tolist() == [1, 2, 0, 2]
