@@ -260,3 +260,27 @@ def test_a_failing_batch_is_skipped_with_its_reason_not_a_crash(monkeypatch, cap
     assert "scoring failed (ZeroDivisionError" in capsys.readouterr().err
     with pytest.raises(ZeroDivisionError), dask.config.set(scheduler="synchronous"):
         pipeline._compute(batch, res, "MODEL.tas.trend", debug=True)
+
+
+def test_every_key_and_field_written_is_declared_by_a_registered_group(run_main):
+    """The registry's declarations are what the groups write: each metric name of metrics.json and
+    each diagnostic of metrics.nc belongs to a group (the pipeline's own Niño-3.4 index aside), and
+    every group is documented in docs/metrics.md."""
+    from pathlib import Path
+
+    from diagnostics.groups import REGISTRY, STAGES
+
+    declared_metrics = {m for g in REGISTRY.values() for m in g.metrics} | {"index_std"}
+    declared_fields = {f for g in REGISTRY.values() for f in g.fields} | {"nino34_index"}
+    doc = _metrics(run_main)
+    written = {k.split(".")[2] for k in doc["metrics"]}
+    assert written <= declared_metrics, written - declared_metrics
+    with _decode(run_main / "metrics.nc") as ds:
+        diags = {ds[n].attrs["diagnostic"] for n in ds.data_vars}
+    assert diags <= declared_fields, diags - declared_fields
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    for g in REGISTRY.values():
+        assert g.stage in STAGES and g.applies_to <= {"reference", "ensemble", "baseline"}
+        assert f"`{g.name}`" in docs, g.name
+        for m in g.metrics:
+            assert f"`{m}`" in docs, (g.name, m)

@@ -360,3 +360,28 @@ def test_the_same_skip_line_is_said_once_and_no_progress_bar_in_a_log(tmp_path, 
     assert "\r" not in err and "unit/s" not in err and "it/s" not in err
     doc = _doc(tmp_path / "out")
     assert {"ENS.tas.crps.test", "ENS.psl.crps.test", "baseline-persistence.psl.crps.test"} <= set(doc["metrics"])
+
+
+def test_a_group_added_to_the_registry_runs_with_no_other_change(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
+    """A new metric is one class: registered, it is planned, computed in the single-pass batch, counted
+    in the progress units and written under its key, with no change to the pipeline."""
+    from diagnostics import groups
+    from diagnostics.metrics.climatology import time_mean
+    from diagnostics.schema import key
+
+    class MaxAbsBias(groups.Group):
+        name, stage, applies_to, metrics = "max_abs_bias", "single_pass", frozenset({"ensemble"}), ("max_abs_bias",)
+
+        def build(self, batch, res, ctx, subject):
+            p = ctx.periods["test"]
+            lazy = abs(time_mean(subject.da, p).mean("member") - time_mean(ctx.ref, p)).max(("lat", "lon"))
+            batch.add(lazy, groups.each_channel(ctx.channels, lambda v, ch: res.add(
+                key(subject.name, ch.label, "max_abs_bias", period="test"), v)))
+
+    monkeypatch.setitem(groups.REGISTRY, "max_abs_bias", MaxAbsBias())
+    out = tmp_path / "out"
+    code, err = _run(["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(out),
+                      "--train-period", "2012-01:2014-12", "--test-period", "2015-01:2015-12", *FAST], capsys)
+    assert code == 0, err
+    m = _doc(out)["metrics"]
+    assert m["ENS.tas.max_abs_bias.test"] >= abs(m["ENS.tas.bias_mean.test.ANN"]) > 0
