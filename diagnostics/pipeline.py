@@ -629,11 +629,11 @@ def _flat_paths(obj) -> list[str]:
     return [p for v in obj for p in _flat_paths(v)]
 
 
-def _resumed(out: Path, key: str, var: str) -> Results | None:
+def _resumed(out: Path, fp: str, var: str) -> Results | None:
     """The finished results of ``var`` an interrupted run left, or None; a corrupt one is said
     in one line and recomputed."""
     try:
-        return load_partial(out, key, var)
+        return load_partial(out, fp, var)
     except CorruptPartial as exc:
         _say(f"the saved partial results of {var} cannot be read ({exc}); recomputing {var}")
         return None
@@ -666,9 +666,9 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
         _say(f"no train period in the common months: anomalies use the climatology of {inputs.window.all}")
     with scheduler(cfg.scheduler) as sched_name:
         index, nino_source = nino_index(inputs, res, clim_period)
-        plans = {}
-        for var in inputs.variables:
-            plans[var] = plan_variable(var, inputs, cfg, index, clim_period, Results(say=say_once))
+        var_results = {var: Results(say=say_once) for var in inputs.variables}
+        plans = {var: plan_variable(var, inputs, cfg, index, clim_period, var_results[var])
+                 for var in inputs.variables}
         fp = fingerprint(cfg, inputs)
         with tqdm(total=sum(p.units() for p in plans.values()), desc="md-diagnose", unit="unit",
                   disable=None if cfg.progress else True, file=sys.stderr) as bar:
@@ -679,7 +679,7 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
                     res.update(done)
                     bar.update(plan.units())
                     continue
-                var_res = Results(say=say_once)
+                var_res = var_results[var]  # holds what planning skipped (e.g. baselines)
                 score_variable(var, plan, var_res, cfg, bar)
                 save_partial(out, fp, var, var_res)
                 res.update(var_res)

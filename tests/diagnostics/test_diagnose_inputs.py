@@ -385,3 +385,22 @@ def test_a_group_added_to_the_registry_runs_with_no_other_change(tmp_path, ref_d
     assert code == 0, err
     m = _doc(out)["metrics"]
     assert m["ENS.tas.max_abs_bias.test"] >= abs(m["ENS.tas.bias_mean.test.ANN"]) > 0
+
+
+def test_what_planning_skips_is_recorded_in_metrics_json(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
+    """Baselines that cannot be built (planted ValueError) are skipped while the variable is planned:
+    said once and kept in metrics.json's skipped list, the ensemble still scored."""
+    from diagnostics import pipeline
+
+    def broken(*a, **k):
+        raise ValueError("planted: no baseline")
+
+    monkeypatch.setattr(pipeline, "_baseline_fields", broken)
+    args = ["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(tmp_path / "out"),
+            "--train-period", "2012-01:2014-12", "--test-period", "2015-01:2015-12",
+            "--report", "none", "--no-progress", "--no-spectra"]
+    code, err = _run(args, capsys)
+    assert code == 0 and err.count("planted: no baseline") == 1, err
+    doc = _doc(tmp_path / "out")
+    assert {"what": "baselines.tas", "why": "planted: no baseline"} in doc["skipped"]
+    assert doc["models"] == ["ENS"] and "ENS.tas.crps.test" in doc["metrics"]
