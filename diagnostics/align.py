@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from .data import experiments
 from .data.errors import InputError
 from .data.grid import Grid
-from .data.timeaxis import Month, Period, month_index, period_of, select_period
+from .data.timeaxis import Period, month_index, period_of, select_period
 from .io.regrid import regrid
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
-_SCENARIO_RE = re.compile(r"^(?:(?P<model>[A-Za-z0-9][A-Za-z0-9_+-]*):)?(?P<scenario>p\dk)=(?P<path>.+)$")
+_SCENARIO_RE = re.compile(r"^(?:(?P<model>[A-Za-z0-9][A-Za-z0-9_+-]*):)?(?P<scenario>[A-Za-z0-9-]+)=(?P<path>.+)$")
 
 
 def parse_named(spec: str) -> tuple[str | None, str]:
@@ -35,19 +36,24 @@ def parse_named(spec: str) -> tuple[str | None, str]:
 
 
 def parse_scenario(spec: str) -> tuple[str | None, str, str]:
-    """``[MODEL:]p2k=PATH`` -> (MODEL or None, ``p2k``, PATH); ValueError otherwise."""
+    """``[MODEL:]p2k=PATH`` -> (MODEL or None, ``p2k``, PATH); ValueError otherwise.
+
+    The scenario is a warming experiment of :mod:`diagnostics.data.experiments` by its short
+    name, AI-MIP id or alias (``aimip-p4k``, ``aimip-4k`` -> ``p4k``); anything else (``p3k``,
+    ``historical``) is refused.
+    """
+    choices = " or ".join(f"[MODEL:]{s}=PATH" for s in experiments.SCENARIOS)
     m = _SCENARIO_RE.match(spec)
     if not m:
-        raise ValueError(f"expected a scenario as [MODEL:]p2k=PATH or [MODEL:]p4k=PATH, got {spec!r}")
-    return m.group("model"), m.group("scenario"), m.group("path")
-
-
-def scenario_delta_k(scenario: str) -> float:
-    """Uniform SST offset of an AI-MIP scenario name: ``p2k`` -> 2.0 K."""
-    m = re.fullmatch(r"p(\d)k", scenario)
-    if not m:
-        raise ValueError(f"unknown scenario {scenario!r}; expected p2k or p4k")
-    return float(m.group(1))
+        raise ValueError(f"expected a scenario as {choices}, got {spec!r}")
+    try:
+        exp = experiments.experiment(m.group("scenario"))
+    except ValueError:
+        exp = None
+    if exp is None or exp.name not in experiments.SCENARIOS:
+        raise ValueError(f"{m.group('scenario')!r} is not an AI-MIP warming scenario: expected a scenario as "
+                         f"{choices}, got {spec!r}")
+    return m.group("model"), exp.name, m.group("path")
 
 
 def safe_model_name(name: str) -> str:
@@ -150,7 +156,3 @@ class Window:
     def periods(self) -> dict[str, Period]:
         """Named periods with at least one month (``train``, ``test``)."""
         return {k: p for k, p in (("train", self.train), ("test", self.test)) if p is not None}
-
-
-def month_str(idx: int) -> str:
-    return str(Month.from_index(int(idx)))

@@ -1,45 +1,30 @@
 """What ``md-diagnose`` writes: the flat metric dict, the fields, the skip list (docs/metrics-schema.md).
 
-:class:`Results` collects numbers (``metrics.json`` ``metrics``), fields (``metrics.nc``
-variables) and skipped diagnostics while the pipeline runs; :func:`write_outputs` writes
-both files atomically through :mod:`diagnostics.io.writer`.
+:class:`Results` collects numbers (``metrics.json`` ``metrics``, filed under
+:class:`~diagnostics.schema.MetricKey`), fields (``metrics.nc`` variables) and skipped
+diagnostics while the pipeline runs; :func:`write_outputs` writes both files atomically through
+:mod:`diagnostics.io.writer`. Keys, attributes and the schema version live in
+:mod:`diagnostics.schema`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import sys
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
 
 from .io.writer import write_json, write_netcdf
+from .schema import QUALIFIERS, SCHEMA, MetricKey, field_name, is_baseline, vocabulary
 
-SCHEMA = "md-metrics/1"
 SPREAD_SKILL_NOTE = ("spread_skill is uncorrected (WeatherBench 2); spread_skill_corrected multiplies "
                      "the spread by sqrt((M+1)/M) (Fortin et al. 2014)")
-
-#: Attributes every metrics.nc variable carries (empty string when not applicable).
-FIELD_ATTRS = ("diagnostic", "model", "channel", "period", "season", "scenario", "units",
-               "long_name", "description")
-
-
-def metric_key(model: str, channel: str, metric: str, *qualifiers: str) -> str:
-    """``<model>.<channel>.<metric>[.<qualifier>...]``; empty qualifiers are left out."""
-    parts = [model, channel, metric, *[q for q in qualifiers if q]]
-    for p in parts:
-        if not p or "." in p:
-            raise ValueError(f"metric key part {p!r} is empty or holds a dot")
-    return ".".join(parts)
-
-
-def field_name(diagnostic: str, model: str, channel: str, *qualifiers: str) -> str:
-    """``<diagnostic>__<model>__<channel>[__<qualifier>...]`` (the metrics.nc variable name)."""
-    return "__".join([diagnostic, model, channel, *[q for q in qualifiers if q]])
-
 
 def as_float(value) -> float | None:
     """A JSON number: float, or None for NaN/inf/missing."""
@@ -56,10 +41,13 @@ class Results:
     metrics: dict[str, float | None] = field(default_factory=dict)
     fields: dict[str, xr.DataArray] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    quiet: bool = False
+    keys: dict[str, MetricKey] = field(default_factory=dict)
+    #: prints a skip line; None = quiet. The pipeline passes one that says each line once per run.
+    say: Callable[[str], None] | None = None
 
-    def add(self, key: str, value) -> None:
-        self.metrics[key] = as_float(value)
+    def add(self, key: MetricKey, value) -> None:
+        self.metrics[str(key)] = as_float(value)
+        self.keys[str(key)] = key
 
     def add_field(self, da: xr.DataArray, diagnostic: str, model: str, channel: str, *,
                   period: str = "", season: str = "", scenario: str = "", units: str | None = None,
@@ -84,11 +72,12 @@ class Results:
         entry = {"what": what, "why": why}
         if entry not in self.skipped:
             self.skipped.append(entry)
-            if not self.quiet:
-                print(f"md-diagnose: skipped {what}: {why}", file=sys.stderr)
+            if self.say is not None:
+                self.say(f"skipped {what}: {why}")
 
     def update(self, other: "Results") -> None:
         self.metrics.update(other.metrics)
+        self.keys.update(other.keys)
         self.fields.update(other.fields)
         for s in other.skipped:
             if s not in self.skipped:
@@ -132,14 +121,38 @@ def write_outputs(out_dir: str | os.PathLike, results: Results, provenance: dict
         "Conventions": "CF-1.8", "schema": SCHEMA, "title": "md-diagnose fields",
         "command": provenance.get("command", ""), "created": provenance.get("created", "")})
     nc = write_netcdf(ds, out_dir / "metrics.nc")
-    doc = {"schema": SCHEMA, "provenance": provenance, "models": models, "channels": channels,
+    doc = {"schema": SCHEMA, "provenance": provenance, "models": models,
+           "ensembles": [m for m in models if not is_baseline(m)], "baselines": [m for m in models if is_baseline(m)],
+           "channels": channels, "qualifiers": vocabulary(results.keys.values()),
            "skipped": results.skipped, "metrics": dict(sorted(results.metrics.items()))}
     js = write_json(doc, out_dir / "metrics.json")
     return js, nc
 
 
-# --------------------------------------------------------------------------- resume
+# --------------------------------------------------------------------------- stale outputs and resume
+#: The final files md-diagnose writes into its output directory.
+OUTPUT_NAMES = ("metrics.json", "metrics.nc")
+#: Where the previous run's final files go while a new run is under way.
+PREVIOUS_DIR = ".md-diagnose-previous"
 PARTIAL_DIR = ".md-diagnose-partial"
+
+
+def retire_previous(out_dir: str | os.PathLike, names: tuple[str, ...] = OUTPUT_NAMES) -> list[str]:
+    """Move the previous run's final files (``names``, relative to ``out_dir``) into
+    ``out_dir/.md-diagnose-previous/`` (replacing what an older run left there), so a new run
+    that is killed half-way never leaves finished-looking results. Returns the names moved."""
+    out_dir = Path(out_dir)
+    moved = [n for n in names if (out_dir / n).exists()]
+    if not moved:
+        return []
+    previous = out_dir / PREVIOUS_DIR
+    for name in moved:
+        target = previous / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(out_dir / name, target)
+    return moved
 
 
 def partial_dir(out_dir: str | os.PathLike, fingerprint: str) -> Path:
@@ -153,23 +166,39 @@ def save_partial(out_dir: str | os.PathLike, fingerprint: str, variable: str, re
     d.mkdir(parents=True, exist_ok=True)
     if results.fields:
         write_netcdf(fields_dataset(results.fields), d / f"{variable}.nc")
-    write_json({"metrics": results.metrics, "skipped": results.skipped,
-                "fields": sorted(results.fields)}, d / f"{variable}.json")
+    write_json({"metrics": results.metrics, "skipped": results.skipped, "fields": sorted(results.fields),
+                "keys": {k: [getattr(v, q) for q in ("model", "channel", "metric", *QUALIFIERS)]
+                         for k, v in results.keys.items()}}, d / f"{variable}.json")
+
+
+class CorruptPartial(Exception):
+    """A saved partial result that cannot be read back (the variable is then recomputed)."""
 
 
 def load_partial(out_dir: str | os.PathLike, fingerprint: str, variable: str) -> Results | None:
-    """The results an interrupted run with the same fingerprint saved for ``variable``, if any."""
-    import json
-
+    """The results an interrupted run with the same fingerprint saved for ``variable``; None when
+    there are none. :class:`CorruptPartial` (one line: the file and what is wrong) when they exist
+    but cannot be read: truncated or edited JSON, a missing or unreadable fields file."""
     d = partial_dir(out_dir, fingerprint)
     meta = d / f"{variable}.json"
     if not meta.exists():
         return None
-    doc = json.loads(meta.read_text())
-    res = Results(metrics=doc["metrics"], skipped=doc["skipped"], quiet=True)
-    if doc["fields"]:
-        with xr.open_dataset(d / f"{variable}.nc",
-                             decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
-            for name in doc["fields"]:
-                res.fields[name] = ds[name].load()
+    try:
+        doc = json.loads(meta.read_text())
+        res = Results(metrics=dict(doc["metrics"]), skipped=list(doc["skipped"]),
+                      keys={k: MetricKey(*parts) for k, parts in doc["keys"].items()})
+        if set(res.keys) != set(res.metrics):
+            raise ValueError("its metrics and keys differ")
+        names = list(doc["fields"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptPartial(f"{meta}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if names:
+        nc = d / f"{variable}.nc"
+        try:
+            with xr.open_dataset(nc, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
+                for name in names:
+                    res.fields[name] = ds[name].load()
+        except Exception as exc:  # noqa: BLE001 - netCDF4/h5netcdf raise assorted types for broken files
+            raise CorruptPartial(f"{nc}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+                from None
     return res

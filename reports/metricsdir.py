@@ -1,9 +1,11 @@
-"""Reading an ``md-diagnose`` output directory (schema ``md-metrics/1``) for rendering.
+"""Reading an ``md-diagnose`` output directory (schemas ``md-metrics/2`` and ``md-metrics/1``) for rendering.
 
 A metrics directory holds ``metrics.json`` (flat scalar metrics + provenance) and
 ``metrics.nc`` (one field per data variable, described by the attributes ``diagnostic``,
 ``model``, ``channel``, ``period``, ``season``, ``scenario``, ``units``, ``description``).
-Fields are selected by those attributes, never by parsing variable names.
+Fields are selected by those attributes, never by parsing variable names; keys are split with
+the qualifier vocabulary the file declares (:mod:`diagnostics.schema`, the one definition of
+keys, attributes, periods and seasons that md-diagnose writes with).
 """
 
 from __future__ import annotations
@@ -16,48 +18,16 @@ from pathlib import Path
 import xarray as xr
 
 from diagnostics.data.errors import InputError
+from diagnostics.schema import (BASELINE_PREFIX, CANONICAL_DIMS, FIELD_SELECTORS, PERIODS, READABLE, REFERENCE,
+                                SCHEMA, SCHEMA_V1, SEASONS, MetricKey, Vocabulary, is_baseline, legacy_vocabulary,
+                                parse_key)
 
-SCHEMA = "md-metrics/1"
 JSON_NAME = "metrics.json"
 NC_NAME = "metrics.nc"
-REFERENCE = "reference"
-BASELINE_PREFIX = "baseline-"
-FIELD_ATTRS = ("diagnostic", "model", "channel", "period", "season", "scenario")
-PERIODS = ("train", "test", "all")
-#: dims md-diagnose may rename to ``<dim>_<model>[_<channel>]`` when fields clash in one file
-CANONICAL_DIMS = ("lat", "lon", "plev", "time", "year", "member", "bin", "l", "k")
-SEASONS = ("ANN", "DJF", "MAM", "JJA", "SON")
+FIELD_ATTRS = FIELD_SELECTORS
 
-
-@dataclass(frozen=True)
-class MetricKey:
-    """One parsed key ``<model>.<channel>.<metric>[.<qualifier>...]`` of metrics.json."""
-
-    model: str
-    channel: str
-    metric: str
-    qualifiers: tuple[str, ...] = ()
-
-    @property
-    def period(self) -> str:
-        return next((q for q in self.qualifiers if q in PERIODS), "")
-
-    @property
-    def season(self) -> str:
-        return next((q for q in self.qualifiers if q in SEASONS), "")
-
-    @property
-    def other(self) -> tuple[str, ...]:
-        """Qualifiers that are neither a period nor a season (e.g. a scenario ``p2k``)."""
-        return tuple(q for q in self.qualifiers if q not in PERIODS and q not in SEASONS)
-
-
-def parse_key(key: str) -> MetricKey | None:
-    """Split a metrics.json key; ``None`` when it has fewer than three parts."""
-    parts = key.split(".")
-    if len(parts) < 3:
-        return None
-    return MetricKey(parts[0], parts[1], parts[2], tuple(parts[3:]))
+__all__ = ["BASELINE_PREFIX", "CANONICAL_DIMS", "FIELD_ATTRS", "JSON_NAME", "NC_NAME", "PERIODS", "REFERENCE",
+           "SCHEMA", "SCHEMA_V1", "SEASONS", "MetricKey", "MetricsDir", "canonical_dims", "load"]
 
 
 @dataclass
@@ -68,6 +38,11 @@ class MetricsDir:
     info: dict
     fields: xr.Dataset
     scalars: dict[MetricKey, float] = field(default_factory=dict)
+    vocabulary: Vocabulary = field(default_factory=dict)
+
+    @property
+    def schema(self) -> str:
+        return str(self.info.get("schema", ""))
 
     @property
     def provenance(self) -> dict:
@@ -80,12 +55,21 @@ class MetricsDir:
 
     @property
     def ensembles(self) -> list[str]:
-        """Evaluated ensembles: models that are neither the reference nor a baseline."""
-        return [m for m in self.models if m != REFERENCE and not m.startswith(BASELINE_PREFIX)]
+        """Evaluated ensembles (md-metrics/2 lists them; for /1: models that are not baselines)."""
+        if "ensembles" in self.info:
+            return [str(m) for m in self.info["ensembles"]]
+        return [m for m in self.models if m != REFERENCE and not is_baseline(m)]
 
     @property
     def baselines(self) -> list[str]:
-        return [m for m in self.models if m.startswith(BASELINE_PREFIX)]
+        if "baselines" in self.info:
+            return [str(m) for m in self.info["baselines"]]
+        return [m for m in self.models if is_baseline(m)]
+
+    @property
+    def scenarios(self) -> list[str]:
+        """The warming scenarios the metrics name (``p2k``, ``p4k``)."""
+        return list(self.vocabulary.get("scenario", []))
 
     @property
     def channels(self) -> list[str]:
@@ -100,6 +84,7 @@ class MetricsDir:
         # attribute index built once: selecting by attributes is the report's inner loop
         self._index = [(str(name), {k: str(v) for k, v in self.fields[name].attrs.items()})
                        for name in self.fields.data_vars]
+        self._by_text = {str(k): k for k in self.scalars}
 
     def select(self, **attrs: str) -> list[xr.DataArray]:
         """Fields whose attributes equal every given value (missing attribute = ""), in file order,
@@ -116,8 +101,10 @@ class MetricsDir:
         return list(seen)
 
     def scalar(self, model: str, channel: str, metric: str, qualifiers: tuple[str, ...] = ()) -> float | None:
-        """One metric value, or None when absent, null or not finite."""
-        value = self.scalars.get(MetricKey(model, channel, metric, tuple(qualifiers)))
+        """One metric value (qualifiers in key order, ``("test", "DJF")``), or None when absent,
+        null or not finite."""
+        k = self._by_text.get(".".join((model, channel, metric, *qualifiers)))
+        value = self.scalars.get(k) if k is not None else None
         return value if value is not None and math.isfinite(value) else None
 
     def keys_for(self, model: str | None = None, channel: str | None = None,
@@ -150,17 +137,27 @@ def _read_json(path: Path) -> dict:
     if not isinstance(info, dict) or not isinstance(info.get("metrics", {}), dict):
         raise InputError(f"expected a JSON object with a 'metrics' object (schema {SCHEMA})", path)
     schema = info.get("schema")
-    if schema != SCHEMA:
-        raise InputError(f"schema is {schema!r}; this version of reports reads {SCHEMA!r}", path)
+    if schema not in READABLE:
+        raise InputError(f"schema is {schema!r}; this version of reports reads {' or '.join(map(repr, READABLE))}",
+                         path)
+    if schema != SCHEMA_V1 and not isinstance(info.get("qualifiers"), dict):
+        raise InputError(f"schema {schema} needs a 'qualifiers' object (the values of each key qualifier)", path)
     return info
 
 
-def _scalars(info: dict, path: Path) -> dict[MetricKey, float]:
+def vocabulary_of(info: dict) -> Vocabulary:
+    """The qualifier vocabulary the file declares (md-metrics/2), or the legacy reading of /1."""
+    if info.get("schema") == SCHEMA_V1:
+        return legacy_vocabulary(info.get("metrics", {}))
+    return {str(k): [str(v) for v in vs] for k, vs in info["qualifiers"].items()}
+
+
+def _scalars(info: dict, vocab: Vocabulary, path: Path) -> dict[MetricKey, float]:
     out: dict[MetricKey, float] = {}
     for key, value in info.get("metrics", {}).items():
-        parsed = parse_key(str(key))
+        parsed = parse_key(str(key), vocab)
         if parsed is None:
-            continue  # not a <model>.<channel>.<metric> key: nothing a report can place
+            continue  # not a <model>.<channel>.<metric>[.<qualifier>] key: nothing a report can place
         if value is None:
             out[parsed] = None  # type: ignore[assignment]
             continue
@@ -193,4 +190,6 @@ def load(metrics_dir: str | Path) -> MetricsDir:
                              f"expected the md-diagnose {NC_NAME}", nc) from None
     else:
         fields = xr.Dataset()
-    return MetricsDir(path=path, info=info, fields=fields, scalars=_scalars(info, path / JSON_NAME))
+    vocab = vocabulary_of(info)
+    return MetricsDir(path=path, info=info, fields=fields, scalars=_scalars(info, vocab, path / JSON_NAME),
+                      vocabulary=vocab)

@@ -18,11 +18,10 @@ import diagnostics
 from diagnostics.data.errors import InputError
 
 from . import __version__, html, parallel, pdf, sections
+from .layout import FIGURES_DIR, HTML_NAME, PDF_NAME, REPORT_DIR
 from .metricsdir import load
 
 FORMATS = ("html", "pdf")
-REPORT_DIR = "report"
-PDF_NAME = "report.pdf"
 
 
 def _versions() -> dict[str, str]:
@@ -66,7 +65,7 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
     t0 = time.perf_counter()
     md = load(metrics_dir)
     out_dir = Path(metrics_dir) / REPORT_DIR
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / FIGURES_DIR
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = command if command is not None else " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
     secs = sections.build(md, cmd, created, _versions())
@@ -80,7 +79,7 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
                 + f" — {len(specs)} figures from {md.path}")
     result: dict[str, Path] = {"figures": fig_dir}
     if "html" in formats:
-        result["html"] = html.write(secs, out_dir / "index.html", title, subtitle, created, errors,
+        result["html"] = html.write(secs, out_dir / HTML_NAME, title, subtitle, created, errors,
                                     PDF_NAME if "pdf" in formats else None)
     if "pdf" in formats:
         result["pdf"] = pdf.write(secs, out_dir / PDF_NAME, fig_dir, title, subtitle, created, errors)

@@ -19,7 +19,7 @@ from diagnostics.metrics.pattern import weighted_rms
 
 from . import scorecard
 from .figures import FigureSpec, Line, Panel, display_scale, display_units
-from .metricsdir import REFERENCE, MetricsDir, canonical_dims
+from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir, canonical_dims
 from .scorecard import Cell
 
 MODEL_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
@@ -189,16 +189,29 @@ def find_one(md: MetricsDir, **attrs) -> xr.DataArray | None:
 # ---------------------------------------------------------------- map figures
 
 
-def diff_title(model: str, diff: xr.DataArray, units: str) -> str:
-    """'M − reference (mean 0.12, RMS 0.63 K)': area-weighted mean and RMS of a difference map
-    (the same statistics as bias_mean / bias_rms of docs/metrics.md, for the map shown)."""
-    if set(diff.dims) != {"lat", "lon"}:
+def diff_title(model: str, diff: xr.DataArray, units: str, stats: tuple[float, float] | None = None) -> str:
+    """'M − reference (mean 0.12, RMS 0.63 K)': area-weighted mean and RMS of a difference map.
+
+    ``stats`` (display units) are md-diagnose's bias_mean / bias_rms of the map shown, read from
+    metrics.json; only differences md-diagnose does not summarise (e.g. of std maps) are
+    summarised here, with the same area weights."""
+    if stats is None and set(diff.dims) != {"lat", "lon"}:
         return f"{model} − reference"
-    mean = float(global_mean(diff))
-    rms = float(weighted_rms(diff))
+    mean, rms = stats if stats is not None else (float(global_mean(diff)), float(weighted_rms(diff)))
     stats = f"(mean {mean:.2g}, RMS {rms:.2g} {units})".replace(" )", ")")
     head = f"{model} − reference"
     return f"{head} {stats}" if len(head) + len(stats) < 44 else f"{head}\n{stats}"
+
+
+def bias_stats(md: MetricsDir, model: str, g: dict) -> tuple[float, float] | None:
+    """(bias_mean, bias_rms) of metrics.json for one bias map, in display units; None if absent."""
+    q = tuple(v for v in (g.get("period", ""), g.get("season", "")) if v)
+    channel = g.get("channel", "")
+    mean, rms = (md.scalar(model, channel, name, q) for name in ("bias_mean", "bias_rms"))
+    if mean is None or rms is None:
+        return None
+    factor = display_scale(scorecard.channel_units(channel))[0] if channel else 1.0
+    return mean * factor, rms * factor
 
 
 def map_rows(md: MetricsDir, diagnostic: str, g: dict, diff_diagnostic: str | None,
@@ -220,9 +233,9 @@ def map_rows(md: MetricsDir, diagnostic: str, g: dict, diff_diagnostic: str | No
         row = []
         da = fields.get(m)
         diff = find_one(md, diagnostic=diff_diagnostic, model=m, **sel) if diff_diagnostic else None
-        if da is None and diff is not None and ref is not None and diff.dims == ref.dims:
-            # md-diagnose stores the reference climatology and each model's bias; the model's own
-            # climatology is their sum (bias = model - reference), exactly
+        if da is None and md.schema == SCHEMA_V1 and diff is not None and ref is not None and diff.dims == ref.dims:
+            # md-metrics/1 stored the reference climatology and each model's bias only; the
+            # model's own climatology is their sum (bias = model - reference)
             da = (ref + diff).assign_attrs(units=attr(ref, "units"))
         if da is not None:
             disp, units = display_units(da)
@@ -231,7 +244,8 @@ def map_rows(md: MetricsDir, diagnostic: str, g: dict, diff_diagnostic: str | No
                 row.append(Panel("reference", ref_disp, field_scale))
         if diff is not None:
             d, units = display_units(diff)
-            row.append(Panel(diff_title(m, d, units), d, "diff"))
+            row.append(Panel(diff_title(m, d, units, bias_stats(md, m, sel) if diff_diagnostic == "bias" else None),
+                             d, "diff"))
         elif da is not None and ref is not None:
             d = display_units(da)[0] - ref_disp
             row.append(Panel(diff_title(m, d, units), d, "diff"))
@@ -464,7 +478,7 @@ def modes(md: MetricsDir) -> Section:
                                            caption, lines=lines,
                                            options={"xlabel": xlabel, "ylabel": "standardised PC" if units in ("", "1")
                                                     else units, "zero_line": True})))
-    t = qualifier_table(md, lambda k: len(k.other) == 1 and re.fullmatch(r"member\d+", k.other[0]) is not None,
+    t = qualifier_table(md, lambda k: bool(k.member) and len(k.other) == 1,
                         "Per-member mode statistics",
                         "Mode statistics of each member against the reference (the figures and the scorecard use "
                         "the members pooled): pattern_corr (1), rms (field units), variance fractions (1), "
@@ -631,8 +645,7 @@ def warming(md: MetricsDir) -> Section:
                    f"scenarios ({', '.join(scens)}). Units: {units}. Diverging scale centred on zero: red = increase.")
         sec.items.append(Figure(FigureSpec("maps", slug("warming-response", ch), f"{ch} warming response", caption,
                                            panels=rows, units={"diff_field": units}, options={"cmap_diff_field": div})))
-    scenarios = scenario_names(md)
-    t = qualifier_table(md, lambda k: len(k.other) == 1 and k.other[0] in scenarios, "Scenario metrics",
+    t = qualifier_table(md, lambda k: bool(k.scenario) and len(k.other) == 1, "Scenario metrics",
                         "Scalar metrics of the warming runs: model.channel.metric per row, scenario per column "
                         "(formulas in docs/metrics.md). Per-K responses are in the variable's display units per K "
                         "of SST warming (given after the row name).", unit_suffix=" K-1")
@@ -641,15 +654,6 @@ def warming(md: MetricsDir) -> Section:
     if not sec.items:
         sec.notes.append("No scenario (+2K/+4K) runs were given, or no warming_response fields; section skipped.")
     return sec
-
-
-def scenario_names(md: MetricsDir) -> set[str]:
-    """Scenario labels in use: field attributes, provenance inputs, and AI-MIP names pNk in keys."""
-    names = {v for v in md.values("scenario") if v}
-    for sc in ((md.provenance.get("inputs") or {}).get("scenarios") or {}).values():
-        names |= set(sc or {})
-    names |= {q for k in md.scalars for q in k.other if re.fullmatch(r"p\dk", q)}
-    return names
 
 
 def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffix: str | None = None,

@@ -1,4 +1,9 @@
-"""``md-diagnose``: score ensembles against a reference and write metrics.json / metrics.nc.
+"""``md-diagnose``'s arguments and its metrics step: score ensembles against a reference and write
+metrics.json / metrics.nc.
+
+The ``md-diagnose`` console script is :mod:`reports.cli_diagnose`, which parses these arguments,
+runs this step and then renders the report (``diagnostics`` never imports ``reports``). Run as
+``python -m diagnostics.cli.diagnose`` this module writes the metrics only.
 
     md-diagnose --ensemble [NAME=]DIR_OR_GLOB [--ensemble ...] --reference DIR_OR_GLOB --out DIR
                 [--train-period 1979-01:2014-12] [--test-period 2015-01:2024-12]
@@ -15,8 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..align import parse_scenario
-from ..data.errors import InputError, add_debug_flag, cli_entry
+from ..data.errors import add_debug_flag, cli_entry
 from ..data.timeaxis import Period
 from ..pipeline import DEFAULT_TEST, DEFAULT_TRAIN, Config, run
 
@@ -80,23 +84,26 @@ def parser() -> argparse.ArgumentParser:
     return add_debug_flag(p)
 
 
+def config(args: argparse.Namespace, argv: list[str]) -> Config:
+    """The pipeline's configuration from parsed arguments (``argv`` is recorded in the provenance)."""
+    return Config(ensembles=args.ensemble, reference=args.reference, out=Path(args.out),
+                  train=args.train_period, test=args.test_period, scenarios=args.scenario,
+                  variables=args.variables, scheduler=args.scheduler,
+                  members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
+                  progress=not args.no_progress, seed=args.seed, debug=args.debug,
+                  command=shlex.join(["md-diagnose", *argv]))
+
+
 def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    cfg = Config(ensembles=args.ensemble, reference=args.reference, out=Path(args.out),
-                 train=args.train_period, test=args.test_period, scenarios=args.scenario,
-                 variables=args.variables, scheduler=args.scheduler, report=args.report,
-                 members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
-                 progress=not args.no_progress, seed=args.seed, debug=args.debug,
-                 command=shlex.join(["md-diagnose", *argv]))
-    for spec in args.scenario:
-        try:
-            parse_scenario(spec)
-        except ValueError as exc:
-            raise InputError(str(exc), "--scenario") from None
-    return run(cfg)
+    code = run(config(args, argv))
+    if args.report and code == 0:
+        print(f"md-diagnose: metrics only (python -m diagnostics.cli.diagnose); render the report with "
+              f"md-report {args.out}", file=sys.stderr)
+    return code
 
 
-main = cli_entry(_main)
+main = cli_entry(_main, prog="md-diagnose")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import xarray as xr
 
+from ..data import experiments
 from ..data.grid import global_mean
 from ..data.timeaxis import Period
 from .climatology import time_mean
 
-#: Uniform SST perturbation (K) of the AI-MIP scenarios, by experiment or short name.
-SCENARIO_DELTA_SST: dict[str, float] = {"p2k": 2.0, "p4k": 4.0, "aimip-p2k": 2.0, "aimip-p4k": 4.0}
-
 
 def delta_sst_of(scenario: str | float) -> float:
-    """The SST change in K of a scenario name (``p2k`` -> 2, ``aimip-p4k`` -> 4) or a number."""
+    """The SST change in K of a scenario name (``p2k`` -> 2, ``aimip-p4k`` -> 4, from
+    :mod:`diagnostics.data.experiments`) or a number."""
     if isinstance(scenario, (int, float)):
         return float(scenario)
     try:
-        return SCENARIO_DELTA_SST[scenario]
-    except KeyError:
-        raise ValueError(f"unknown scenario {scenario!r}; expected one of {sorted(SCENARIO_DELTA_SST)} "
-                         "or the SST change in K") from None
+        return experiments.sst_offset_k(scenario)
+    except ValueError as exc:
+        raise ValueError(f"unknown scenario {scenario!r}: {exc}, or the SST change in K") from None
 
 
 def warming_response(scenario: xr.DataArray, historical: xr.DataArray, delta_sst: str | float,

@@ -21,7 +21,7 @@ from diagnostics.data.timeaxis import Month, Period, to_monthly_axis
 from diagnostics.io.open import open_dataset
 from diagnostics.io.writer import write_aimip, write_prepared
 from diagnostics.metrics import climatology, crps, nino34, spread_skill, trends, variability
-from diagnostics.outputs import FIELD_ATTRS
+from diagnostics.schema import FIELD_ATTRS
 from diagnostics.synth.climate import synthesize
 
 GRID = equiangular(11.25)  # 17 x 32
@@ -65,7 +65,13 @@ def _metrics(out):
 
 def test_json_follows_schema(run_main):
     doc = _metrics(run_main)
-    assert doc["schema"] == "md-metrics/1"
+    assert doc["schema"] == "md-metrics/2"
+    # md-metrics/2: model roles and each qualifier kind's values, so a reader never guesses
+    assert doc["ensembles"] == ["SYN", "SYNNL"] and doc["baselines"] == doc["models"][2:]
+    assert doc["qualifiers"]["period"] == ["all", "test", "train"]
+    assert doc["qualifiers"]["band"] == ["1-10", "10-30", "30+"]
+    assert doc["qualifiers"]["member"] == ["member1", "member2", "member3"]
+    assert doc["qualifiers"]["scenario"] == []
     prov = doc["provenance"]
     for key in ("command", "created", "versions", "inputs", "periods", "members", "spread_skill_correction"):
         assert key in prov
@@ -100,7 +106,7 @@ def test_json_follows_schema(run_main):
 
 def test_netcdf_fields_follow_schema(run_main):
     with _decode(run_main / "metrics.nc") as ds:
-        assert ds.attrs["schema"] == "md-metrics/1"
+        assert ds.attrs["schema"] == "md-metrics/2"
         names = list(ds.data_vars)
         for name in names:
             attrs = ds[name].attrs
@@ -118,6 +124,10 @@ def test_netcdf_fields_follow_schema(run_main):
         rh = ds["rank_histogram__SYN__tas__test"]
         assert rh.size == 4 and int(rh.sum()) == 24 * GRID.lat.size * GRID.lon.size
         assert ds["bias__SYN__tas__train__ANN"].dims == ("lat", "lon")
+        # md-metrics/2 stores the model's own climatology: reference + bias, to float32 rounding
+        model = ds["climatology__SYN__tas__train__DJF"]
+        ref = ds["climatology__reference__tas__train__DJF"]
+        assert float(abs(model - ref - ds["bias__SYN__tas__train__DJF"]).max()) < 1e-3
 
 
 def test_noleap_copy_scores_identically(run_main):
@@ -235,14 +245,14 @@ def test_a_failing_batch_is_skipped_with_its_reason_not_a_crash(monkeypatch, cap
     import dask
     import dask.array as dsa
 
-    from diagnostics import pipeline, score
+    from diagnostics import groups, pipeline
     from diagnostics.outputs import Results
 
     def broken(block):
         raise ZeroDivisionError("planted failure")
 
     lazy = xr.DataArray(dsa.ones((4,), chunks=2).map_blocks(broken, dtype=float), dims="x")
-    batch, res, got = score.Batch(), Results(), []
+    batch, res, got = groups.Batch(), Results(), []
     batch.add(lazy, got.append)
     with dask.config.set(scheduler="synchronous"):
         pipeline._compute(batch, res, "MODEL.tas.trend")
@@ -250,3 +260,27 @@ def test_a_failing_batch_is_skipped_with_its_reason_not_a_crash(monkeypatch, cap
     assert "scoring failed (ZeroDivisionError" in capsys.readouterr().err
     with pytest.raises(ZeroDivisionError), dask.config.set(scheduler="synchronous"):
         pipeline._compute(batch, res, "MODEL.tas.trend", debug=True)
+
+
+def test_every_key_and_field_written_is_declared_by_a_registered_group(run_main):
+    """The registry's declarations are what the groups write: each metric name of metrics.json and
+    each diagnostic of metrics.nc belongs to a group (the pipeline's own Niño-3.4 index aside), and
+    every group is documented in docs/metrics.md."""
+    from pathlib import Path
+
+    from diagnostics.groups import REGISTRY, STAGES
+
+    declared_metrics = {m for g in REGISTRY.values() for m in g.metrics} | {"index_std"}
+    declared_fields = {f for g in REGISTRY.values() for f in g.fields} | {"nino34_index"}
+    doc = _metrics(run_main)
+    written = {k.split(".")[2] for k in doc["metrics"]}
+    assert written <= declared_metrics, written - declared_metrics
+    with _decode(run_main / "metrics.nc") as ds:
+        diags = {ds[n].attrs["diagnostic"] for n in ds.data_vars}
+    assert diags <= declared_fields, diags - declared_fields
+    docs = (Path(__file__).parents[2] / "docs" / "metrics.md").read_text()
+    for g in REGISTRY.values():
+        assert g.stage in STAGES and g.applies_to <= {"reference", "ensemble", "baseline"}
+        assert f"`{g.name}`" in docs, g.name
+        for m in g.metrics:
+            assert f"`{m}`" in docs, (g.name, m)

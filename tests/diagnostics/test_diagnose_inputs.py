@@ -4,8 +4,6 @@ grid alignment; report rendering failures; the distributed scheduler."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -136,27 +134,6 @@ def test_missing_variables_are_reported_and_the_rest_computed(tmp_path, ref_dir,
     assert doc["channels"] == ["tas"] and doc["metrics"]["ENS.tas.crps.test"] > 0
 
 
-def test_report_failure_keeps_the_metrics(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
-    calls = []
-
-    def broken(metrics_dir, formats=("html", "pdf"), jobs=None):
-        calls.append((metrics_dir, formats))
-        raise RuntimeError("renderer exploded")
-
-    fake = types.ModuleType("reports.render")
-    fake.render_report = broken
-    monkeypatch.setitem(sys.modules, "reports.render", fake)
-    out = tmp_path / "out"
-    args = ["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(out),
-            "--train-period", "2012-01:2014-12", "--test-period", "2015-01:2015-12", *FAST]
-    args[args.index("none")] = "html,pdf"
-    code, err = _run(args, capsys)
-    assert code == 1
-    assert calls and calls[0][1] == ("html", "pdf")
-    assert "report rendering failed" in err and "renderer exploded" in err
-    assert (out / "metrics.json").exists() and (out / "metrics.nc").exists()
-
-
 def test_bad_period_and_scenario_syntax_exit_2(tmp_path, ref_dir, ens_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(tmp_path),
@@ -280,3 +257,150 @@ def test_ensemble_on_fewer_pressure_levels_is_scored_on_the_shared_ones(tmp_path
     keys = _doc(tmp_path / "out")["metrics"]
     assert "ENS.ta850.bias_mean.test.ANN" in keys
     assert not any(k.startswith("ENS.ta500.") for k in keys)
+
+
+# ---------------------------------------------------------------- issue 16: no stale results, one-line errors
+def test_unknown_warming_scenario_is_refused_with_one_line(tmp_path, ref_dir, ens_dir, capsys):
+    """--scenario p3k=DIR names no AI-MIP experiment: exit 2 before any work, not a silent skip."""
+    code, err = _run(["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(tmp_path / "out"),
+                      "--scenario", f"p3k={ens_dir}", *FAST], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("md-diagnose: error: --scenario: 'p3k' is not an AI-MIP warming scenario")
+    assert "p2k" in lines[0] and "p4k" in lines[0]
+    assert not (tmp_path / "out").exists()
+    # the AI-MIP ids and aliases of diagnostics.data.experiments name the same scenarios
+    from diagnostics.align import parse_scenario
+    assert parse_scenario(f"M:aimip-4k={ens_dir}") == ("M", "p4k", str(ens_dir))
+
+
+def test_out_under_a_file_fails_before_any_input_is_opened(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
+    from diagnostics import pipeline
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(pipeline, "load_inputs", lambda *a, **k: pytest.fail("inputs opened before --out checked"))
+    code, err = _run(["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(tmp_path / "file" / "o"),
+                      *FAST], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--out" in lines[0] and "lies under a file" in lines[0], err
+
+
+def _interrupt_after_first_variable(monkeypatch):
+    from diagnostics import pipeline
+
+    real, calls = pipeline.score_variable, []
+
+    def interrupted(var, *a, **k):
+        calls.append(var)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(var, *a, **k)
+
+    monkeypatch.setattr(pipeline, "score_variable", interrupted)
+    return real
+
+
+def _two_variables(tmp_path):
+    write_aimip(_synth("2012-01", "2015-12", seed=1, members=2, keep=("tas", "psl")), tmp_path / "ens", "ENS",
+                "aimip")
+    write_prepared(_synth("2012-01", "2015-12", seed=2, keep=("tas", "psl")), tmp_path / "ref", {"fingerprint": "rp"})
+    return ["--ensemble", str(tmp_path / "ens"), "--reference", str(tmp_path / "ref"), *FAST]
+
+
+def test_a_killed_rerun_leaves_no_finished_looking_outputs(tmp_path, capsys, monkeypatch):
+    """The previous run's metrics.json / metrics.nc move aside when a new run starts: after the
+    new run is killed, OUT holds no metrics.json that could pass for its result."""
+    from diagnostics import pipeline
+
+    args = _two_variables(tmp_path) + ["--out", str(tmp_path / "out")]
+    assert _run(args, capsys)[0] == 0
+    first = _doc(tmp_path / "out")
+    real = _interrupt_after_first_variable(monkeypatch)
+    code, err = _run(args, capsys)
+    assert code == 130
+    assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "metrics.nc").exists()
+    assert "moved the previous run's metrics.json, metrics.nc aside" in err
+    assert _doc(tmp_path / "out" / ".md-diagnose-previous")["metrics"] == first["metrics"]
+    monkeypatch.setattr(pipeline, "score_variable", real)
+    assert _run(args, capsys)[0] == 0
+    assert _doc(tmp_path / "out")["metrics"] == first["metrics"]
+
+
+def test_a_corrupt_partial_result_is_recomputed_with_one_line(tmp_path, capsys, monkeypatch):
+    """A truncated .md-diagnose-partial/*/tas.json on resume: said in one line, tas recomputed,
+    the numbers those of an uninterrupted run (no JSONDecodeError)."""
+    from diagnostics import pipeline
+
+    args = _two_variables(tmp_path)
+    real = _interrupt_after_first_variable(monkeypatch)
+    assert _run(args + ["--out", str(tmp_path / "out")], capsys)[0] == 130
+    (saved,) = (tmp_path / "out" / ".md-diagnose-partial").glob("*/tas.json")
+    saved.write_text(saved.read_text()[:40])
+    calls = []
+    monkeypatch.setattr(pipeline, "score_variable", lambda var, *a, **k: (calls.append(var), real(var, *a, **k)))
+    code, err = _run(args + ["--out", str(tmp_path / "out")], capsys)
+    assert code == 0 and calls == ["tas", "psl"]
+    said = [line for line in err.splitlines() if "cannot be read" in line]
+    assert len(said) == 1 and "tas.json" in said[0] and "recomputing tas" in said[0] and "JSONDecodeError" in said[0]
+    monkeypatch.setattr(pipeline, "score_variable", real)
+    assert _run(args + ["--out", str(tmp_path / "fresh")], capsys)[0] == 0
+    assert _doc(tmp_path / "out")["metrics"] == _doc(tmp_path / "fresh")["metrics"]
+
+
+def test_the_same_skip_line_is_said_once_and_no_progress_bar_in_a_log(tmp_path, capsys):
+    """Baselines on two variables: the persistence baseline's one-member skip is said once, not per
+    variable; stderr is not a terminal here, so the progress bar (asked for) draws nothing."""
+    args = _two_variables(tmp_path)
+    args = [a for a in args if a not in ("--no-baselines", "--no-progress")]
+    code, err = _run(args + ["--out", str(tmp_path / "out"), "--train-period", "2012-01:2014-12",
+                             "--test-period", "2015-01:2015-12"], capsys)
+    assert code == 0, err
+    skip = [line for line in err.splitlines() if "skipped baseline-persistence.*" in line]
+    assert len(skip) == 1, skip
+    assert "\r" not in err and "unit/s" not in err and "it/s" not in err
+    doc = _doc(tmp_path / "out")
+    assert {"ENS.tas.crps.test", "ENS.psl.crps.test", "baseline-persistence.psl.crps.test"} <= set(doc["metrics"])
+
+
+def test_a_group_added_to_the_registry_runs_with_no_other_change(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
+    """A new metric is one class: registered, it is planned, computed in the single-pass batch, counted
+    in the progress units and written under its key, with no change to the pipeline."""
+    from diagnostics import groups
+    from diagnostics.metrics.climatology import time_mean
+    from diagnostics.schema import key
+
+    class MaxAbsBias(groups.Group):
+        name, stage, applies_to, metrics = "max_abs_bias", "single_pass", frozenset({"ensemble"}), ("max_abs_bias",)
+
+        def build(self, batch, res, ctx, subject):
+            p = ctx.periods["test"]
+            lazy = abs(time_mean(subject.da, p).mean("member") - time_mean(ctx.ref, p)).max(("lat", "lon"))
+            batch.add(lazy, groups.each_channel(ctx.channels, lambda v, ch: res.add(
+                key(subject.name, ch.label, "max_abs_bias", period="test"), v)))
+
+    monkeypatch.setitem(groups.REGISTRY, "max_abs_bias", MaxAbsBias())
+    out = tmp_path / "out"
+    code, err = _run(["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(out),
+                      "--train-period", "2012-01:2014-12", "--test-period", "2015-01:2015-12", *FAST], capsys)
+    assert code == 0, err
+    m = _doc(out)["metrics"]
+    assert m["ENS.tas.max_abs_bias.test"] >= abs(m["ENS.tas.bias_mean.test.ANN"]) > 0
+
+
+def test_what_planning_skips_is_recorded_in_metrics_json(tmp_path, ref_dir, ens_dir, capsys, monkeypatch):
+    """Baselines that cannot be built (planted ValueError) are skipped while the variable is planned:
+    said once and kept in metrics.json's skipped list, the ensemble still scored."""
+    from diagnostics import pipeline
+
+    def broken(*a, **k):
+        raise ValueError("planted: no baseline")
+
+    monkeypatch.setattr(pipeline, "_baseline_fields", broken)
+    args = ["--ensemble", str(ens_dir), "--reference", str(ref_dir), "--out", str(tmp_path / "out"),
+            "--train-period", "2012-01:2014-12", "--test-period", "2015-01:2015-12",
+            "--report", "none", "--no-progress", "--no-spectra"]
+    code, err = _run(args, capsys)
+    assert code == 0 and err.count("planted: no baseline") == 1, err
+    doc = _doc(tmp_path / "out")
+    assert {"what": "baselines.tas", "why": "planted: no baseline"} in doc["skipped"]
+    assert doc["models"] == ["ENS"] and "ENS.tas.crps.test" in doc["metrics"]

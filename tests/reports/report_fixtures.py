@@ -1,4 +1,4 @@
-"""A small md-diagnose output directory (schema md-metrics/1) for the report tests.
+"""A small md-diagnose output directory (schema md-metrics/1, the older one the report still reads) for the report tests.
 
 Written by hand from docs/metrics-schema.md, on a coarse 33 x 64 grid: two ensembles and
 the three baselines, fields of every diagnostic kind the report knows, and scalar metrics
@@ -184,7 +184,7 @@ def synthetic_diagnose(out: Path, report: str = "none", scenario: bool = True,
                        variables: tuple[str, ...] = ("tas", "pr", "zg"), extra: tuple[str, ...] = ()) -> Path:
     """Run md-synth (reference + 3-member ensemble [+ p2k run]) and md-diagnose on a tiny
     synthetic climate (5.625 degrees, 2010-2017); returns md-diagnose's output directory."""
-    from diagnostics.cli.diagnose import main as diagnose
+    from reports.cli_diagnose import main as diagnose
     from diagnostics.cli.synth import main as synth
 
     out = Path(out)
