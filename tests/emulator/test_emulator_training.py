@@ -244,6 +244,39 @@ def test_checkpoint_from_before_the_diffusion_offset_loads_with_zero_offset(toy_
         checkpoint.load_model(ckpt)
 
 
+def test_calibration_survives_ema_updates_and_is_in_the_checkpoint(toy_dir, tmp_path):
+    """Issue 12 point 6: calibration wrote into the EMA model's buffers and the next EMA.update
+    copied the raw model's over them (offset 0.3 -> 0, scale 2 -> 1). Now it is a step after the
+    last update, held by the EMA, and the saved checkpoint holds what an independent recomputation
+    on the loaded model gives."""
+    trainer = _trained(toy_dir, tmp_path / "run", max_epochs=1)
+    ema, model = trainer.ema, trainer.model
+    assert ema.held == {"diffusion_offset", "residual_power", "residual_scale"}
+    ema.model.diffusion_offset.fill_(0.3)
+    ema.model.residual_scale.fill_(2.0)
+    power = ema.model.residual_power.clone()
+    model.residual_power.mul_(5.0)  # the raw model's training estimate moves on
+    ema.update(model)
+    assert torch.all(ema.model.diffusion_offset == torch.tensor(0.3)) and torch.all(ema.model.residual_scale == 2.0)
+    assert torch.equal(ema.model.residual_power, power)
+    torch.testing.assert_close(ema.model.latent_mean, model.latent_mean)  # other buffers still copied
+
+    # validation.every = 0 (no validation epochs): the last epoch is still calibrated
+    cfg = _cfg(toy_dir, train={"epochs": 1}, validation={"every": 0})
+    Trainer(cfg, tmp_path / "novalid", device="cpu", progress=False, verbose=False).run()
+    saved = checkpoint.load_model(tmp_path / "novalid")
+    raw = checkpoint.load_model(tmp_path / "novalid", weights="model")
+    assert float(raw.diffusion_offset.abs().max()) == 0.0 and torch.all(raw.residual_scale == 1.0)
+    data = prepare_data(cfg, toy_dir).valid
+    ids = pair_ids(len(data), 0)
+    again = diffusion_offset(saved, data, ids, 10, cfg.train.seed + 2, "ancestral", None, torch.device("cpu"))
+    assert float(saved.diffusion_offset.abs().max()) > 0
+    torch.testing.assert_close(saved.diffusion_offset, again)
+    assert not torch.all(saved.residual_scale == 1.0)
+    held = json.loads((tmp_path / "novalid" / "checkpoint" / "trainer.json").read_text())["ema_held"]
+    assert held == ["diffusion_offset", "residual_power", "residual_scale"]
+
+
 def test_cli_trains_and_refuses_to_overwrite(toy_dir, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(config_mod.to_yaml(_cfg(toy_dir, train={"epochs": 1})))
