@@ -22,11 +22,14 @@ trajectory does not depend on the batch it was computed in (see :func:`draw_nois
 from __future__ import annotations
 
 import math
+import typing
 from typing import Callable, Literal, Sequence
 
 import torch
 
 Sampler = Literal["ancestral", "ddim"]
+#: The sampler names, one home (configs, emulator-run, make demo, the stepper).
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 _K = 0.008
 
 

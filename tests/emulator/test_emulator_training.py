@@ -18,6 +18,7 @@ from emulator.cli.train import main as train_main
 from emulator.data import parse_channels
 from emulator.denoiser import LatentSkip
 from emulator.model import DataSpec, MonthlyDiffusion
+from emulator.stepper import DiffusionStepper
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
 from emulator.validation import diffusion_offset, pair_ids
@@ -170,18 +171,23 @@ def test_resume_is_exact_and_checkpoint_round_trip(toy_dir, tmp_path):
     month = torch.tensor([3, 4])
     outs = []
     for m in (model, ema):
-        z = m.encode(x, forcing, month, generator=torch.Generator().manual_seed(5))
-        z1 = m.step(z, forcing, month, generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
-        outs.append(m.decode(z1, forcing, month + 1))
+        st = DiffusionStepper(m)
+        c0, c1 = st.condition(forcing, month), st.condition(forcing, month + 1)
+        z = st.init(x, c0, torch.Generator().manual_seed(5))
+        z1 = st.step(z, c0, c1, [torch.Generator().manual_seed(s) for s in (1, 2)])
+        outs.append(st.decode(z1, c1))
     assert torch.equal(outs[0], outs[1]) and torch.isfinite(outs[0]).all()
     # member 2 alone gives the same trajectory as inside the batch
-    z = model.encode(x[1:], forcing[1:], month[1:], generator=[torch.Generator().manual_seed(7)])
-    zb = model.encode(x, forcing, month, generator=[torch.Generator().manual_seed(6), torch.Generator().manual_seed(7)])
+    st = DiffusionStepper(model)
+    c0 = st.condition(forcing[1:], month[1:])
+    z = st.init(x[1:], c0, [torch.Generator().manual_seed(7)])
+    zb = st.init(x, st.condition(forcing, month), [torch.Generator().manual_seed(6), torch.Generator().manual_seed(7)])
     # same noise; only float round-off of batched arithmetic may differ
     torch.testing.assert_close(z[0], zb[1], atol=1e-5, rtol=1e-5)
     for sampler in ("ancestral", "ddim"):
-        a = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
-        b = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
+        st = DiffusionStepper(model, sampler)
+        a = st.step(z, c0, None, torch.Generator().manual_seed(3))
+        b = st.step(z, c0, None, torch.Generator().manual_seed(3))
         assert torch.equal(a, b)
 
 
@@ -311,7 +317,8 @@ def test_reference_config_builds_and_trains_one_step_on_cpu(capsys):
     loss.backward()
     opt.step()
     assert np.isfinite(terms["loss"]) and time.perf_counter() - start < 120
-    assert model.encode_normalised(x, f, month).shape == (1, 32, 30, 60)
+    st = DiffusionStepper(model)
+    assert st.encode_normalised(x, st.condition_normalised(f, month)).shape == (1, 32, 30, 60)
 
 
 def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
@@ -335,8 +342,10 @@ def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
     f = torch.full((2, 2, 17, 32), 290.0)
     f[:, 1] = 0.1
     m = torch.tensor([1, 2])
-    a, b = model.decode(z, f, m), model.decode(z, f, m)
-    c = model.decode(z, f, m, generator=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    st = DiffusionStepper(model)
+    cond = st.condition(f, m)
+    a, b = st.decode(z, cond), st.decode(z, cond)
+    c = st.decode(z, cond, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
@@ -370,10 +379,11 @@ def test_latent_skip_recovers_a_planted_persistence_and_shifts_the_step(prepared
     f = torch.full((2, 2, 17, 32), 290.0)
     f[:, 1] = 0.1
     m = torch.tensor([1, 7])
-    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
-    with_skip = model.step(z, f, m, noise=noise)
+    st = DiffusionStepper(model)
+    noise, cond = st.noise_for_step(2, torch.Generator().manual_seed(5)), st.condition(f, m)
+    with_skip = st.step(z, cond, None, noise=noise)
     skip_module, model.skip = model.skip, None
-    without = model.step(z, f, m, noise=noise)
+    without = st.step(z, cond, None, noise=noise)
     model.skip = skip_module
     expected = 2.0 * 0.5 * model.standardise(z)  # mu in standardised units, W = 0 at init
     torch.testing.assert_close(with_skip - without, expected, rtol=1e-4, atol=1e-4)
@@ -452,7 +462,7 @@ def _step_inputs_and_warmer_sst(model):
     f[:, 1] = 0.1
     warm = f.clone()
     warm[:, 0] += 3.0
-    return f, warm, torch.tensor([1, 12]), model.noise_for_step(2, torch.Generator().manual_seed(5))
+    return f, warm, torch.tensor([1, 12]), DiffusionStepper(model).noise_for_step(2, torch.Generator().manual_seed(5))
 
 
 def test_step_with_next_forcing_needs_and_uses_it(prepared):
@@ -465,12 +475,14 @@ def test_step_with_next_forcing_needs_and_uses_it(prepared):
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(2, *model.latent_shape_full(), generator=gen)
     f, warm, m, noise = _step_inputs_and_warmer_sst(model)
+    st = DiffusionStepper(model)
+    c_t, c_t1, c_warm = st.condition(f, m), st.condition(f, m % 12 + 1), st.condition(warm, m % 12 + 1)
     with pytest.raises(ValueError, match="forcing of month t\\+1"):
-        model.step(z, f, m, noise=noise)
-    a = model.step(z, f, m, forcing_next=f, noise=noise)
-    b = model.step(z, f, m, forcing_next=warm, noise=noise)
+        st.step(z, c_t, None, noise=noise)
+    a = st.step(z, c_t, c_t1, noise=noise)
+    b = st.step(z, c_t, c_warm, noise=noise)
     assert torch.isfinite(a).all() and float((a - b).abs().max()) > 1e-3
-    torch.testing.assert_close(a, model.step(z, f, m, forcing_next=f, noise=noise))
+    torch.testing.assert_close(a, st.step(z, c_t, c_t1, noise=noise))
 
 
 @pytest.mark.parametrize("denoiser_forcing", [True, False])
@@ -488,8 +500,9 @@ def test_denoiser_without_forcing_leaves_the_forcing_response_to_the_skip_path(p
             p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     z = torch.randn(2, *model.latent_shape_full(), generator=torch.Generator().manual_seed(0))
     f, warm, m, noise = _step_inputs_and_warmer_sst(model)
-    a = model.step(z, f, m, forcing_next=f, noise=noise)
-    b = model.step(z, warm, m, forcing_next=warm, noise=noise)
+    st = DiffusionStepper(model)
+    a = st.step(z, st.condition(f, m), st.condition(f, m % 12 + 1), noise=noise)
+    b = st.step(z, st.condition(warm, m), st.condition(warm, m % 12 + 1), noise=noise)
     assert (float((a - b).abs().max()) > 1e-3) == denoiser_forcing
     if not denoiser_forcing:
         with pytest.raises(InputError, match="denoiser_forcing: false needs model.latent_skip"):
@@ -505,19 +518,19 @@ def test_diffusion_offset_centres_the_sampled_residual(prepared):
         model.denoiser.head.bias.fill_(-0.5)  # a denoiser whose samples have a non-zero mean
     data, dev = prepared.valid, torch.device("cpu")
     ids = pair_ids(len(data), 0)
-    x_t, _, f_t, f_t1, mo_t, _ = data.batch(torch.as_tensor(ids), dev)
+    x_t, _, f_t, f_t1, mo_t, mo_t1 = data.batch(torch.as_tensor(ids), dev)
+    st = DiffusionStepper(model)
+    c_t, c_t1 = st.condition_normalised(f_t, mo_t), st.condition_normalised(f_t1, mo_t1)
 
     def mean_residual(seed: int, draws: int = 16) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for d in range(draws):
                 gens = [torch.Generator().manual_seed(seed * 1000 + 17 * i + d) for i in range(len(ids))]
-                z = model.encode_normalised(x_t, f_t, mo_t, torch.cat(
+                z = st.encode_normalised(x_t, c_t, torch.cat(
                     [torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]))
-                z1 = model.step_normalised(z, f_t, mo_t, model.noise_for_step(len(ids), gens), "ancestral",
-                                           model.cfg.sample_steps, f_t1)
-                zn_prev, cl_step = model._step_inputs(z, f_t, mo_t, f_t1)
-                mu = model.skip(zn_prev, cl_step, mo_t)
+                z1 = st.step_normalised(z, c_t, c_t1, st.noise_for_step(len(ids), gens))
+                mu = model.skip(model.standardise(z), model.step_conditioning(c_t.latent, c_t1.latent), mo_t)
                 out.append((model.standardise(z1) - mu) / model.skip_std.view(1, -1, 1, 1))
         return torch.cat(out).mean(dim=0)
 

@@ -29,7 +29,7 @@ from emulator import checkpoint
 from emulator import config as config_mod
 from emulator.cli.run import main as run_main
 from emulator.forcing import ForcingReader, initial_state
-from emulator.model import MonthlyDiffusion
+from emulator.stepper import DiffusionStepper
 from emulator.rollout import RolloutConfig, member_generators, run_rollout
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer
@@ -196,11 +196,11 @@ def test_zarr_output_matches_netcdf(tiny, tmp_path):
 
 
 def test_noise_is_per_member_and_step_and_batch_size_only_changes_round_off(tiny, tmp_path):
-    model = checkpoint.load_model(tiny["ckpt"])
-    together = model.noise_for_step(3, member_generators(7, [1, 2, 3], 5, model.device))
-    alone = [model.noise_for_step(1, member_generators(7, [m], 5, model.device)) for m in (1, 2, 3)]
+    st = DiffusionStepper(checkpoint.load_model(tiny["ckpt"]))
+    together = st.noise_for_step(3, member_generators(7, [1, 2, 3], 5, st.device))
+    alone = [st.noise_for_step(1, member_generators(7, [m], 5, st.device)) for m in (1, 2, 3)]
     assert torch.equal(together, torch.cat(alone, dim=1))  # member m's noise ignores the batch
-    other_step = model.noise_for_step(1, member_generators(7, [2], 6, model.device))
+    other_step = st.noise_for_step(1, member_generators(7, [2], 6, st.device))
     assert not torch.equal(other_step, alone[1])
 
     assert _run(tiny, tmp_path / "all", end="2000-06") == 0
@@ -310,19 +310,19 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tiny, tmp_path):
 
 
 def test_non_finite_member_stops_with_one_line_and_valid_files(tiny, tmp_path, capsys):
-    model: MonthlyDiffusion = checkpoint.load_model(tiny["ckpt"])
+    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 8))
+    model = DiffusionStepper(checkpoint.load_model(tiny["ckpt"]), cfg.sampler)
     decode = model.decode
     pr = model.spec.labels.index("pr")
 
-    def poisoned(z, forcing, month, generator=None):
-        x = decode(z, forcing, month, generator=generator)
-        if int(month[0]) == 4 and x.shape[0] > 1:
+    def poisoned(z, cond, generators=None):
+        x = decode(z, cond, generators)
+        if int(cond.month[0]) == 4 and x.shape[0] > 1:
             x[1, pr, 3, 4] = float("nan")  # member r2, April 2000, pr
         return x
 
     model.decode = poisoned
     spec = model.spec
-    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 8))
     forcing = ForcingReader(tiny["data"], spec, cfg.start, cfg.end, cfg.offset)
     initial = initial_state(tiny["data"], spec, cfg.start)
     out = tmp_path / "unstable"
