@@ -82,7 +82,7 @@ class MonthlyDiffusion(nn.Module):
         self.n_cond = self.normaliser.n_forcing_channels + cfg.season_channels + len(spec.static_names)
         # the step's conditioning: that of month t, and of t+1 too with step_next_forcing
         n_step_cond = 2 * self.n_cond if cfg.step_next_forcing else self.n_cond
-        block_kw = dict(operator=cfg.operator, diagonal_mode=cfg.diagonal_mode,
+        block_kw = dict(operator=cfg.operator.type, diagonal_mode=getattr(cfg.operator, "mode", "l"),
                         norm_hidden=cfg.norm_hidden, mlp_ratio=cfg.mlp_ratio)
         self.register_buffer("statics", torch.zeros(len(spec.static_names), *data_shape))
         self.register_buffer("latent_mean", torch.zeros(z))
@@ -108,18 +108,17 @@ class MonthlyDiffusion(nn.Module):
                                cfg.encoder_rank, **block_kw)
         self.decoder = Decoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
                                cfg.decoder_rank, **block_kw)
-        # without denoiser_forcing the forcings reach the step through the linear skip path only: the
+        # without step.denoiser_forcing the forcings reach the step through the linear skip path only: the
         # denoiser's nonlinear forcing response, fitted on a few hundred months, added a mean shift
         # (and a test-period bias) that the skip path's linear one does not (docs/emulator.md)
         n_forcing = self.normaliser.n_forcing_channels
         blocks = 2 if cfg.step_next_forcing else 1
         keep = [b * self.n_cond + k for b in range(blocks) for k in range(self.n_cond)
-                if cfg.denoiser_forcing or k >= n_forcing]
+                if getattr(cfg.step, "denoiser_forcing", True) or k >= n_forcing]
         self.register_buffer("denoiser_cond_index", torch.tensor(keep, dtype=torch.long), persistent=False)
         self.denoiser = Denoiser(z, len(keep), latent_shape, cfg.embed_dim, cfg.denoiser_rank,
-                                 cfg.denoiser_blocks, use_previous=cfg.denoiser_previous, **block_kw)
-        self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly,
-                                mixing=cfg.skip_mixing) if cfg.latent_skip else None
+                                 cfg.denoiser_blocks, use_previous=getattr(cfg.step, "denoiser_previous", True), **block_kw)
+        self.skip = LatentSkip(z, n_step_cond, latent_shape, mixing=cfg.step.mixing) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
             # mean of the sampled residuals, set by the end-of-run calibration and subtracted
@@ -269,7 +268,7 @@ class MonthlyDiffusion(nn.Module):
         target, skip_loss = zn_next, None
         cl_step = self.step_conditioning(cl_t, cl_t1)
         if self.skip is not None:  # least squares on detached latents: the skip path never shapes the encoder
-            mu = self.skip(zn_prev.detach(), cl_step.detach(), month_t)
+            mu = self.skip(zn_prev.detach(), cl_step.detach())
             skip_loss = self._weighted_mse(mu, zn_next.detach(), self.area_latent)
             if self.training:
                 self._update_skip_std((zn_next - mu).detach())

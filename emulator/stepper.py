@@ -158,7 +158,7 @@ class DiffusionStepper:
             zn_next = self._diffuse(zn_prev, cl_step, noise)
             if m.skip is not None:
                 r = (zn_next - m.diffusion_offset) * m.skip_std.view(1, -1, 1, 1)
-                zn_next = r + m.skip(zn_prev, cl_step, cond_t.month).float()
+                zn_next = r + m.skip(zn_prev, cl_step).float()
             return m.unstandardise(zn_next)
 
     def decode_normalised(self, z: torch.Tensor, cond: Conditioning,
