@@ -36,6 +36,7 @@ from diagnostics.metrics.nino34 import compare_patterns, nino34_index, regressio
 from diagnostics.metrics.spread_skill import spread_skill_ratio
 from emulator import checkpoint
 from emulator.data import _channel, load_split, open_prepared_dataset
+from emulator.seeding import member_seed
 from emulator.stepper import DiffusionStepper
 
 
@@ -52,7 +53,7 @@ def emulator_forecast(model, split, members: int, seed: int, batch: int = 64, sa
         x = torch.from_numpy(split.state[t0])
         f0, f1 = torch.from_numpy(split.forcing[t0]), torch.from_numpy(split.forcing[t0 + 1])
         m0, m1 = torch.from_numpy(split.month[t0]), torch.from_numpy(split.month[t0 + 1])
-        gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(split.index[t]) * 1_009 + m) for t, m in part]
+        gens = [torch.Generator().manual_seed(member_seed(seed, m, int(split.index[t]))) for t, m in part]
         c0, c1 = stepper.condition(f0, m0), stepper.condition(f1, m1)
         z = stepper.init(x, c0, gens)
         z1 = stepper.step(z, c0, c1, gens)

@@ -25,7 +25,6 @@ uninterrupted run writes.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +36,16 @@ from tqdm import tqdm
 
 from diagnostics.data.catalogue import channel_label
 from diagnostics.data.errors import InputError
+from diagnostics.data.experiments import EXPERIMENTS
 from diagnostics.data.timeaxis import Month
 from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 
+from .config import SAMPLERS
 from .model import DataSpec, MonthlyDiffusion
+from .seeding import member_generators, member_seed  # noqa: F401  (member_seed: documented here)
 from .stepper import DiffusionStepper, Stepper
 from .run_state import LATENT_DIR, RunState, drop_stale_latents, fingerprint, load_latent, read_state, save_latent
 
-#: Experiment -> (AI-MIP experiment id, uniform SST offset in K).
-EXPERIMENTS: dict[str, tuple[str, float]] = {"historical": ("aimip", 0.0), "p2k": ("aimip-p2k", 2.0),
-                                             "p4k": ("aimip-p4k", 4.0)}
-SAMPLERS = ("ancestral", "ddim")
 FORMATS = ("netcdf", "zarr")
 _PERTURB_STEP = -1  # stream id of the initial-state perturbation
 
@@ -85,11 +83,11 @@ class RolloutConfig:
 
     @property
     def experiment_id(self) -> str:
-        return EXPERIMENTS[self.experiment][0]
+        return EXPERIMENTS[self.experiment].experiment_id
 
     @property
     def offset(self) -> float:
-        return EXPERIMENTS[self.experiment][1] if self.sst_offset is None else float(self.sst_offset)
+        return EXPERIMENTS[self.experiment].sst_offset_k if self.sst_offset is None else float(self.sst_offset)
 
     @property
     def n_months(self) -> int:
@@ -99,7 +97,7 @@ class RolloutConfig:
         if self.experiment not in EXPERIMENTS:
             raise InputError(f"unknown experiment {self.experiment!r} (expected one of {', '.join(EXPERIMENTS)})")
         if self.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {self.sampler!r} (expected ancestral or ddim)")
+            raise InputError(f"unknown sampler {self.sampler!r} (expected {' or '.join(SAMPLERS)})")
         if self.format not in FORMATS:
             raise InputError(f"unknown format {self.format!r} (expected netcdf or zarr)")
         if self.members < 1:
@@ -114,17 +112,6 @@ class RolloutConfig:
             if not part or "_" in part or "/" in part:
                 raise InputError(f"{label} {part!r} must be non-empty without '_' or '/' (it is part of file names)")
         return self
-
-
-def member_seed(seed: int, member: int, step: int) -> int:
-    """63-bit seed of the noise of ``member`` at run month ``step`` (SHA-256 of the triple)."""
-    digest = hashlib.sha256(f"monthly-diffusion/{seed}/{member}/{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def member_generators(seed: int, members: list[int], step: int, device: torch.device) -> list[torch.Generator]:
-    """One generator per member, seeded from (seed, member, step), on ``device``."""
-    return [torch.Generator(device=device).manual_seed(member_seed(seed, m, step)) for m in members]
 
 
 def _field_sources(fields: list[StreamField], spec: DataSpec) -> dict[str, tuple[str, list[int]]]:

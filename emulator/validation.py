@@ -20,12 +20,8 @@ from . import diffusion
 from .data import PairTensors
 from .config import ValidationConfig
 from .model import MonthlyDiffusion
+from .seeding import member_seed
 from .stepper import DiffusionStepper
-
-
-def member_seed(seed: int, sample: int, member: int) -> int:
-    """Seed of one (run seed, sample, member) trajectory: independent of batching."""
-    return (seed * 1_000_003 + sample * 1_009 + member) % (2 ** 63)
 
 
 def pair_ids(n_pairs: int, max_samples: int) -> np.ndarray:
@@ -44,15 +40,15 @@ def _draws(stepper: DiffusionStepper, data: PairTensors, ids: np.ndarray, member
            device: torch.device, chunk: int):
     """Chunks of (member, pair) jobs: ``(generators, data.batch(...), encoder noise, step noise)``.
 
-    Member m of pair i uses generator seed ``(seed, i, m)`` for all its noise, so results do not
-    depend on ``chunk``.
+    Member m of pair i uses the generator of ``member_seed(seed, m, i)`` for all its noise, so
+    results do not depend on ``chunk``.
     """
     model = stepper.model
     jobs = [(int(i), m) for i in ids for m in range(members)]
     for start in range(0, len(jobs), chunk):
         part = jobs[start:start + chunk]
         batch = data.batch(torch.as_tensor([i for i, _ in part]), device)
-        gens = [torch.Generator().manual_seed(member_seed(seed, i, m)) for i, m in part]
+        gens = [torch.Generator().manual_seed(member_seed(seed, m, i)) for i, m in part]
         z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
         yield gens, batch, z_noise, stepper.noise_for_step(len(part), gens)
 
@@ -64,7 +60,7 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
     """One-month-ahead forecasts ``[N, M, C, H, W]`` and truth ``[N, C, H, W]``, physical units
     (the model's normalised units with ``normalised=True``).
 
-    Member m of pair i uses generator seed ``(seed, i, m)`` for both its encoder sample and
+    Member m of pair i uses the generator of ``member_seed(seed, m, i)`` for both its encoder sample and
     its diffusion noise, so results do not depend on ``chunk``.
     """
     stepper = DiffusionStepper(model, sampler, steps)

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed; member m, month k draw from hash(seed, m, k)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
-    p.add_argument("--sampler", default="ancestral", help="ancestral (DDPM, default) or ddim (deterministic)")
+    p.add_argument("--sampler", default="ancestral", help="ancestral (DDPM, default) or ddim (deterministic); "
+                                                          "any other name is refused")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 15 / 5)")
     p.add_argument("--batch-size", type=int, default=None, help="members per device batch (default all)")
     p.add_argument("--format", default="netcdf", help="netcdf (AI-MIP files, default) or zarr (one store)")
