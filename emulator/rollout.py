@@ -35,10 +35,10 @@ import torch
 from tqdm import tqdm
 
 from diagnostics.data.catalogue import channel_label
-from diagnostics.data.errors import InputError
+from diagnostics.data.errors import InputError, ensure_output_dir
 from diagnostics.data.experiments import EXPERIMENTS
 from diagnostics.data.timeaxis import Month
-from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
+from diagnostics.io.stream_writer import PARTIAL, AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 
 from .config import SAMPLERS
 from .model import DataSpec, MonthlyDiffusion
@@ -150,12 +150,37 @@ def _check_finite(x: torch.Tensor, z: torch.Tensor, members: list[int], labels: 
                               f"month {month}; the run stopped and the months before it are kept")
 
 
-def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
-    """The state to continue, None for a fresh run, or InputError for a directory we must not touch."""
-    state = read_state(out)
-    if state is None:
+def foreign_outputs(out: Path) -> list[str]:
+    """Rollout output in ``out`` (AI-MIP netCDF files, zarr stores, temporary files of either)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir()
+                  if p.name.endswith((".nc", ".zarr", PARTIAL)) and not p.name.startswith(LATENT_DIR))
+
+
+def check_out_dir(out: str | Path, resume: bool) -> Path:
+    """Check ``--out`` before any work (before the model is loaded): a writable directory, and one
+    that holds no rollout output this command did not write (AI-MIP files without a
+    run_state.json: another tool's, or a run whose state was deleted), which a fresh run would
+    overwrite with different data. A directory with a run_state.json is judged by its fingerprint
+    (:func:`_resolve_state`)."""
+    out = ensure_output_dir(out, "--out")
+    if read_state(out) is None:
         if resume:
             raise InputError("--resume given but there is no run to resume here (no run_state.json)", out)
+        found = foreign_outputs(out)
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise InputError(f"--out holds rollout output that this run did not write ({found[0]}{more}; no "
+                             "run_state.json); choose another --out or remove them", out)
+    return out
+
+
+def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
+    """The state to continue, None for a fresh run, or InputError for a directory we must not touch."""
+    check_out_dir(out, resume)
+    state = read_state(out)
+    if state is None:
         return None
     if state.fingerprint != fp:
         raise InputError(f"output directory holds another run (fingerprint {state.fingerprint}, this one {fp}: "

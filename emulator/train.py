@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from diagnostics.data import catalogue
 from diagnostics.data.errors import InputError
 from diagnostics.data.timeaxis import Period
 from diagnostics.io.writer import atomic_path, write_json
@@ -25,7 +26,8 @@ from diagnostics.io.writer import atomic_path, write_json
 from . import checkpoint
 from . import config as config_mod
 from .config import RunConfig
-from .data import PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset, to_tensors
+from .data import (PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset,
+                   parse_channels, to_tensors)
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
 from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
@@ -104,13 +106,27 @@ def _flatten(row: dict) -> dict:
     return flat
 
 
+def channel_units(label: str) -> str:
+    """Catalogue units of a channel label (``ta850`` -> ``K``, ``pr`` -> ``kg m-2 s-1``)."""
+    (name, _), = parse_channels([label])
+    return catalogue.variable(name).units
+
+
 def format_table(valid: dict[str, dict[str, float]]) -> str:
-    """Validation metrics as an aligned text table, one row per channel."""
+    """Validation metrics as an aligned text table, one row per channel, with units.
+
+    rmse_rec (reconstruction), rmse_ensmean (ensemble mean, one month ahead) and crps are in the
+    channel's units; ssr (spread / skill) is dimensionless.
+    """
     metrics = [m for m in ("rmse_rec", "rmse_ensmean", "crps", "ssr") if m in valid]
     labels = list(valid[metrics[0]])
-    lines = [f"{'channel':<10}" + "".join(f"{m:>14}" for m in metrics)]
+    units = {lab: channel_units(lab) for lab in labels}
+    width = max(len(u) for u in units.values()) + 2
+    lines = [f"{'channel':<10}{'units':<{width}}" + "".join(f"{m:>14}" for m in metrics)]
     for lab in labels:
-        lines.append(f"{lab:<10}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
+        lines.append(f"{lab:<10}{units[lab]:<{width}}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
+    if "ssr" in metrics:
+        lines.append("(rmse and crps in the channel's units; ssr = spread / skill, dimensionless)")
     return "\n".join(lines)
 
 

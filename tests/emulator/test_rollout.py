@@ -317,6 +317,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tiny, tmp_path):
     assert run_main([*args, "--out", str(out), "--resume"]) == 0
     assert run_main([*args, "--out", str(tmp_path / "straight")]) == 0
     _same_outputs(out, tmp_path / "straight")
+    for f in out.glob("*.nc"):  # byte for byte: no HDF5 "open for write" flag left (issue 16)
+        assert f.read_bytes() == (tmp_path / "straight" / f.name).read_bytes(), f.name
 
 
 # ---------------------------------------------------------------------------------------------- failures
@@ -380,3 +382,59 @@ def test_bad_inputs_fail_with_one_line(tiny, tmp_path, capsys):
     assert "holds another run" in _error(capsys)
     assert _run(tiny, tmp_path / "y", members=2, end="2000-02") == 2
     assert "already holds this run" in _error(capsys)
+
+
+def test_out_dir_trust_checks_come_first_and_refuse_foreign_files(tiny, tmp_path, capsys):
+    """Issue 16: --out holding AI-MIP files but no run_state.json (another run's, or a tool's)
+    was overwritten with different data, exit 0; now refused with one line, files untouched.
+    --out is checked before the checkpoint is read or the model loaded; no progress bar when
+    stderr is not a terminal; the initial-state month is named as a month, not as a run."""
+    assert _run(tiny, tmp_path / "a", members=1, end="2000-02") == 0
+    capsys.readouterr()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for f in (tmp_path / "a").glob("*.nc"):
+        (foreign / f.name).write_bytes(f.read_bytes())
+    before = {f.name: f.read_bytes() for f in foreign.iterdir()}
+    assert _run(tiny, foreign, "--seed", "3", members=1, end="2000-02") == 2
+    err = _error(capsys)
+    assert "holds rollout output that this run did not write" in err and "no run_state.json" in err
+    assert {f.name: f.read_bytes() for f in foreign.iterdir()} == before  # untouched
+    (foreign / "run_state.json").write_text(json.dumps({**json.loads((tmp_path / "a" / "run_state.json").read_text()),
+                                                        "fingerprint": "0123456789abcdef"}))
+    assert _run(tiny, foreign, members=1, end="2000-02") == 2
+    assert "holds another run" in _error(capsys)
+    partial_only = tmp_path / "partial"
+    partial_only.mkdir()
+    (partial_only / ".tas_Amon_X_aimip_r1i1p1f1_gn_200001-200002.nc.partial").write_bytes(b"x")
+    assert _run(tiny, partial_only, members=1, end="2000-02") == 2
+    assert "did not write" in _error(capsys)
+
+    # --out under a file: refused first, even with a checkpoint that does not exist
+    (tmp_path / "file").write_text("x")
+    assert _run(tiny, tmp_path / "file" / "run", "--checkpoint", str(tmp_path / "nope")) == 2
+    err = _error(capsys)
+    assert "--out" in err and "under a file" in err
+
+    # no progress bar without a terminal (tqdm redraws in log files, issue 16)
+    args = ["--checkpoint", str(tiny["ckpt"]), "--experiment", "historical", "--members", "1", "--start", "2000-01",
+            "--end", "2000-02", "--out", str(tmp_path / "bars"), "--device", "cpu"]
+    assert run_main(args) == 0
+    captured = capsys.readouterr()
+    assert "member-month" not in captured.err and "\r" not in captured.err
+
+    # a missing initial-state month is a month, not "the run 1990-01..1990-01"
+    assert _run(tiny, tmp_path / "init", "--initial-state", "1990-01") == 2
+    err = _error(capsys)
+    assert "has no month 1990-01" in err and "covers 2000-01..2001-12" in err and "1990-01..1990-01" not in err
+
+
+def test_validation_table_has_units():
+    from emulator.train import format_table
+
+    table = format_table({"rmse_rec": {"tas": 1.0, "pr": 2e-5, "zg500": 3.0}, "ssr": {"tas": 1.0, "pr": 0.9,
+                                                                                   "zg500": 1.1}})
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert rows["channel"][:2] == ["channel", "units"]
+    assert rows["tas"][1] == "K" and rows["pr"][1:3] == ["kg", "m-2"] and rows["zg500"][1] == "m"
+    assert "ssr = spread / skill, dimensionless" in table
