@@ -8,6 +8,7 @@ configuration written next to every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import typing
 from dataclasses import dataclass, field
@@ -196,6 +197,16 @@ def _convert(value, tp, key: str, source: str):
     return value
 
 
+def _suggest(key: str, names: set[str]) -> str:
+    """"did you mean ..." for a near miss; the allowed keys when they are few; else where they are."""
+    close = difflib.get_close_matches(key, sorted(names), n=2, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    if len(names) <= 8:
+        return f"allowed: {', '.join(sorted(names))}"
+    return f"{len(names)} keys are allowed here, listed in docs/emulator.md"
+
+
 def _variant(variants: list, value, key: str, source: str):
     """The dataclass among ``variants`` whose ``type`` is ``value["type"]`` (or ``value`` itself)."""
     by_type = {typing.get_args(typing.get_type_hints(v)["type"])[0]: v for v in variants}
@@ -220,7 +231,7 @@ def _build(cls, data, prefix: str, source: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise InputError(f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})", source)
+        raise InputError(f"{prefix}{unknown[0]}: unknown key ({_suggest(unknown[0], names)})", source)
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
     return cls(**kwargs)
 

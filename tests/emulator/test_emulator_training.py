@@ -68,6 +68,11 @@ def test_configs_load_and_reject_unknown_keys(tmp_path):
     bad.write_text("model:\n  rankk: 3\n")
     with pytest.raises(InputError, match=r"model\.rankk: unknown key"):
         config_mod.load(bad)
+    with pytest.raises(InputError, match=r"model\.rankk: unknown key \(18 keys are allowed here, listed in docs"):
+        config_mod.load(bad)  # not 18 keys on one line (issue 16)
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(InputError, match=r"train\.epoch: unknown key \(did you mean epochs\?\)"):
+        config_mod.load(bad)
     bad.write_text("train:\n  epochs: many\n")
     with pytest.raises(InputError, match=r"train\.epochs: expected an integer"):
         config_mod.load(bad)
