@@ -438,3 +438,35 @@ def test_validation_table_has_units():
     assert rows["channel"][:2] == ["channel", "units"]
     assert rows["tas"][1] == "K" and rows["pr"][1:3] == ["kg", "m-2"] and rows["zg500"][1] == "m"
     assert "ssr = spread / skill, dimensionless" in table
+
+
+def test_each_month_is_normalised_and_conditioned_once_per_member_batch(tiny, tmp_path):
+    """Issue 12.4: the rollout runs a Stepper and conditions each month's forcing once per member
+    batch (the model-level API normalised it three times: decode of t, step out of t, step into t);
+    the files equal those of the model wrapped by run_rollout itself."""
+    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 4))
+    model = checkpoint.load_model(tiny["ckpt"])
+    stepper = DiffusionStepper(model, cfg.sampler)
+    calls = {"condition": 0, "normalise_forcing": 0}
+    condition, normalise = stepper.condition, model.normaliser.normalise_forcing
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    stepper.condition = counted("condition", condition)
+    model.normaliser.normalise_forcing = counted("normalise_forcing", normalise)
+    forcing = ForcingReader(tiny["data"], stepper.spec, cfg.start, cfg.end, cfg.offset)
+    initial = initial_state(tiny["data"], stepper.spec, cfg.start)
+    run_rollout(stepper, forcing, initial, cfg, tmp_path / "a", {}, batch_size=2, progress=False)
+    assert calls == {"condition": 4 * 2, "normalise_forcing": 4 * 2}  # 4 months x 2 member batches
+    run_rollout(checkpoint.load_model(tiny["ckpt"]), forcing, initial, cfg, tmp_path / "b", {}, batch_size=2,
+                progress=False)
+    for f in (tmp_path / "a").glob("*.nc"):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes()
+    with pytest.raises(ValueError, match="samples ddim"):
+        run_rollout(DiffusionStepper(model, "ddim"), forcing, initial, cfg, tmp_path / "c", {}, progress=False)
+    with pytest.raises(TypeError, match="not a Stepper"):
+        run_rollout(object(), forcing, initial, cfg, tmp_path / "c", {}, progress=False)
