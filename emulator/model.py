@@ -157,7 +157,8 @@ class MonthlyDiffusion(nn.Module):
         if not self.cfg.step_next_forcing:
             return cl_t
         if cl_t1 is None:
-            raise ValueError("this model's step needs the forcing of month t+1 (forcing_next)")
+            raise ValueError("this model's step needs the forcing of month t+1 (the conditioning cond_t1; "
+                             "model.step.next_forcing is on)")
         return torch.cat([cl_t, cl_t1], dim=1)
 
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
