@@ -195,11 +195,7 @@ def validate(model: MonthlyDiffusion, data: PairTensors, cfg: ValidationConfig, 
     labels = model.spec.labels
     out = {"rmse_rec": dict(zip(labels, reconstruction_rmse(model, data, ids, device).tolist()))}
     fc, truth = ensemble_forecast(model, data, ids, cfg.members, seed, cfg.sampler, cfg.steps or None, device)
-    try:
-        scores = ensemble_scores(fc, truth, model)
-    except ImportError:  # diagnostics.metrics not installed in this tree yet
-        scores = {}
-    for name, values in scores.items():
+    for name, values in ensemble_scores(fc, truth, model).items():
         out[name] = dict(zip(labels, np.asarray(values).tolist()))
     err = np.sqrt((((fc.mean(axis=1) - truth) ** 2) * model.area_data.cpu().numpy()[:, None]).mean(axis=(0, 2, 3)))
     out["rmse_ensmean"] = dict(zip(labels, err.tolist()))
