@@ -36,6 +36,8 @@ from diagnostics.metrics.nino34 import compare_patterns, nino34_index, regressio
 from diagnostics.metrics.spread_skill import spread_skill_ratio
 from emulator import checkpoint
 from emulator.data import _channel, load_split, open_prepared_dataset
+from emulator.seeding import member_seed
+from emulator.stepper import DiffusionStepper
 
 
 def emulator_forecast(model, split, members: int, seed: int, batch: int = 64, sampler: str = "ancestral",
@@ -43,6 +45,7 @@ def emulator_forecast(model, split, members: int, seed: int, batch: int = 64, sa
     """``[M, T-1, C, H, W]`` forecasts of months 1..T-1 of ``split`` from months 0..T-2 (physical)."""
     t_count = len(split) - 1
     out = np.empty((members, t_count, len(model.channels), *model.data_shape), dtype=np.float32)
+    stepper = DiffusionStepper(model, sampler, steps)
     jobs = [(t, m) for t in range(t_count) for m in range(members)]
     for start in range(0, len(jobs), batch):
         part = jobs[start:start + batch]
@@ -50,10 +53,11 @@ def emulator_forecast(model, split, members: int, seed: int, batch: int = 64, sa
         x = torch.from_numpy(split.state[t0])
         f0, f1 = torch.from_numpy(split.forcing[t0]), torch.from_numpy(split.forcing[t0 + 1])
         m0, m1 = torch.from_numpy(split.month[t0]), torch.from_numpy(split.month[t0 + 1])
-        gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(split.index[t]) * 1_009 + m) for t, m in part]
-        z = model.encode(x, f0, m0, generator=gens)
-        z1 = model.step(z, f0, m0, forcing_next=f1, generator=gens, sampler=sampler, steps=steps)
-        x1 = model.decode(z1, f1, m1, generator=gens).cpu().numpy()
+        gens = [torch.Generator().manual_seed(member_seed(seed, m, int(split.index[t]))) for t, m in part]
+        c0, c1 = stepper.condition(f0, m0), stepper.condition(f1, m1)
+        z = stepper.init(x, c0, gens)
+        z1 = stepper.step(z, c0, c1, gens)
+        x1 = stepper.decode(z1, c1, gens).cpu().numpy()
         for k, (t, m) in enumerate(part):
             out[m, t] = x1[k]
     return out

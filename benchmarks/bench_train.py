@@ -32,6 +32,7 @@ def run_one(config: str, steps: int, batch: int, device: str) -> dict:
     from emulator.data import parse_channels
     from emulator.ema import EMA
     from emulator.model import DataSpec, MonthlyDiffusion, autocast
+    from emulator.stepper import DiffusionStepper
 
     cfg = config_mod.load(ROOT / "configs" / f"{config}.yaml")
     grid = equiangular(1.5 if config == "md-1p5" else 5.625)
@@ -73,11 +74,13 @@ def run_one(config: str, steps: int, batch: int, device: str) -> dict:
 
     model.eval()
     with torch.inference_mode():
-        z = model.encode_normalised(x, forcing, month, torch.randn(batch, *model.latent_shape_full(), device=dev))
-        noise = model.noise_for_step(batch, torch.Generator().manual_seed(1))
+        stepper = DiffusionStepper(model, "ancestral", cfg.model.sample_steps)
+        cond = stepper.condition_normalised(forcing, month)
+        z = stepper.encode_normalised(x, cond, torch.randn(batch, *model.latent_shape_full(), device=dev))
+        noise = stepper.noise_for_step(batch, torch.Generator().manual_seed(1))
         start, cpu_start = time.perf_counter(), time.process_time()
-        z1 = model.step_normalised(z, forcing, month, noise, "ancestral", cfg.model.sample_steps, forcing)
-        model.decode_normalised(z1, forcing, month)
+        z1 = stepper.step_normalised(z, cond, cond, noise)
+        stepper.decode_normalised(z1, cond)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         infer_s = (time.perf_counter() - start) / batch

@@ -9,7 +9,7 @@ generators in both, so their difference is the response, not noise. The first 24
 dropped (spin-up towards the new forcing); the time- and member-mean difference divided by the
 offset is compared with the synthetic climate's ``<v>_warming_per_K`` (truth.nc): global means
 (area-weighted, ``diagnostics.data.grid.global_mean``) and the pattern correlation of the maps.
-The emulator's run API is used directly (``model.encode/step/decode``), exactly as emulator-run
+The emulator's run API is used directly (``DiffusionStepper.init/step/decode``), exactly as emulator-run
 calls it. This is a script, not a test.
 """
 
@@ -27,6 +27,7 @@ from diagnostics.data.grid import area_weights
 from diagnostics.data.timeaxis import Period
 from emulator import checkpoint
 from emulator.data import load_split, open_prepared_dataset
+from emulator.stepper import DiffusionStepper
 
 SPIN_UP = 24
 
@@ -45,11 +46,15 @@ def free_run_mean(model, split, members: int, offset: float, sampler: str, seed:
         return torch.from_numpy(split.month[[t] * members])
 
     total, count = 0.0, 0
+    stepper = DiffusionStepper(model, sampler)
     with torch.inference_mode():
-        z = model.encode(torch.from_numpy(split.state[[0] * members]), forcing(0), month(0), generator=gens)
+        cond = stepper.condition(forcing(0), month(0))
+        z = stepper.init(torch.from_numpy(split.state[[0] * members]), cond, gens)
         for t in range(len(split) - 1):
-            z = model.step(z, forcing(t), month(t), forcing_next=forcing(t + 1), generator=gens, sampler=sampler)
-            x = model.decode(z, forcing(t + 1), month(t + 1), generator=gens)
+            cond_next = stepper.condition(forcing(t + 1), month(t + 1))
+            z = stepper.step(z, cond, cond_next, gens)
+            x = stepper.decode(z, cond_next, gens)
+            cond = cond_next
             if t >= SPIN_UP:
                 total, count = total + x.mean(0).numpy().astype(np.float64), count + 1
     return total / count

@@ -76,7 +76,8 @@ def save(path: str | os.PathLike, model: MonthlyDiffusion, ema: EMA, optimizer: 
         opt_tensors.update({f"rng.{k}": v.cpu().contiguous().clone() for k, v in rng.items()})
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         (tmp / "trainer.json").write_text(json.dumps({**trainer, "optimizer": opt_json,
-                                                      "ema_updates": ema.updates}, indent=1))
+                                                      "ema_updates": ema.updates,
+                                                      "ema_held": sorted(ema.held)}, indent=1))
         (tmp / "config.yaml").write_text(config_mod.to_yaml(cfg))
         meta = {"format": FORMAT, **spec_meta(model.spec), "latent_shape": list(model.latent_shape),
                 "latent_channels": model.cfg.latent_channels, "n_parameters": model.n_parameters(),
@@ -192,5 +193,6 @@ def load_training_state(path: str | os.PathLike, model: MonthlyDiffusion, ema: E
     except (ValueError, KeyError) as exc:
         raise InputError(f"optimizer state does not fit the model ({exc})", d) from None
     ema.updates = int(trainer.pop("ema_updates"))
+    ema.held = set(trainer.pop("ema_held", []))  # absent before the calibration fix: nothing held
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return trainer, rng

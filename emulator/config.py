@@ -8,10 +8,12 @@ configuration written next to every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -33,9 +35,55 @@ class DataConfig:
     test_period: str = "2015-01:2024-12"
 
 
+#: Sampler names (one home: configs, the diffusion sampler, emulator-run, make demo).
+Sampler = Literal["ancestral", "ddim"]
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
+
+
+@dataclass
+class TensorOperator:
+    """Spectral blocks with the low-rank tensor-product operator (the published model)."""
+
+    type: Literal["tensor"] = "tensor"
+
+
+@dataclass
+class DiagonalOperator:
+    """Spectral blocks with a diagonal operator: one weight per degree l (``mode: l``) or (l, m)."""
+
+    type: Literal["diagonal"] = "diagonal"
+    mode: Literal["l", "lm"] = "l"
+
+
+@dataclass
+class DiffusionStep:
+    """The published step: the denoiser sees the previous latent and the conditioning and
+    samples z_{t+1} itself. ``next_forcing``: the step also sees the conditioning of month t+1
+    (the prescribed SST of the month being predicted; ours)."""
+
+    type: Literal["diffusion"] = "diffusion"
+    next_forcing: bool = False
+
+
+@dataclass
+class SkipStep:
+    """Ours: diffuse z_{t+1} - mu, mu = a z_t + W cond_t (+ S cond_t), a linear skip path fitted by
+    least squares (docs/emulator.md). ``mixing``: the persistence also mixes latent channels;
+    ``denoiser_previous: false``: month t reaches the step through the skip path only;
+    ``denoiser_forcing: false``: so do the forcings (the denoiser sees season and statics)."""
+
+    type: Literal["skip"] = "skip"
+    next_forcing: bool = False
+    mixing: bool = False
+    denoiser_previous: bool = True
+    denoiser_forcing: bool = True
+
+
 @dataclass
 class ModelConfig:
-    """Architecture (see docs/emulator.md)."""
+    """Architecture (see docs/emulator.md). Variants are nested sections chosen by ``type``
+    (``operator``, ``step``), so that options of one variant cannot be set on another; a
+    section given as a plain string is its ``type`` (``operator: tensor``)."""
 
     latent_channels: int = 32
     latent_shape: list[int] = field(default_factory=lambda: [30, 60])
@@ -44,23 +92,26 @@ class ModelConfig:
     decoder_rank: int = 256
     denoiser_rank: int = 128
     denoiser_blocks: int = 1
-    operator: str = "tensor"  # tensor | diagonal
-    diagonal_mode: str = "l"  # l | lm (diagonal operator only)
+    operator: TensorOperator | DiagonalOperator = field(default_factory=TensorOperator)
     norm_hidden: int = 16
     mlp_ratio: int = 2
     season_channels: int = 3
     sample_steps: int = 15  # ancestral sampler
     ddim_steps: int = 5  # deterministic sampler
     latent_momentum: float = 0.01  # EMA rate of the latent population statistics
-    normalisation: str = "zscore"  # zscore (published) | anomaly (minus monthly climatology first)
+    normalisation: Literal["zscore", "anomaly"] = "zscore"  # zscore (published) | minus monthly climatology first
     residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
-    latent_skip: bool = False  # diffuse z_{t+1} - (a z_t + W cond_t), a linear skip path fitted by least squares
-    skip_monthly: bool = False  # the skip path's persistence a depends on the calendar month of t
-    skip_mixing: bool = False  # the skip path's persistence also mixes latent channels (a global 1x1 map)
     forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
-    step_next_forcing: bool = False  # the diffusion step also sees the conditioning of month t+1
-    denoiser_previous: bool = True  # the denoiser sees the previous latent (False: latent_skip carries it)
-    denoiser_forcing: bool = True  # the denoiser sees the forcings (False: season and statics only)
+    step: DiffusionStep | SkipStep = field(default_factory=DiffusionStep)
+
+    @property
+    def latent_skip(self) -> bool:
+        """The step has the linear skip path (``step.type: skip``)."""
+        return isinstance(self.step, SkipStep)
+
+    @property
+    def step_next_forcing(self) -> bool:
+        return self.step.next_forcing
 
 
 @dataclass
@@ -79,7 +130,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1.0e-3
     lr_min: float = 1.0e-5
-    lr_schedule: str = "cosine"  # cosine | constant (per optimiser step, after warm-up)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # per optimiser step, after warm-up
     warmup_steps: int = 100
     weight_decay: float = 1.0e-2
     grad_clip: float = 1.0
@@ -91,7 +142,7 @@ class TrainConfig:
 class ValidationConfig:
     every: int = 1  # epochs between validations
     members: int = 5
-    sampler: str = "ancestral"
+    sampler: Sampler = "ancestral"
     steps: int = 0  # 0: the model default for the sampler
     max_samples: int = 24  # month pairs scored per validation (evenly spaced)
 
@@ -111,6 +162,13 @@ def _convert(value, tp, key: str, source: str):
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, f"{key}.", source)
+    if origin is Literal:
+        if value not in args or isinstance(value, bool):
+            raise InputError(f"{key}: expected {' or '.join(repr(a) for a in args)}, got {value!r}", source)
+        return value
+    variants = [a for a in args if dataclasses.is_dataclass(a)]
+    if variants and len(variants) == len(args):  # a section chosen by its `type`
+        return _variant(variants, value, key, source)
     if origin is typing.Union or str(origin) == "types.UnionType" or (origin is not None and type(None) in args):
         if value is None and type(None) in args:
             return None
@@ -139,18 +197,84 @@ def _convert(value, tp, key: str, source: str):
     return value
 
 
+def _suggest(key: str, names: set[str]) -> str:
+    """"did you mean ..." for a near miss; the allowed keys when they are few; else where they are."""
+    close = difflib.get_close_matches(key, sorted(names), n=2, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    if len(names) <= 8:
+        return f"allowed: {', '.join(sorted(names))}"
+    return f"{len(names)} keys are allowed here, listed in docs/emulator.md"
+
+
+def _variant(variants: list, value, key: str, source: str):
+    """The dataclass among ``variants`` whose ``type`` is ``value["type"]`` (or ``value`` itself)."""
+    by_type = {typing.get_args(typing.get_type_hints(v)["type"])[0]: v for v in variants}
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict) or "type" not in value:
+        raise InputError(f"{key}: expected a mapping with a type ({' or '.join(by_type)}), got {value!r}", source)
+    if value["type"] not in by_type:
+        raise InputError(f"{key}.type: expected {' or '.join(repr(t) for t in by_type)}, got {value['type']!r}",
+                         source)
+    return _build(by_type[value["type"]], value, f"{key}.", source)
+
+
 def _build(cls, data, prefix: str, source: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{prefix.rstrip('.') or 'top level'}: expected a mapping, got {data!r}", source)
+    if cls is ModelConfig:
+        data = _migrate_model(data, source)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise InputError(f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(names))})", source)
+        raise InputError(f"{prefix}{unknown[0]}: unknown key ({_suggest(unknown[0], names)})", source)
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}", source) for k, v in data.items()}
     return cls(**kwargs)
+
+
+#: Flat keys of configs written before the typed variants (checkpoints' config.yaml) -> their new home.
+_FLAT_STEP = ("latent_skip", "step_next_forcing", "skip_mixing", "denoiser_previous", "denoiser_forcing")
+
+
+def _migrate_model(data: dict, source: str) -> dict:
+    """An old flat ``model`` section in the typed form (new-form sections pass through).
+
+    ``operator: diagonal`` + ``diagonal_mode`` -> ``operator: {type: diagonal, mode}``;
+    ``latent_skip`` and the step options -> ``step: {type: skip | diffusion, ...}``, refusing what
+    the old checks refused (skip-only options without ``latent_skip``); ``skip_monthly: true``
+    (removed: measured no gain) is refused with one line, ``skip_monthly: false`` dropped.
+    """
+    flat = [k for k in ("diagonal_mode", "skip_monthly", *_FLAT_STEP) if k in data]
+    if not flat:
+        return data
+    data = dict(data)
+    if data.pop("skip_monthly", False):
+        raise InputError("model.skip_monthly: removed (a per-month skip persistence measured no gain, "
+                         "docs/emulator.md); configs and checkpoints with skip_monthly: true are no longer "
+                         "supported, set it false or retrain", source)
+    mode = data.pop("diagonal_mode", "l")
+    if data.get("operator", "tensor") == "diagonal":
+        data["operator"] = {"type": "diagonal", "mode": mode}
+    old = {k: data.pop(k) for k in _FLAT_STEP if k in data}
+    if "step" in data and old:
+        raise InputError(f"model.{next(iter(old))}: an old flat key next to model.step; use model.step only", source)
+    skip = old.pop("latent_skip", False)
+    needs_skip = [key for key, on in (("skip_mixing: true", old.get("skip_mixing", False)),
+                                      ("denoiser_previous: false", not old.get("denoiser_previous", True)),
+                                      ("denoiser_forcing: false", not old.get("denoiser_forcing", True))) if on]
+    if needs_skip and not skip:
+        raise InputError(f"model.{needs_skip[0]} needs model.latent_skip: true "
+                         "(the skip path carries the previous month)", source)
+    step = {"type": "skip" if skip else "diffusion", "next_forcing": old.get("step_next_forcing", False)}
+    if skip:
+        step.update({"mixing": old.get("skip_mixing", False), "denoiser_previous": old.get("denoiser_previous", True),
+                     "denoiser_forcing": old.get("denoiser_forcing", True)})
+    data["step"] = step
+    return data
 
 
 def _check(cfg: RunConfig, source: str) -> RunConfig:
@@ -160,24 +284,8 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
         except ValueError as exc:
             raise InputError(f"data.{key}: {exc}", source) from None
     m = cfg.model
-    if m.operator not in ("tensor", "diagonal"):
-        raise InputError(f"model.operator: expected 'tensor' or 'diagonal', got {m.operator!r}", source)
-    if m.diagonal_mode not in ("l", "lm"):
-        raise InputError(f"model.diagonal_mode: expected 'l' or 'lm', got {m.diagonal_mode!r}", source)
-    if m.normalisation not in ("zscore", "anomaly"):
-        raise InputError(f"model.normalisation: expected 'zscore' or 'anomaly', got {m.normalisation!r}", source)
-    needs_skip = [key for key, on in (("skip_monthly: true", m.skip_monthly), ("skip_mixing: true", m.skip_mixing),
-                                      ("denoiser_previous: false", not m.denoiser_previous),
-                                      ("denoiser_forcing: false", not m.denoiser_forcing)) if on]
-    if needs_skip and not m.latent_skip:
-        raise InputError(f"model.{needs_skip[0]} needs model.latent_skip: true "
-                         "(the skip path carries the previous month)", source)
     if len(m.latent_shape) != 2 or min(m.latent_shape) < 2:
         raise InputError(f"model.latent_shape: expected [nlat, nlon], got {m.latent_shape}", source)
-    if cfg.train.lr_schedule not in ("cosine", "constant"):
-        raise InputError(f"train.lr_schedule: expected 'cosine' or 'constant', got {cfg.train.lr_schedule!r}", source)
-    if cfg.validation.sampler not in ("ancestral", "ddim"):
-        raise InputError(f"validation.sampler: expected 'ancestral' or 'ddim', got {cfg.validation.sampler!r}", source)
     for key in ("epochs", "batch_size"):
         if getattr(cfg.train, key) < 1:
             raise InputError(f"train.{key}: must be >= 1", source)

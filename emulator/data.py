@@ -54,21 +54,14 @@ def parse_channels(names: list[str], source: str = "config") -> list[tuple[str, 
 
 
 def open_prepared_dataset(path: str | Path) -> xr.Dataset:
-    """Open ``DIR/dataset.zarr`` lazily with cftime times (via diagnostics.io.open when present)."""
+    """Open ``DIR/dataset.zarr`` lazily with cftime times (:func:`diagnostics.io.open.open_prepared`)."""
     path = Path(path)
     if not (path / "dataset.zarr").exists():
         raise InputError("not a prepared dataset directory (expected dataset.zarr and manifest.json; "
                          "make one with md-prepare or md-synth)", path)
-    try:
-        from diagnostics.io.open import open_prepared  # written by the diagnostics engineer
-    except ImportError:
-        open_prepared = None
-    if open_prepared is not None:
-        return open_prepared(path)
-    try:
-        return xr.open_zarr(path / "dataset.zarr", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
-    except Exception as exc:  # zarr raises many types for a broken store
-        raise InputError(f"cannot open dataset.zarr ({type(exc).__name__}: {exc})", path) from None
+    from diagnostics.io.open import open_prepared  # same wheel: no fallback (issue 12.8)
+
+    return open_prepared(path)
 
 
 def check_grid(ds: xr.Dataset, source: str) -> tuple[np.ndarray, np.ndarray]:

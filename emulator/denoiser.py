@@ -21,7 +21,7 @@ class Denoiser(nn.Module):
     ``use_previous=False`` (with the latent skip path only) leaves the previous latent out of the
     denoiser's input: the skip path carries the dependence on month t, and the diffusion models
     the distribution of the residual given its conditioning only (forcing, season and statics;
-    season and statics with ``model.denoiser_forcing: false``, docs/emulator.md).
+    season and statics with ``model.step.denoiser_forcing: false``, docs/emulator.md).
     """
 
     def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], embed_dim: int,
@@ -51,8 +51,7 @@ class LatentSkip(nn.Module):
     """Linear one-month-ahead regression of the standardised latent (the diffusion's skip path).
 
     ``mu = a * z_prev + W cond_latent + S(cond_latent) + b`` with a per-(channel, latent point)
-    coefficient ``a`` (a damped persistence of each latent point; plus a per-calendar-month
-    term with ``monthly``), a 1x1 map ``W`` of the
+    coefficient ``a`` (a damped persistence of each latent point), a 1x1 map ``W`` of the
     step's conditioning (forcings, seasonality, statics of month t, and of t+1 with
     ``step_next_forcing``) and a linear tensor-product
     spectral operator ``S`` of the same conditioning (non-local: remote responses to an SST
@@ -63,12 +62,10 @@ class LatentSkip(nn.Module):
     """
 
     def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], rank: int = 16,
-                 monthly: bool = False, mixing: bool = False):
+                 mixing: bool = False):
         super().__init__()
+        # (a per-calendar-month persistence, ``skip_monthly``, measured no gain and was removed)
         self.coef = nn.Parameter(torch.zeros(latent_channels, *latent_shape))
-        # monthly: a + a_month, the persistence of month t -> t+1 varies with the season (a
-        # winter regime persists from December to February but not into March); zero-initialised
-        self.coef_month = nn.Parameter(torch.zeros(12, latent_channels, *latent_shape)) if monthly else None
         # mixing: + M z_prev with one channel-mixing matrix M for all points. A latent channel
         # mixes physical variables of different memory (tas 0.55, psl 0.3, pr 0.2 on the synthetic
         # climate); a per-channel coefficient alone gives each variable the compromise.
@@ -82,16 +79,10 @@ class LatentSkip(nn.Module):
         with torch.no_grad():
             self.remote.up.zero_()
 
-    def forward(self, z_prev: torch.Tensor, cond_latent: torch.Tensor,
-                month: torch.Tensor | None = None) -> torch.Tensor:
-        """``mu [B, Z, h, w]``; ``month [B]`` (calendar month of t, 1..12) needed when monthly."""
+    def forward(self, z_prev: torch.Tensor, cond_latent: torch.Tensor) -> torch.Tensor:
+        """``mu [B, Z, h, w]``."""
         cond = cond_latent.to(z_prev.dtype)
-        coef = self.coef
-        if self.coef_month is not None:
-            if month is None:
-                raise ValueError("a monthly skip path needs the calendar month of t")
-            coef = coef + self.coef_month[month.to(coef.device).long() - 1]
-        mu = coef * z_prev + self.cond(cond) + self.remote(cond).to(z_prev.dtype)
+        mu = self.coef * z_prev + self.cond(cond) + self.remote(cond).to(z_prev.dtype)
         if self.mix is not None:
             mu = mu + self.mix(z_prev)
         return mu

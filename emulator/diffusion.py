@@ -22,11 +22,11 @@ trajectory does not depend on the batch it was computed in (see :func:`draw_nois
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-Sampler = Literal["ancestral", "ddim"]
+from .config import SAMPLERS, Sampler  # noqa: F401  (the sampler names: one home, emulator.config)
 _K = 0.008
 
 

@@ -36,19 +36,33 @@ def check_same_grid(ds: xr.Dataset, spec: DataSpec, what: str, source: str | os.
                          f"{lat.size} x {lon.size}; give data on the checkpoint's grid (md-prepare --grid)", source)
 
 
+def _covered(idx: np.ndarray) -> str:
+    return f"{Month.from_index(int(idx.min()))}..{Month.from_index(int(idx.max()))}" if idx.size else "no months"
+
+
 def _month_positions(ds: xr.Dataset, start: Month, end: Month, what: str, source) -> np.ndarray:
-    """Positions along ``time`` of the months start..end; InputError naming the missing ones."""
+    """Positions along ``time`` of the run's months start..end; InputError naming the missing ones."""
     idx = month_index(ds["time"])
     pos = {int(i): p for p, i in enumerate(idx)}
     wanted = range(start.index, end.index + 1)
     missing = [i for i in wanted if i not in pos]
     if missing:
-        have = f"{Month.from_index(int(idx.min()))}..{Month.from_index(int(idx.max()))}" if idx.size else "no months"
         first, last = Month.from_index(missing[0]), Month.from_index(missing[-1])
         span = str(first) if first == last else f"{first}..{last}"
         raise InputError(f"{what} is missing {len(missing)} month(s) ({span}) of the run {start}..{end}; "
-                         f"the dataset covers {have}", source)
+                         f"the dataset covers {_covered(idx)}", source)
     return np.array([pos[i] for i in wanted])
+
+
+def _month_position(ds: xr.Dataset, month: Month, source) -> int:
+    """Position along ``time`` of the initial state's month (not a run span: issue 16's
+    "the run 1990-01..1990-01" for a run of 2000-01..2000-06 came from reusing the above)."""
+    idx = month_index(ds["time"])
+    hit = np.flatnonzero(idx == month.index)
+    if hit.size == 0:
+        raise InputError(f"the initial-state dataset has no month {month} (the initial state); it covers "
+                         f"{_covered(idx)}; give --initial-state YYYY-MM within it, or another dataset", source)
+    return int(hit[0])
 
 
 class ForcingReader:
@@ -97,7 +111,7 @@ def initial_state(path: str | os.PathLike, spec: DataSpec, month: Month) -> np.n
     """The reference state ``[C, H, W]`` (float32, catalogue units, model channel order) of ``month``."""
     ds = open_prepared_dataset(path)
     check_same_grid(ds, spec, "initial-state dataset", path)
-    pos = _month_positions(ds, month, month, "the initial-state dataset", path)[0]
+    pos = _month_position(ds, month, path)
     out = np.empty((len(spec.channels), *spec.shape), np.float32)
     for c, (name, level) in enumerate(spec.channels):
         if name not in ds.data_vars:

@@ -1,31 +1,23 @@
-"""The Monthly Diffusion model: conditioning, CVAE, latent standardisation, denoiser, and the
-inference API used by the rollout.
+"""The Monthly Diffusion network and its training loss: conditioning, CVAE, latent
+standardisation, denoiser, the latent skip path and the calibration buffers.
 
-Month and forcing convention (one month-ahead step from month t to month t+1)::
-
-    z_t     = model.encode(x_t, forcing_t, month_t, generator)        # a posterior SAMPLE
-    z_{t+1} = model.step(z_t, forcing_t, month_t, forcing_next=forcing_{t+1}, generator=...)
-    x_{t+1} = model.decode(z_{t+1}, forcing_{t+1}, month_{t+1}, generator)  # forcing/month of t+1
-
-(``generator`` in decode only matters with ``residual_noise``: it then adds a sample of what
-the latent does not carry; without one decoding is deterministic.)
+Inference (encode / step / decode in physical units, each month's forcing conditioned once)
+is :class:`emulator.stepper.DiffusionStepper`, which the rollout and validation use.
 
 The diffusion step is conditioned on the forcing of month t (the month it starts from) and,
-with ``cfg.step_next_forcing``, also on the prescribed forcing of month t+1 (``forcing_next``);
-the decoder on the forcing of the month it decodes. The denoiser is conditioned on a *sampled*
-previous latent in training and at inference (the rollout passes the sample returned by the
-previous step or by :meth:`encode`), never on the posterior mean.
+with ``cfg.step_next_forcing``, also on the prescribed forcing of month t+1; the decoder on the
+forcing of the month it decodes. The denoiser is conditioned on a *sampled* previous latent in
+training and at inference, never on the posterior mean.
 
-Tensors: state ``[B, C, nlat, nlon]`` in catalogue units, channel order ``model.channels``;
-forcing ``[B, F, nlat, nlon]`` in catalogue units (``tos`` may be NaN over land), order
-``model.forcing_names``; month ``[B]`` calendar month 1..12; latent ``[B, Z, h, w]``.
+Tensors: state ``[B, C, nlat, nlon]`` (normalised inside the model), channel order
+``model.channels``; forcing ``[B, F, nlat, nlon]``, order ``model.forcing_names``; month ``[B]``
+calendar month 1..12; latent ``[B, Z, h, w]``.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -41,8 +33,6 @@ from .denoiser import Denoiser, LatentSkip
 from .embeddings import SeasonalityEmbedding
 from .normalisation import Normaliser
 from .sht import SpectralResample, forward_sht, inverse_sht, truncation
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -72,11 +62,6 @@ def autocast(device: torch.device | str):
     return contextlib.nullcontext()
 
 
-def next_month(month: torch.Tensor) -> torch.Tensor:
-    """Calendar month after ``month`` (1..12): 12 -> 1."""
-    return month % 12 + 1
-
-
 def _equiangular_lat(nlat: int) -> np.ndarray:
     return np.linspace(-90.0, 90.0, nlat)
 
@@ -97,7 +82,7 @@ class MonthlyDiffusion(nn.Module):
         self.n_cond = self.normaliser.n_forcing_channels + cfg.season_channels + len(spec.static_names)
         # the step's conditioning: that of month t, and of t+1 too with step_next_forcing
         n_step_cond = 2 * self.n_cond if cfg.step_next_forcing else self.n_cond
-        block_kw = dict(operator=cfg.operator, diagonal_mode=cfg.diagonal_mode,
+        block_kw = dict(operator=cfg.operator.type, diagonal_mode=getattr(cfg.operator, "mode", "l"),
                         norm_hidden=cfg.norm_hidden, mlp_ratio=cfg.mlp_ratio)
         self.register_buffer("statics", torch.zeros(len(spec.static_names), *data_shape))
         self.register_buffer("latent_mean", torch.zeros(z))
@@ -123,18 +108,17 @@ class MonthlyDiffusion(nn.Module):
                                cfg.encoder_rank, **block_kw)
         self.decoder = Decoder(n_state, self.n_cond, z, data_shape, latent_shape, cfg.embed_dim,
                                cfg.decoder_rank, **block_kw)
-        # without denoiser_forcing the forcings reach the step through the linear skip path only: the
+        # without step.denoiser_forcing the forcings reach the step through the linear skip path only: the
         # denoiser's nonlinear forcing response, fitted on a few hundred months, added a mean shift
         # (and a test-period bias) that the skip path's linear one does not (docs/emulator.md)
         n_forcing = self.normaliser.n_forcing_channels
         blocks = 2 if cfg.step_next_forcing else 1
         keep = [b * self.n_cond + k for b in range(blocks) for k in range(self.n_cond)
-                if cfg.denoiser_forcing or k >= n_forcing]
+                if getattr(cfg.step, "denoiser_forcing", True) or k >= n_forcing]
         self.register_buffer("denoiser_cond_index", torch.tensor(keep, dtype=torch.long), persistent=False)
         self.denoiser = Denoiser(z, len(keep), latent_shape, cfg.embed_dim, cfg.denoiser_rank,
-                                 cfg.denoiser_blocks, use_previous=cfg.denoiser_previous, **block_kw)
-        self.skip = LatentSkip(z, n_step_cond, latent_shape, monthly=cfg.skip_monthly,
-                                mixing=cfg.skip_mixing) if cfg.latent_skip else None
+                                 cfg.denoiser_blocks, use_previous=getattr(cfg.step, "denoiser_previous", True), **block_kw)
+        self.skip = LatentSkip(z, n_step_cond, latent_shape, mixing=cfg.step.mixing) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
             # mean of the sampled residuals, set by the end-of-run calibration and subtracted
@@ -173,7 +157,8 @@ class MonthlyDiffusion(nn.Module):
         if not self.cfg.step_next_forcing:
             return cl_t
         if cl_t1 is None:
-            raise ValueError("this model's step needs the forcing of month t+1 (forcing_next)")
+            raise ValueError("this model's step needs the forcing of month t+1 (the conditioning cond_t1; "
+                             "model.step.next_forcing is on)")
         return torch.cat([cl_t, cl_t1], dim=1)
 
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
@@ -182,7 +167,7 @@ class MonthlyDiffusion(nn.Module):
     def unstandardise(self, zn: torch.Tensor) -> torch.Tensor:
         return zn * self.latent_std.view(1, -1, 1, 1) + self.latent_mean.view(1, -1, 1, 1)
 
-    def _reparameterise(self, mean, logvar, noise):
+    def reparameterise(self, mean, logvar, noise):
         return mean + torch.exp(0.5 * logvar) * noise
 
     def _weighted_mse(self, a: torch.Tensor, b: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
@@ -266,7 +251,7 @@ class MonthlyDiffusion(nn.Module):
         cond_t, cl_t = self.conditioning(f_t, month_t)
         cond_t1, cl_t1 = self.conditioning(f_t1, month_t1)
         mean, logvar = self.encoder(torch.cat([x_t, x_t1]), torch.cat([cond_t, cond_t1]), torch.cat([cl_t, cl_t1]))
-        z = self._reparameterise(mean, logvar, randn(*mean.shape))
+        z = self.reparameterise(mean, logvar, randn(*mean.shape))
         # month t is month t+1 of another pair: decoding only t+1 halves the decoder cost
         recon = self.decoder(z[b:], cond_t1, cl_t1)
         rec = self._weighted_mse(recon, x_t1, self.area_data)
@@ -284,7 +269,7 @@ class MonthlyDiffusion(nn.Module):
         target, skip_loss = zn_next, None
         cl_step = self.step_conditioning(cl_t, cl_t1)
         if self.skip is not None:  # least squares on detached latents: the skip path never shapes the encoder
-            mu = self.skip(zn_prev.detach(), cl_step.detach(), month_t)
+            mu = self.skip(zn_prev.detach(), cl_step.detach())
             skip_loss = self._weighted_mse(mu, zn_next.detach(), self.area_latent)
             if self.training:
                 self._update_skip_std((zn_next - mu).detach())
@@ -306,55 +291,7 @@ class MonthlyDiffusion(nn.Module):
         terms["loss"] = float(total.detach())
         return total, terms
 
-    def encode_normalised(self, x_n, forcing_n, month, noise: torch.Tensor | None = None):
-        """Latent sample (or the mean when ``noise`` is None) of normalised state."""
-        cond, cond_lat = self.conditioning(forcing_n, month)
-        mean, logvar = self.encoder(x_n, cond, cond_lat)
-        return mean if noise is None else self._reparameterise(mean, logvar, noise.to(mean.device))
-
-    def _step_inputs(self, z_prev, forcing_n_t, month_t, forcing_n_next):
-        """Standardised previous latent and the step's conditioning on the latent grid."""
-        _, cl_t = self.conditioning(forcing_n_t, month_t)
-        cl_t1 = None
-        if self.cfg.step_next_forcing and forcing_n_next is not None:
-            _, cl_t1 = self.conditioning(forcing_n_next, next_month(month_t))
-        return self.standardise(z_prev.float()), self.step_conditioning(cl_t, cl_t1)
-
-    def _diffuse(self, zn_prev, cl_step, noise: torch.Tensor, sampler: str, steps: int) -> torch.Tensor:
-        """The diffusion's sample (standardised; with the skip path, the residual over its skip_std)."""
-        cl_denoiser = cl_step.index_select(1, self.denoiser_cond_index)
-
-        def velocity(z_s, s):
-            return self.denoiser(z_s, zn_prev, cl_denoiser, s)
-
-        return diffusion.sample(velocity, noise.to(zn_prev.device), steps, sampler)
-
-    def residual_draws(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
-                       forcing_n_next: torch.Tensor | None = None) -> torch.Tensor:
-        """The diffusion's raw samples of the skip residual, before ``diffusion_offset`` (calibration)."""
-        zn_prev, cl_step = self._step_inputs(z_prev, forcing_n_t, month_t, forcing_n_next)
-        return self._diffuse(zn_prev, cl_step, noise, sampler, steps)
-
-    def step_normalised(self, z_prev, forcing_n_t, month_t, noise: torch.Tensor, sampler: str, steps: int,
-                        forcing_n_next: torch.Tensor | None = None):
-        """Next raw latent from a raw latent sample, normalised forcing and month of t (and the
-        normalised forcing of t+1 when ``cfg.step_next_forcing``)."""
-        zn_prev, cl_step = self._step_inputs(z_prev, forcing_n_t, month_t, forcing_n_next)
-        zn_next = self._diffuse(zn_prev, cl_step, noise, sampler, steps)
-        if self.skip is not None:
-            r = (zn_next - self.diffusion_offset) * self.skip_std.view(1, -1, 1, 1)
-            zn_next = r + self.skip(zn_prev, cl_step, month_t).float()
-        return self.unstandardise(zn_next)
-
-    def decode_normalised(self, z, forcing_n, month, residual_noise: torch.Tensor | None = None):
-        """Normalised state from a latent; plus a residual sample when ``residual_noise`` is given."""
-        cond, cond_lat = self.conditioning(forcing_n, month)
-        x = self.decoder(z, cond, cond_lat)
-        if residual_noise is not None:
-            x = x + self.residual_sample(residual_noise.to(x.device))
-        return x
-
-    # ------------------------------------------------------------------ public inference API
+    # ------------------------------------------------------------------ shapes
     def latent_shape_full(self) -> tuple[int, int, int]:
         """``(Z, h, w)`` of one latent."""
         return (self.cfg.latent_channels, *self.latent_shape)
@@ -362,75 +299,6 @@ class MonthlyDiffusion(nn.Module):
     def latent_batch_shape(self, batch: int) -> tuple[int, int, int, int]:
         return (batch, self.cfg.latent_channels, *self.latent_shape)
 
-    def noise_for_step(self, batch: int, generator: Generators = None, sampler: str = "ancestral",
-                       steps: int | None = None) -> torch.Tensor:
-        """Noise ``[n_draws, B, Z, h, w]`` one call of :meth:`step` consumes (per-member generators allowed)."""
-        steps = steps or self._default_steps(sampler)
-        return diffusion.draw_noise(diffusion.n_draws(sampler, steps), self.latent_batch_shape(batch),
-                                    generator, self.device)
-
-    def _default_steps(self, sampler: str) -> int:
+    def default_steps(self, sampler: str) -> int:
+        """Denoising steps the model was configured with for ``sampler`` (ancestral 15, ddim 5)."""
         return self.cfg.sample_steps if sampler == "ancestral" else self.cfg.ddim_steps
-
-    @torch.no_grad()
-    def encode(self, state: torch.Tensor, forcing: torch.Tensor, month: torch.Tensor,
-               generator: Generators = None, sample: bool = True) -> torch.Tensor:
-        """Physical state of month t (+ its forcing and month) -> latent ``[B, Z, h, w]``.
-
-        Returns a posterior sample (noise from ``generator``, one generator per member allowed),
-        the posterior mean only when ``sample=False``.
-        """
-        dev = self.device
-        x_n = self.normaliser.normalise_state(state.to(dev), month)
-        f_n = self.normaliser.normalise_forcing(forcing.to(dev), month)
-        noise = diffusion.draw_noise(1, self.latent_batch_shape(state.shape[0]), generator, dev)[0] if sample else None
-        with autocast(dev):
-            return self.encode_normalised(x_n, f_n, month.to(dev), noise).float()
-
-    @torch.no_grad()
-    def step(self, latent: torch.Tensor, forcing_t: torch.Tensor, month_t: torch.Tensor, *,
-             forcing_next: torch.Tensor | None = None,
-             generator: Generators = None, noise: torch.Tensor | None = None,
-             sampler: str = "ancestral", steps: int | None = None) -> torch.Tensor:
-        """One month ahead in latent space: sampled latent of month t -> sampled latent of t+1.
-
-        Args:
-            latent: ``[B, Z, h, w]`` sample of month t (from :meth:`encode` or the previous step).
-            forcing_t, month_t: forcing (physical) and calendar month of month t.
-            forcing_next: forcing (physical) of month t+1; required when the model was built with
-                ``step_next_forcing`` (ignored otherwise). Its calendar month is month_t + 1.
-            generator: one ``torch.Generator`` for the batch, or a list with one per member
-                (trajectories then do not depend on batch composition).
-            noise: explicit noise ``[n_draws, B, Z, h, w]`` (see :meth:`noise_for_step`); overrides generator.
-            sampler: ``ancestral`` (DDPM, default ``cfg.sample_steps`` = 15) or ``ddim``
-                (deterministic, default ``cfg.ddim_steps``).
-        """
-        dev = self.device
-        steps = steps or self._default_steps(sampler)
-        if noise is None:
-            noise = self.noise_for_step(latent.shape[0], generator, sampler, steps)
-        month_t = month_t.to(dev)
-        f_n = self.normaliser.normalise_forcing(forcing_t.to(dev), month_t)
-        f_next = None  # a missing one is reported by step_conditioning
-        if self.cfg.step_next_forcing and forcing_next is not None:
-            f_next = self.normaliser.normalise_forcing(forcing_next.to(dev), next_month(month_t))
-        with autocast(dev):
-            return self.step_normalised(latent.to(dev), f_n, month_t, noise, sampler, steps, f_next).float()
-
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor, forcing: torch.Tensor, month: torch.Tensor,
-               generator: Generators = None) -> torch.Tensor:
-        """Latent of month t+1 with the forcing and month OF t+1 -> physical state ``[B, C, H, W]``.
-
-        With ``cfg.residual_noise`` and a ``generator`` (one, or one per member), adds a sample of
-        the decoder residual (what the latent does not carry); otherwise deterministic.
-        """
-        dev = self.device
-        f_n = self.normaliser.normalise_forcing(forcing.to(dev), month)
-        noise = None
-        if self.cfg.residual_noise and generator is not None:
-            shape = self.residual_noise_shape(latent.shape[0])
-            noise = diffusion.draw_noise(1, shape, generator, dev)[0]
-        with autocast(dev):
-            x_n = self.decode_normalised(latent.to(dev), f_n, month.to(dev), noise).float()
-        return self.normaliser.denormalise_state(x_n, month)

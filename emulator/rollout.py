@@ -5,8 +5,9 @@ month; its output is the initial state (the reference state of the start month f
 member, as AI-MIP prescribes, optionally perturbed), encoded to a posterior latent sample.
 For k = 1 .. N-1::
 
-    z_k = model.step(z_{k-1}, forcing_{k-1}, month_{k-1}, forcing_next=forcing_k)  # forcing of t (and t+1)
-    x_k = model.decode(z_k, forcing_k, month_k)                                    # forcing of t+1
+    c_k = stepper.condition(forcing_k, month_k)       # once per month (and member batch)
+    z_k = stepper.step(z_{k-1}, c_{k-1}, c_k)          # conditioning of t and t+1
+    x_k = stepper.decode(z_k, c_k)                     # conditioning of t+1
 
 so the AI-MIP period 1978-10..2024-12 (555 months in the files) takes 554 model steps.
 
@@ -24,7 +25,6 @@ uninterrupted run writes.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +35,17 @@ import torch
 from tqdm import tqdm
 
 from diagnostics.data.catalogue import channel_label
-from diagnostics.data.errors import InputError
+from diagnostics.data.errors import InputError, ensure_output_dir
+from diagnostics.data.experiments import EXPERIMENTS
 from diagnostics.data.timeaxis import Month
-from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
+from diagnostics.io.stream_writer import PARTIAL, AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 
-from .model import MonthlyDiffusion
+from .config import SAMPLERS
+from .model import DataSpec, MonthlyDiffusion
+from .seeding import member_generators, member_seed  # noqa: F401  (member_seed: documented here)
+from .stepper import DiffusionStepper, Stepper
 from .run_state import LATENT_DIR, RunState, drop_stale_latents, fingerprint, load_latent, read_state, save_latent
 
-#: Experiment -> (AI-MIP experiment id, uniform SST offset in K).
-EXPERIMENTS: dict[str, tuple[str, float]] = {"historical": ("aimip", 0.0), "p2k": ("aimip-p2k", 2.0),
-                                             "p4k": ("aimip-p4k", 4.0)}
-SAMPLERS = ("ancestral", "ddim")
 FORMATS = ("netcdf", "zarr")
 _PERTURB_STEP = -1  # stream id of the initial-state perturbation
 
@@ -83,11 +83,11 @@ class RolloutConfig:
 
     @property
     def experiment_id(self) -> str:
-        return EXPERIMENTS[self.experiment][0]
+        return EXPERIMENTS[self.experiment].experiment_id
 
     @property
     def offset(self) -> float:
-        return EXPERIMENTS[self.experiment][1] if self.sst_offset is None else float(self.sst_offset)
+        return EXPERIMENTS[self.experiment].sst_offset_k if self.sst_offset is None else float(self.sst_offset)
 
     @property
     def n_months(self) -> int:
@@ -97,7 +97,7 @@ class RolloutConfig:
         if self.experiment not in EXPERIMENTS:
             raise InputError(f"unknown experiment {self.experiment!r} (expected one of {', '.join(EXPERIMENTS)})")
         if self.sampler not in SAMPLERS:
-            raise InputError(f"unknown sampler {self.sampler!r} (expected ancestral or ddim)")
+            raise InputError(f"unknown sampler {self.sampler!r} (expected {' or '.join(SAMPLERS)})")
         if self.format not in FORMATS:
             raise InputError(f"unknown format {self.format!r} (expected netcdf or zarr)")
         if self.members < 1:
@@ -114,36 +114,26 @@ class RolloutConfig:
         return self
 
 
-def member_seed(seed: int, member: int, step: int) -> int:
-    """63-bit seed of the noise of ``member`` at run month ``step`` (SHA-256 of the triple)."""
-    digest = hashlib.sha256(f"monthly-diffusion/{seed}/{member}/{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def member_generators(seed: int, members: list[int], step: int, device: torch.device) -> list[torch.Generator]:
-    """One generator per member, seeded from (seed, member, step), on ``device``."""
-    return [torch.Generator(device=device).manual_seed(member_seed(seed, m, step)) for m in members]
-
-
-def _field_sources(fields: list[StreamField], model: MonthlyDiffusion) -> dict[str, tuple[str, list[int]]]:
+def _field_sources(fields: list[StreamField], spec: DataSpec) -> dict[str, tuple[str, list[int]]]:
     """Output variable -> ("state" | "forcing", indices into the model's channels / forcings)."""
-    labels = [channel_label(n, lev) for n, lev in model.channels]
+    channels, forcing_names = list(spec.channels), list(spec.forcing_names)
+    labels = [channel_label(n, lev) for n, lev in channels]
     out = {}
     for f in fields:
-        if f.name in model.forcing_names and f.name not in [n for n, _ in model.channels]:
-            out[f.name] = ("forcing", [model.forcing_names.index(f.name)])
-        elif f.levels and any(n == f.name and lev is not None for n, lev in model.channels):
+        if f.name in forcing_names and f.name not in [n for n, _ in channels]:
+            out[f.name] = ("forcing", [forcing_names.index(f.name)])
+        elif f.levels and any(n == f.name and lev is not None for n, lev in channels):
             out[f.name] = ("state", [labels.index(channel_label(f.name, lev)) for lev in f.levels])
         else:
             out[f.name] = ("state", [labels.index(f.name)])
     return out
 
 
-def _make_writer(cfg: RolloutConfig, out: Path, fields: list[StreamField], model: MonthlyDiffusion,
+def _make_writer(cfg: RolloutConfig, out: Path, fields: list[StreamField], spec: DataSpec,
                  calendar: str, attrs: dict):
     cls = AimipStreamWriter if cfg.format == "netcdf" else ZarrStreamWriter
     return cls(out, fields, list(range(1, cfg.members + 1)), cfg.model_name, cfg.experiment_id, cfg.start,
-               cfg.end, np.asarray(model.spec.lat), np.asarray(model.spec.lon), calendar, cfg.grid_label, attrs)
+               cfg.end, np.asarray(spec.lat), np.asarray(spec.lon), calendar, cfg.grid_label, attrs)
 
 
 def _check_finite(x: torch.Tensor, z: torch.Tensor, members: list[int], labels: list[str], month: Month) -> None:
@@ -160,12 +150,37 @@ def _check_finite(x: torch.Tensor, z: torch.Tensor, members: list[int], labels: 
                               f"month {month}; the run stopped and the months before it are kept")
 
 
-def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
-    """The state to continue, None for a fresh run, or InputError for a directory we must not touch."""
-    state = read_state(out)
-    if state is None:
+def foreign_outputs(out: Path) -> list[str]:
+    """Rollout output in ``out`` (AI-MIP netCDF files, zarr stores, temporary files of either)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir()
+                  if p.name.endswith((".nc", ".zarr", PARTIAL)) and not p.name.startswith(LATENT_DIR))
+
+
+def check_out_dir(out: str | Path, resume: bool) -> Path:
+    """Check ``--out`` before any work (before the model is loaded): a writable directory, and one
+    that holds no rollout output this command did not write (AI-MIP files without a
+    run_state.json: another tool's, or a run whose state was deleted), which a fresh run would
+    overwrite with different data. A directory with a run_state.json is judged by its fingerprint
+    (:func:`_resolve_state`)."""
+    out = ensure_output_dir(out, "--out")
+    if read_state(out) is None:
         if resume:
             raise InputError("--resume given but there is no run to resume here (no run_state.json)", out)
+        found = foreign_outputs(out)
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise InputError(f"--out holds rollout output that this run did not write ({found[0]}{more}; no "
+                             "run_state.json); choose another --out or remove them", out)
+    return out
+
+
+def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
+    """The state to continue, None for a fresh run, or InputError for a directory we must not touch."""
+    check_out_dir(out, resume)
+    state = read_state(out)
+    if state is None:
         return None
     if state.fingerprint != fp:
         raise InputError(f"output directory holds another run (fingerprint {state.fingerprint}, this one {fp}: "
@@ -183,13 +198,28 @@ def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
     return state
 
 
-def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, cfg: RolloutConfig,
+def as_stepper(model: Stepper | MonthlyDiffusion, cfg: RolloutConfig) -> Stepper:
+    """The stepper a rollout runs: a Monthly Diffusion network is wrapped with the run's sampler
+    and steps; a :class:`~emulator.stepper.DiffusionStepper` must agree with them."""
+    if isinstance(model, MonthlyDiffusion):
+        return DiffusionStepper(model, cfg.sampler, cfg.steps)
+    if isinstance(model, DiffusionStepper) and (model.sampler != cfg.sampler or
+                                                (cfg.steps is not None and cfg.steps != model.steps)):
+        raise ValueError(f"the stepper samples {model.sampler}/{model.steps}, the run asks for "
+                         f"{cfg.sampler}/{cfg.steps or 'default'}")
+    if not isinstance(model, Stepper):
+        raise TypeError(f"{type(model).__name__} is not a Stepper (emulator.stepper.Stepper)")
+    return model
+
+
+def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, cfg: RolloutConfig,
                 out_dir: str | Path, identity: dict, *, resume: bool = False, batch_size: int | None = None,
                 progress: bool = True, stop_after: int | None = None) -> RunState:
     """Run (or resume) an ensemble rollout into ``out_dir``; returns the final run state.
 
     Args:
-        model: the emulator in eval mode on its device.
+        model: the emulator in eval mode on its device: a :class:`~emulator.stepper.Stepper`, or a
+            Monthly Diffusion network (run with ``cfg.sampler`` / ``cfg.steps``).
         forcing: forcing of months start..end (:class:`emulator.forcing.ForcingReader`).
         initial: reference state ``[C, H, W]`` of the start month (physical units).
         identity: what identifies the inputs (checkpoint hash, forcing, initial state), hashed
@@ -202,24 +232,25 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
     n, members = cfg.n_months, list(range(1, cfg.members + 1))
     if len(forcing) != n:
         raise InputError(f"forcing holds {len(forcing)} months, the run {cfg.start}..{cfg.end} needs {n}")
-    steps = cfg.steps or (model.cfg.sample_steps if cfg.sampler == "ancestral" else model.cfg.ddim_steps)
+    stepper = as_stepper(model, cfg)
+    settings = stepper.describe()  # e.g. sampler and steps: part of the fingerprint
     args = {**identity, "experiment": cfg.experiment, "experiment_id": cfg.experiment_id, "sst_offset": cfg.offset,
             "members": cfg.members, "start": str(cfg.start), "end": str(cfg.end), "seed": cfg.seed,
-            "sampler": cfg.sampler, "steps": steps, "perturb": cfg.perturb, "model_name": cfg.model_name,
+            **settings, "perturb": cfg.perturb, "model_name": cfg.model_name,
             "format": cfg.format, "grid_label": cfg.grid_label}
     fp = fingerprint(args)
     state = _resolve_state(out, fp, resume)
     if state is not None and state.status == "complete":
         return state
 
-    dev = model.device
-    extra = tuple(f for f in ("tos", "siconc") if f in model.forcing_names)
-    fields = stream_fields(model.channels, extra)
-    sources = _field_sources(fields, model)
+    dev, spec = stepper.device, stepper.spec
+    extra = tuple(f for f in ("tos", "siconc") if f in spec.forcing_names)
+    fields = stream_fields(list(spec.channels), extra)
+    sources = _field_sources(fields, spec)
     attrs = {"title": f"{cfg.model_name} {cfg.experiment_id} ensemble (Monthly Diffusion emulator)",
-             "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": f"{cfg.sampler}/{steps}",
+             "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": "/".join(map(str, settings.values())),
              "seed": cfg.seed, "institution": "monthly-diffusion open reference tool"}
-    writer = _make_writer(cfg, out, fields, model, forcing.calendar, attrs)
+    writer = _make_writer(cfg, out, fields, spec, forcing.calendar, attrs)
     if state is None:
         out.mkdir(parents=True, exist_ok=True)
         drop_stale_latents(out, None)
@@ -237,36 +268,42 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
         tqdm.write(f"note: resuming with batch size {batch} on {dev} (the run began with "
                    f"{state.args.get('batch_size')} on {state.args.get('device')}); months from now on agree "
                    "with an uninterrupted run to float round-off, not bit for bit")
-    labels = [channel_label(nm, lev) for nm, lev in model.channels]
+    labels = list(stepper.spec.labels)
     k0 = state.completed
-    z_shape = model.latent_batch_shape(cfg.members)
+    z_shape = (cfg.members, *stepper.latent_shape)
     latents = load_latent(out, state).to(dev) if k0 > 0 else torch.zeros(z_shape, device=dev)
     writer.open()
     bar = tqdm(total=n * cfg.members, initial=k0 * cfg.members, unit="member-month", unit_scale=False,
                desc=f"{cfg.experiment_id} x{cfg.members}", disable=not progress, dynamic_ncols=True)
     start_time, done = time.perf_counter(), 0
     f_prev = torch.from_numpy(forcing.month(k0 - 1).copy()) if k0 > 0 else None
+    # each month's conditioning is computed once per member batch and used for the decode of
+    # that month and for the step out of it (the next month), not normalised again
+    cond_prev: dict[int, object] = {}
     try:
         for k in range(k0, n):
             month = cfg.start + k
             f_k = torch.from_numpy(forcing.month(k).copy())
+            cond_now: dict[int, object] = {}
             for b0 in range(0, cfg.members, batch):
                 ids = members[b0:b0 + batch]
                 nb = len(ids)
                 gens = member_generators(cfg.seed, ids, k, dev)
-                fk = f_k.unsqueeze(0).expand(nb, -1, -1, -1)
                 mk = torch.full((nb,), month.month, dtype=torch.long)
+                cond = cond_now[b0] = stepper.condition(f_k.unsqueeze(0).expand(nb, -1, -1, -1), mk)
                 if k == 0:
-                    x = _initial_batch(model, initial, ids, cfg, mk)
-                    z = model.encode(x, fk, mk, generator=gens)
+                    x = torch.from_numpy(initial).float().unsqueeze(0).expand(nb, -1, -1, -1).contiguous()
+                    x = stepper.perturb(x, mk, cfg.perturb, member_generators(cfg.seed, ids, _PERTURB_STEP, dev))
+                    z = stepper.init(x, cond, gens)
                 else:
-                    prev = cfg.start + (k - 1)
-                    z = model.step(latents[b0:b0 + nb], f_prev.unsqueeze(0).expand(nb, -1, -1, -1),
-                                   torch.full((nb,), prev.month, dtype=torch.long), forcing_next=fk,
-                                   generator=gens, sampler=cfg.sampler, steps=steps)
+                    if b0 not in cond_prev:  # resumed: the previous month's conditioning is not at hand
+                        prev = cfg.start + (k - 1)
+                        cond_prev[b0] = stepper.condition(f_prev.unsqueeze(0).expand(nb, -1, -1, -1),
+                                                          torch.full((nb,), prev.month, dtype=torch.long))
+                    z = stepper.step(latents[b0:b0 + nb], cond_prev[b0], cond, gens)
                     # The member generators continue into decode: residual noise (when the model
                     # has it) is drawn per (seed, member, month) like the diffusion noise.
-                    x = model.decode(z, fk, mk, generator=gens)
+                    x = stepper.decode(z, cond, gens)
                 _check_finite(x.float(), z.float(), ids, labels, month)
                 latents[b0:b0 + nb] = z
                 x_np = x.float().cpu().numpy()
@@ -284,7 +321,7 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
             state.save(out)
             if old and old != rel:
                 (out / old).unlink(missing_ok=True)
-            f_prev = f_k
+            f_prev, cond_prev = f_k, cond_now
             if stop_after is not None and k + 1 >= stop_after and k + 1 < n:
                 writer.close()
                 return state
@@ -298,22 +335,6 @@ def run_rollout(model: MonthlyDiffusion, forcing: Forcing, initial: np.ndarray, 
     finally:
         bar.close()
     return _finish(out, writer, state, cfg, time.perf_counter() - start_time, done)
-
-
-def _initial_batch(model: MonthlyDiffusion, initial: np.ndarray, ids: list[int], cfg: RolloutConfig,
-                   month: torch.Tensor) -> torch.Tensor:
-    """The initial state of members ``ids`` ``[B, C, H, W]``: the reference state, plus, with
-    ``perturb`` > 0, white noise of standard deviation ``perturb`` in normalised units
-    (x' = denorm(norm(x) + perturb * eps), eps from the member's own generator)."""
-    x = torch.from_numpy(initial).float().unsqueeze(0).expand(len(ids), -1, -1, -1).contiguous()
-    if cfg.perturb <= 0:
-        return x
-    dev = model.device
-    month = month.to(dev)
-    x_n = model.normaliser.normalise_state(x.to(dev), month)
-    gens = member_generators(cfg.seed, ids, _PERTURB_STEP, dev)
-    eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g, device=dev) for g in gens])
-    return model.normaliser.denormalise_state(x_n + cfg.perturb * eps, month).cpu()
 
 
 def _finish(out: Path, writer, state: RunState, cfg: RolloutConfig, wall: float, done: int) -> RunState:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from diagnostics.data import catalogue
 from diagnostics.data.errors import InputError
 from diagnostics.data.timeaxis import Period
 from diagnostics.io.writer import atomic_path, write_json
@@ -25,7 +26,8 @@ from diagnostics.io.writer import atomic_path, write_json
 from . import checkpoint
 from . import config as config_mod
 from .config import RunConfig
-from .data import PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset, to_tensors
+from .data import (PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset,
+                   parse_channels, to_tensors)
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
 from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
@@ -104,13 +106,27 @@ def _flatten(row: dict) -> dict:
     return flat
 
 
+def channel_units(label: str) -> str:
+    """Catalogue units of a channel label (``ta850`` -> ``K``, ``pr`` -> ``kg m-2 s-1``)."""
+    (name, _), = parse_channels([label])
+    return catalogue.variable(name).units
+
+
 def format_table(valid: dict[str, dict[str, float]]) -> str:
-    """Validation metrics as an aligned text table, one row per channel."""
+    """Validation metrics as an aligned text table, one row per channel, with units.
+
+    rmse_rec (reconstruction), rmse_ensmean (ensemble mean, one month ahead) and crps are in the
+    channel's units; ssr (spread / skill) is dimensionless.
+    """
     metrics = [m for m in ("rmse_rec", "rmse_ensmean", "crps", "ssr") if m in valid]
     labels = list(valid[metrics[0]])
-    lines = [f"{'channel':<10}" + "".join(f"{m:>14}" for m in metrics)]
+    units = {lab: channel_units(lab) for lab in labels}
+    width = max(len(u) for u in units.values()) + 2
+    lines = [f"{'channel':<10}{'units':<{width}}" + "".join(f"{m:>14}" for m in metrics)]
     for lab in labels:
-        lines.append(f"{lab:<10}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
+        lines.append(f"{lab:<10}{units[lab]:<{width}}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
+    if "ssr" in metrics:
+        lines.append("(rmse and crps in the channel's units; ssr = spread / skill, dimensionless)")
     return "\n".join(lines)
 
 
@@ -197,6 +213,35 @@ class Trainer:
                 writer.writeheader()
                 writer.writerows(rows)
 
+    def calibrate(self) -> list[str]:
+        """Calibrate the EMA model on the held-out months; returns the buffers it set.
+
+        An explicit step after the last EMA update of an epoch (every validation epoch and the
+        last one): the skip path's sampled mean (``diffusion_offset``) and, with residual noise,
+        the residual power on held-out months, then its per-(channel, latitude) spread scale.
+        The buffers are then held by the EMA (:meth:`EMA.hold`), so later updates keep them until
+        the next calibration recomputes them from scratch.
+        """
+        ema, vcfg, valid = self.ema.model, self.cfg.validation, self.data.valid
+        if valid is None:
+            return []
+        ids, steps, seed = pair_ids(len(valid), 0), vcfg.steps or None, self.cfg.train.seed
+        names = []
+        if ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
+            ema.diffusion_offset.zero_()
+            ema.diffusion_offset.copy_(diffusion_offset(ema, valid, ids, OFFSET_DRAWS, seed + 2, vcfg.sampler,
+                                                        steps, self.device).to(self.device))
+            names.append("diffusion_offset")
+        if ema.cfg.residual_noise:  # calibrate the residual on held-out months first
+            ema.residual_power.copy_(residual_power(ema, valid, ids, self.device))
+            # then scale it per channel and latitude so that the spread matches the error there
+            ema.residual_scale.fill_(1.0)
+            ema.residual_scale.copy_(spread_scale(ema, valid, ids, vcfg.members, seed + 1, vcfg.sampler,
+                                                  steps, self.device).to(self.device))
+            names += ["residual_power", "residual_scale"]
+        self.ema.hold(names)
+        return names
+
     def run(self) -> list[dict]:
         """Train until ``max_epochs`` (total, counting resumed epochs); returns the history."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -210,21 +255,11 @@ class Trainer:
             row = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
                    "train": train_stats}
             vcfg = self.cfg.validation
-            if self.data.valid is not None and vcfg.every > 0 and (
-                    self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs):
-                ids, ema = pair_ids(len(self.data.valid), 0), self.ema.model
-                if ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
-                    ema.diffusion_offset.zero_()
-                    ema.diffusion_offset.copy_(diffusion_offset(ema, self.data.valid, ids, OFFSET_DRAWS,
-                                                                self.cfg.train.seed + 2, vcfg.sampler,
-                                                                vcfg.steps or None, self.device).to(self.device))
-                if self.model.cfg.residual_noise:  # calibrate the residual on held-out months first
-                    ema.residual_power.copy_(residual_power(ema, self.data.valid, ids, self.device))
-                    # then scale it per channel and latitude so that the spread matches the error there
-                    ema.residual_scale.fill_(1.0)
-                    ema.residual_scale.copy_(spread_scale(ema, self.data.valid, ids, vcfg.members,
-                                                          self.cfg.train.seed + 1, vcfg.sampler,
-                                                          vcfg.steps or None, self.device).to(self.device))
+            validating = self.data.valid is not None and vcfg.every > 0 and (
+                self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs)
+            if self.data.valid is not None and (validating or self.epoch == self.max_epochs):
+                self.calibrate()  # after this epoch's last EMA update; EMA.update keeps it from now on
+            if validating:
                 row["valid"] = validate(self.ema.model, self.data.valid, vcfg, self.cfg.train.seed, self.device)
             self.history.append(row)
             if self.verbose:

@@ -18,13 +18,10 @@ from diagnostics.data.grid import global_mean
 
 from . import diffusion
 from .data import PairTensors
-from .model import MonthlyDiffusion, autocast
 from .config import ValidationConfig
-
-
-def member_seed(seed: int, sample: int, member: int) -> int:
-    """Seed of one (run seed, sample, member) trajectory: independent of batching."""
-    return (seed * 1_000_003 + sample * 1_009 + member) % (2 ** 63)
+from .model import MonthlyDiffusion
+from .seeding import member_seed
+from .stepper import DiffusionStepper
 
 
 def pair_ids(n_pairs: int, max_samples: int) -> np.ndarray:
@@ -39,20 +36,21 @@ def _field(values: np.ndarray, dims: tuple[str, ...], model: MonthlyDiffusion, l
     return xr.DataArray(values, dims=dims, coords={k: v for k, v in coords.items() if k in dims})
 
 
-def _draws(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, members: int, seed: int,
-           sampler: str, steps: int, device: torch.device, chunk: int):
+def _draws(stepper: DiffusionStepper, data: PairTensors, ids: np.ndarray, members: int, seed: int,
+           device: torch.device, chunk: int):
     """Chunks of (member, pair) jobs: ``(generators, data.batch(...), encoder noise, step noise)``.
 
-    Member m of pair i uses generator seed ``(seed, i, m)`` for all its noise, so results do not
-    depend on ``chunk``.
+    Member m of pair i uses the generator of ``member_seed(seed, m, i)`` for all its noise, so
+    results do not depend on ``chunk``.
     """
+    model = stepper.model
     jobs = [(int(i), m) for i in ids for m in range(members)]
     for start in range(0, len(jobs), chunk):
         part = jobs[start:start + chunk]
         batch = data.batch(torch.as_tensor([i for i, _ in part]), device)
-        gens = [torch.Generator().manual_seed(member_seed(seed, i, m)) for i, m in part]
+        gens = [torch.Generator().manual_seed(member_seed(seed, m, i)) for i, m in part]
         z_noise = torch.cat([torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]).to(device)
-        yield gens, batch, z_noise, model.noise_for_step(len(part), gens, sampler, steps)
+        yield gens, batch, z_noise, stepper.noise_for_step(len(part), gens)
 
 
 @torch.no_grad()
@@ -62,20 +60,20 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
     """One-month-ahead forecasts ``[N, M, C, H, W]`` and truth ``[N, C, H, W]``, physical units
     (the model's normalised units with ``normalised=True``).
 
-    Member m of pair i uses generator seed ``(seed, i, m)`` for both its encoder sample and
+    Member m of pair i uses the generator of ``member_seed(seed, m, i)`` for both its encoder sample and
     its diffusion noise, so results do not depend on ``chunk``.
     """
-    steps = steps or model._default_steps(sampler)
+    stepper = DiffusionStepper(model, sampler, steps)
     out = []
     for gens, (x_t, _, f_t, f_t1, mo_t, mo_t1), z_noise, step_noise in _draws(
-            model, data, ids, members, seed, sampler, steps, device, chunk):
+            stepper, data, ids, members, seed, device, chunk):
         res_noise = None
         if model.cfg.residual_noise:
             res_noise = diffusion.draw_noise(1, model.residual_noise_shape(len(gens)), gens, device)[0]
-        with autocast(device):
-            z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
-            z1 = model.step_normalised(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
-            x1 = model.decode_normalised(z1, f_t1, mo_t1, res_noise)
+        cond_t, cond_t1 = stepper.condition_normalised(f_t, mo_t), stepper.condition_normalised(f_t1, mo_t1)
+        z = stepper.encode_normalised(x_t, cond_t, z_noise)
+        z1 = stepper.step_normalised(z, cond_t, cond_t1, step_noise)
+        x1 = stepper.decode_normalised(z1, cond_t1, res_noise)
         out.append((x1.float() if normalised else model.normaliser.denormalise_state(x1.float(), mo_t1)).cpu())
     fc = torch.cat(out).view(len(ids), members, *out[0].shape[1:]).numpy()
     nxt = torch.as_tensor(ids) + 1
@@ -89,13 +87,13 @@ def ensemble_forecast(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarra
 def reconstruction_rmse(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, device: torch.device,
                         chunk: int = 32) -> np.ndarray:
     """Area-weighted RMSE per channel of decode(encode-mean(x)) vs x, physical units -> ``[C]``."""
-    sq = []
+    sq, stepper = [], DiffusionStepper(model)
     w = model.area_data.to(device).view(1, 1, -1, 1)
     for start in range(0, len(ids), chunk):
         sel = torch.as_tensor(ids[start:start + chunk])
         x_t, _, f_t, _, mo_t, _ = data.batch(sel, device)
-        with autocast(device):
-            rec = model.decode_normalised(model.encode_normalised(x_t, f_t, mo_t, None), f_t, mo_t)
+        cond = stepper.condition_normalised(f_t, mo_t)
+        rec = stepper.decode_normalised(stepper.encode_normalised(x_t, cond, None), cond)
         a = model.normaliser.denormalise_state(rec.float(), mo_t)
         b = model.normaliser.denormalise_state(x_t, mo_t)
         sq.append((((a - b) ** 2) * w).mean(dim=(2, 3)).cpu())
@@ -110,12 +108,12 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
     The training-time estimate comes from months the CVAE has fitted and so under-states the
     error on new months; the trainer replaces the EMA model's estimate by this one.
     """
-    total, count = None, 0
+    total, count, stepper = None, 0, DiffusionStepper(model)
     for start in range(0, len(ids), chunk):
         sel = torch.as_tensor(ids[start:start + chunk])
         x_t, _, f_t, _, mo_t, _ = data.batch(sel, device)
-        with autocast(device):
-            rec = model.decode_normalised(model.encode_normalised(x_t, f_t, mo_t, None), f_t, mo_t)
+        cond = stepper.condition_normalised(f_t, mo_t)
+        rec = stepper.decode_normalised(stepper.encode_normalised(x_t, cond, None), cond)
         power = model.data_sht((x_t - rec.float()).float()).abs().pow(2).sum(dim=0)
         total = power if total is None else total + power
         count += len(sel)
@@ -134,13 +132,13 @@ def diffusion_offset(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray
     ensemble mean: docs/emulator.md), and the step subtracts this estimate. Its sampling noise
     is about 1/sqrt(N D) of the residual std per latent point.
     """
-    steps = steps or model._default_steps(sampler)
+    stepper = DiffusionStepper(model, sampler, steps)
     total, count = torch.zeros(model.latent_shape_full(), dtype=torch.float64), 0
-    for gens, (x_t, _, f_t, f_t1, mo_t, _), z_noise, step_noise in _draws(
-            model, data, ids, draws, seed, sampler, steps, device, chunk):
-        with autocast(device):
-            z = model.encode_normalised(x_t, f_t, mo_t, z_noise)
-            r = model.residual_draws(z, f_t, mo_t, step_noise, sampler, steps, f_t1)
+    for gens, (x_t, _, f_t, f_t1, mo_t, mo_t1), z_noise, step_noise in _draws(
+            stepper, data, ids, draws, seed, device, chunk):
+        cond_t, cond_t1 = stepper.condition_normalised(f_t, mo_t), stepper.condition_normalised(f_t1, mo_t1)
+        z = stepper.encode_normalised(x_t, cond_t, z_noise)
+        r = stepper.residual_draws(z, cond_t, cond_t1, step_noise)
         total += r.double().sum(0).cpu()
         count += len(gens)
     return (total / count).float()
@@ -197,11 +195,7 @@ def validate(model: MonthlyDiffusion, data: PairTensors, cfg: ValidationConfig, 
     labels = model.spec.labels
     out = {"rmse_rec": dict(zip(labels, reconstruction_rmse(model, data, ids, device).tolist()))}
     fc, truth = ensemble_forecast(model, data, ids, cfg.members, seed, cfg.sampler, cfg.steps or None, device)
-    try:
-        scores = ensemble_scores(fc, truth, model)
-    except ImportError:  # diagnostics.metrics not installed in this tree yet
-        scores = {}
-    for name, values in scores.items():
+    for name, values in ensemble_scores(fc, truth, model).items():
         out[name] = dict(zip(labels, np.asarray(values).tolist()))
     err = np.sqrt((((fc.mean(axis=1) - truth) ** 2) * model.area_data.cpu().numpy()[:, None]).mean(axis=(0, 2, 3)))
     out["rmse_ensmean"] = dict(zip(labels, err.tolist()))

@@ -218,12 +218,26 @@ class AimipStreamWriter(_StreamTarget):
                 nc.close()
         self._datasets, self._open = [], {}
 
+    @staticmethod
+    def _close_completely(path: Path) -> None:
+        """Open and close a temporary file once, so that HDF5 clears the "open for write" flag
+        (superblock byte 11) that a process killed with the file open leaves set: a file renamed
+        with the flag set differs in bytes from an uninterrupted run's and some readers refuse it."""
+        try:
+            netCDF4.Dataset(path, "r+").close()
+        except OSError as exc:
+            raise InputError(f"an output file of the unfinished run cannot be opened ({exc})", path) from None
+
     def finalise(self) -> list[Path]:
-        """Close and rename every temporary file to its final AI-MIP name (idempotent)."""
+        """Close every temporary file completely, then rename it to its final AI-MIP name
+        (idempotent; after a kill, files the process had open are closed properly first)."""
+        opened_here = bool(self._datasets)
         self.close()
         out = []
         for partial, final in self.paths():
             if partial.exists():
+                if not opened_here:  # resumed while finalising: the killed process may have left it open
+                    self._close_completely(partial)
                 os.replace(partial, final)
             if not final.exists():
                 raise InputError("output file vanished before the run was finalised", partial)

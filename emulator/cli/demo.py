@@ -25,8 +25,10 @@ from pathlib import Path
 import yaml
 
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
+from diagnostics.data.experiments import EXPERIMENTS
 
-EXPERIMENTS = (("historical", "aimip"), ("p2k", "aimip-p2k"), ("p4k", "aimip-p4k"))
+from ..config import SAMPLERS
+
 
 
 def _bin(name: str) -> str:
@@ -121,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="1978-10")
     p.add_argument("--end", default="2024-12")
     p.add_argument("--members", type=int, default=5, help="ensemble members per experiment (AI-MIP: 5)")
-    p.add_argument("--sampler", default="ancestral", choices=["ancestral", "ddim"])
+    p.add_argument("--sampler", default="ancestral", choices=list(SAMPLERS))
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--model-name", default="MD-demo")
     p.add_argument("--jobs", type=int, default=0,
@@ -147,7 +149,7 @@ def _main(argv: list[str]) -> int:
               "--device", args.device] + (["--resume"] if finished is False else []), log)
 
     rollouts = []
-    for exp, _ in EXPERIMENTS:
+    for exp in EXPERIMENTS:
         run_dir = runs / exp
         status = _run_status(run_dir)
         if status == "complete":

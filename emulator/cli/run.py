@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
@@ -41,13 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed; member m, month k draw from hash(seed, m, k)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
-    p.add_argument("--sampler", default="ancestral", help="ancestral (DDPM, default) or ddim (deterministic)")
+    p.add_argument("--sampler", default="ancestral", help="ancestral (DDPM, default) or ddim (deterministic); "
+                                                          "any other name is refused")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 15 / 5)")
     p.add_argument("--batch-size", type=int, default=None, help="members per device batch (default all)")
     p.add_argument("--format", default="netcdf", help="netcdf (AI-MIP files, default) or zarr (one store)")
     p.add_argument("--model-name", default="MD-1p5", help="model name in file names (default MD-1p5)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
+                                                               "terminal)")
     add_debug_flag(p)
     return p
 
@@ -72,9 +75,11 @@ def _main(argv: list[str]) -> int:
 
     from .. import checkpoint
     from ..forcing import ForcingReader, initial_state
-    from ..rollout import run_rollout
+    from ..rollout import check_out_dir, run_rollout
     from ..train import resolve_device
 
+    out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
+    check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
     meta = checkpoint.read_meta(args.checkpoint)
     forcing_dir = args.forcing or checkpoint.config_of(meta).data.path
     if not forcing_dir:
@@ -103,9 +108,9 @@ def _main(argv: list[str]) -> int:
     identity = {"checkpoint_sha256": meta["sha256"][f"{args.weights}.safetensors"], "weights": args.weights,
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
-    out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
+    # progress bars only on a terminal: redraws written into a log file are noise (issue 16)
     state = run_rollout(model, forcing, initial, cfg, out, identity, resume=args.resume,
-                        batch_size=args.batch_size, progress=not args.no_progress)
+                        batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty())
     s = state.summary
     rate = s.get("member_months_per_s")
     print(f"emulator-run: {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
-from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
+from diagnostics.data.errors import InputError, add_debug_flag, cli_entry, ensure_output_dir
 
 from .. import config as config_mod
 
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-epochs", type=int, help="stop after this many epochs in total (the learning-rate "
                                                   "schedule still follows train.epochs of the config)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (there are none unless stderr is "
+                                                               "a terminal)")
     return p
 
 
@@ -38,9 +40,9 @@ def _main(argv: list[str]) -> int:
         raise InputError(f"--max-epochs must be >= 1, got {args.max_epochs}")
     from ..train import Trainer  # torch import after argument checks keeps --help fast
 
-    out = Path(args.out) if args.out else Path("outputs") / cfg.name
+    out = ensure_output_dir(Path(args.out) if args.out else Path("outputs") / cfg.name, "--out")  # before the data
     trainer = Trainer(cfg, out, device=args.device, resume=args.resume, max_epochs=args.max_epochs,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress and sys.stderr.isatty())  # bars on a terminal only
     trainer.run()
     print(f"checkpoint: {out / 'checkpoint'}  metrics: {out / 'metrics.csv'}")
     return 0

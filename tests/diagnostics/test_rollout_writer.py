@@ -68,3 +68,57 @@ def test_resume_needs_the_temporary_files(tmp_path):
     w = _writer(tmp_path)
     with pytest.raises(InputError, match="missing; cannot resume"):
         w.open()
+
+
+_KILLED_WRITER = """
+import os, sys
+import numpy as np
+from diagnostics.data.grid import equiangular
+from diagnostics.data.timeaxis import Month
+from diagnostics.io.stream_writer import AimipStreamWriter, StreamField
+grid = equiangular(45.0)
+w = AimipStreamWriter(sys.argv[1], [StreamField("tas"), StreamField("tos")], [1, 2], "MD-1p5", "aimip",
+                      Month(2000, 1), Month(2000, 3), grid.lat, grid.lon)
+if sys.argv[2] == "new":
+    w.create()
+w.open()
+for t in range(3):
+    for m in (1, 2):
+        w.write(t, m, "tas", np.full(grid.shape, 280.0 + t + m, np.float32))
+        w.write(t, m, "tos", np.full(grid.shape, 290.0 - t, np.float32))
+w.sync()
+if sys.argv[3] == "kill":
+    os._exit(0)  # killed with every file open: HDF5's "open for write" flag stays set
+w.finalise()
+"""
+
+
+def test_files_of_a_killed_writer_are_closed_completely_before_the_rename(tmp_path):
+    """Issue 16: a run killed while finalising left HDF5's "open for write" flag (superblock
+    byte 11) in the files it had not closed, and the resumed run renamed them so: bytes differed
+    from an uninterrupted run and some readers refuse such files. Finalising now closes every
+    temporary file completely first: byte-identical files."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def writer(out, *mode):
+        subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(out), *mode], cwd=root, check=True,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+
+    writer(tmp_path / "straight", "new", "finish")
+    writer(tmp_path / "killed", "new", "kill")
+    partial = sorted((tmp_path / "killed").glob(".*.partial"))
+    assert len(partial) == 4 and all(p.read_bytes()[11] == 1 for p in partial)  # the flag is set
+    files = _writer_for(tmp_path / "killed").finalise()  # what a resume in state "finalising" does
+    assert len(files) == 4
+    for f in files:
+        assert f.read_bytes()[11] == 0
+        assert f.read_bytes() == (tmp_path / "straight" / f.name).read_bytes(), f.name
+
+
+def _writer_for(out):
+    return AimipStreamWriter(out, [StreamField("tas"), StreamField("tos")], [1, 2], "MD-1p5", "aimip",
+                             Month(2000, 1), Month(2000, 3), GRID.lat, GRID.lon)

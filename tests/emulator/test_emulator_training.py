@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+import yaml
 from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
@@ -18,6 +19,7 @@ from emulator.cli.train import main as train_main
 from emulator.data import parse_channels
 from emulator.denoiser import LatentSkip
 from emulator.model import DataSpec, MonthlyDiffusion
+from emulator.stepper import DiffusionStepper
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
 from emulator.validation import diffusion_offset, pair_ids
@@ -30,7 +32,7 @@ TINY = {
              "valid_period": "2000-01:2000-12"},
     "model": {"latent_channels": 3, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4,
               "decoder_rank": 4, "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 4, "ddim_steps": 2,
-              "residual_noise": True, "latent_skip": True},
+              "residual_noise": True, "step": {"type": "skip"}},
     "train": {"epochs": 2, "batch_size": 6, "lr": 3e-3, "warmup_steps": 2, "ema_decay": 0.9},
     "validation": {"members": 3, "max_samples": 4},
 }
@@ -41,9 +43,12 @@ def toy_dir(tmp_path_factory):
     return write_toy_dataset(tmp_path_factory.mktemp("toy") / "prepared", start="2000-01", end="2002-12")
 
 
-def _cfg(toy_dir, **overrides):
+def _cfg(toy_dir, flat: bool = False, **overrides):
+    """TINY with ``overrides`` per section; ``flat``: its model section without ``step`` (old flat keys)."""
     data = json.loads(json.dumps(TINY))
     data["data"]["path"] = str(toy_dir)
+    if flat:
+        del data["model"]["step"]
     for section, values in overrides.items():
         data[section].update(values)
     return config_mod.from_dict(data)
@@ -62,6 +67,11 @@ def test_configs_load_and_reject_unknown_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  rankk: 3\n")
     with pytest.raises(InputError, match=r"model\.rankk: unknown key"):
+        config_mod.load(bad)
+    with pytest.raises(InputError, match=r"model\.rankk: unknown key \(18 keys are allowed here, listed in docs"):
+        config_mod.load(bad)  # not 18 keys on one line (issue 16)
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(InputError, match=r"train\.epoch: unknown key \(did you mean epochs\?\)"):
         config_mod.load(bad)
     bad.write_text("train:\n  epochs: many\n")
     with pytest.raises(InputError, match=r"train\.epochs: expected an integer"):
@@ -170,18 +180,23 @@ def test_resume_is_exact_and_checkpoint_round_trip(toy_dir, tmp_path):
     month = torch.tensor([3, 4])
     outs = []
     for m in (model, ema):
-        z = m.encode(x, forcing, month, generator=torch.Generator().manual_seed(5))
-        z1 = m.step(z, forcing, month, generator=[torch.Generator().manual_seed(s) for s in (1, 2)])
-        outs.append(m.decode(z1, forcing, month + 1))
+        st = DiffusionStepper(m)
+        c0, c1 = st.condition(forcing, month), st.condition(forcing, month + 1)
+        z = st.init(x, c0, torch.Generator().manual_seed(5))
+        z1 = st.step(z, c0, c1, [torch.Generator().manual_seed(s) for s in (1, 2)])
+        outs.append(st.decode(z1, c1))
     assert torch.equal(outs[0], outs[1]) and torch.isfinite(outs[0]).all()
     # member 2 alone gives the same trajectory as inside the batch
-    z = model.encode(x[1:], forcing[1:], month[1:], generator=[torch.Generator().manual_seed(7)])
-    zb = model.encode(x, forcing, month, generator=[torch.Generator().manual_seed(6), torch.Generator().manual_seed(7)])
+    st = DiffusionStepper(model)
+    c0 = st.condition(forcing[1:], month[1:])
+    z = st.init(x[1:], c0, [torch.Generator().manual_seed(7)])
+    zb = st.init(x, st.condition(forcing, month), [torch.Generator().manual_seed(6), torch.Generator().manual_seed(7)])
     # same noise; only float round-off of batched arithmetic may differ
     torch.testing.assert_close(z[0], zb[1], atol=1e-5, rtol=1e-5)
     for sampler in ("ancestral", "ddim"):
-        a = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
-        b = model.step(z, forcing[1:], month[1:], generator=torch.Generator().manual_seed(3), sampler=sampler)
+        st = DiffusionStepper(model, sampler)
+        a = st.step(z, c0, None, torch.Generator().manual_seed(3))
+        b = st.step(z, c0, None, torch.Generator().manual_seed(3))
         assert torch.equal(a, b)
 
 
@@ -244,6 +259,39 @@ def test_checkpoint_from_before_the_diffusion_offset_loads_with_zero_offset(toy_
         checkpoint.load_model(ckpt)
 
 
+def test_calibration_survives_ema_updates_and_is_in_the_checkpoint(toy_dir, tmp_path):
+    """Issue 12 point 6: calibration wrote into the EMA model's buffers and the next EMA.update
+    copied the raw model's over them (offset 0.3 -> 0, scale 2 -> 1). Now it is a step after the
+    last update, held by the EMA, and the saved checkpoint holds what an independent recomputation
+    on the loaded model gives."""
+    trainer = _trained(toy_dir, tmp_path / "run", max_epochs=1)
+    ema, model = trainer.ema, trainer.model
+    assert ema.held == {"diffusion_offset", "residual_power", "residual_scale"}
+    ema.model.diffusion_offset.fill_(0.3)
+    ema.model.residual_scale.fill_(2.0)
+    power = ema.model.residual_power.clone()
+    model.residual_power.mul_(5.0)  # the raw model's training estimate moves on
+    ema.update(model)
+    assert torch.all(ema.model.diffusion_offset == torch.tensor(0.3)) and torch.all(ema.model.residual_scale == 2.0)
+    assert torch.equal(ema.model.residual_power, power)
+    torch.testing.assert_close(ema.model.latent_mean, model.latent_mean)  # other buffers still copied
+
+    # validation.every = 0 (no validation epochs): the last epoch is still calibrated
+    cfg = _cfg(toy_dir, train={"epochs": 1}, validation={"every": 0})
+    Trainer(cfg, tmp_path / "novalid", device="cpu", progress=False, verbose=False).run()
+    saved = checkpoint.load_model(tmp_path / "novalid")
+    raw = checkpoint.load_model(tmp_path / "novalid", weights="model")
+    assert float(raw.diffusion_offset.abs().max()) == 0.0 and torch.all(raw.residual_scale == 1.0)
+    data = prepare_data(cfg, toy_dir).valid
+    ids = pair_ids(len(data), 0)
+    again = diffusion_offset(saved, data, ids, 10, cfg.train.seed + 2, "ancestral", None, torch.device("cpu"))
+    assert float(saved.diffusion_offset.abs().max()) > 0
+    torch.testing.assert_close(saved.diffusion_offset, again)
+    assert not torch.all(saved.residual_scale == 1.0)
+    held = json.loads((tmp_path / "novalid" / "checkpoint" / "trainer.json").read_text())["ema_held"]
+    assert held == ["diffusion_offset", "residual_power", "residual_scale"]
+
+
 def test_cli_trains_and_refuses_to_overwrite(toy_dir, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(config_mod.to_yaml(_cfg(toy_dir, train={"epochs": 1})))
@@ -278,7 +326,8 @@ def test_reference_config_builds_and_trains_one_step_on_cpu(capsys):
     loss.backward()
     opt.step()
     assert np.isfinite(terms["loss"]) and time.perf_counter() - start < 120
-    assert model.encode_normalised(x, f, month).shape == (1, 32, 30, 60)
+    st = DiffusionStepper(model)
+    assert st.encode_normalised(x, st.condition_normalised(f, month)).shape == (1, 32, 30, 60)
 
 
 def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
@@ -302,8 +351,10 @@ def test_residual_noise_has_the_recorded_power_per_coefficient(prepared):
     f = torch.full((2, 2, 17, 32), 290.0)
     f[:, 1] = 0.1
     m = torch.tensor([1, 2])
-    a, b = model.decode(z, f, m), model.decode(z, f, m)
-    c = model.decode(z, f, m, generator=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    st = DiffusionStepper(model)
+    cond = st.condition(f, m)
+    a, b = st.decode(z, cond), st.decode(z, cond)
+    c = st.decode(z, cond, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
@@ -329,7 +380,7 @@ def test_latent_skip_recovers_a_planted_persistence_and_shifts_the_step(prepared
         cond_part = skip(torch.zeros_like(z_prev[:200]), cond[:200])
     assert float(cond_part.abs().mean()) < 0.05
 
-    model = build_model(_cfg(Path("."), model={"latent_skip": True}), prepared).eval()
+    model = build_model(_cfg(Path("."), model={"step": {"type": "skip"}}), prepared).eval()
     with torch.no_grad():
         model.skip.coef.fill_(0.5)
         model.latent_std.fill_(2.0)
@@ -337,10 +388,11 @@ def test_latent_skip_recovers_a_planted_persistence_and_shifts_the_step(prepared
     f = torch.full((2, 2, 17, 32), 290.0)
     f[:, 1] = 0.1
     m = torch.tensor([1, 7])
-    noise = model.noise_for_step(2, torch.Generator().manual_seed(5))
-    with_skip = model.step(z, f, m, noise=noise)
+    st = DiffusionStepper(model)
+    noise, cond = st.noise_for_step(2, torch.Generator().manual_seed(5)), st.condition(f, m)
+    with_skip = st.step(z, cond, None, noise=noise)
     skip_module, model.skip = model.skip, None
-    without = model.step(z, f, m, noise=noise)
+    without = st.step(z, cond, None, noise=noise)
     model.skip = skip_module
     expected = 2.0 * 0.5 * model.standardise(z)  # mu in standardised units, W = 0 at init
     torch.testing.assert_close(with_skip - without, expected, rtol=1e-4, atol=1e-4)
@@ -419,33 +471,35 @@ def _step_inputs_and_warmer_sst(model):
     f[:, 1] = 0.1
     warm = f.clone()
     warm[:, 0] += 3.0
-    return f, warm, torch.tensor([1, 12]), model.noise_for_step(2, torch.Generator().manual_seed(5))
+    return f, warm, torch.tensor([1, 12]), DiffusionStepper(model).noise_for_step(2, torch.Generator().manual_seed(5))
 
 
 def test_step_with_next_forcing_needs_and_uses_it(prepared):
-    """``model.step_next_forcing``: the step is conditioned on the forcing of t+1 as well; calling
+    """``model.step.next_forcing``: the step is conditioned on the forcing of t+1 as well; calling
     it without that forcing is a clear error, and a different t+1 forcing changes the step."""
-    model = build_model(_cfg(Path("."), model={"step_next_forcing": True, "skip_monthly": True}), prepared).eval()
+    model = build_model(_cfg(Path("."), model={"step": {"type": "skip", "next_forcing": True}}), prepared).eval()
     with torch.no_grad():  # make the skip path's conditioning terms non-zero so the t+1 forcing matters
         for p in model.skip.parameters():
             p.add_(0.1 * torch.randn_like(p))
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(2, *model.latent_shape_full(), generator=gen)
     f, warm, m, noise = _step_inputs_and_warmer_sst(model)
+    st = DiffusionStepper(model)
+    c_t, c_t1, c_warm = st.condition(f, m), st.condition(f, m % 12 + 1), st.condition(warm, m % 12 + 1)
     with pytest.raises(ValueError, match="forcing of month t\\+1"):
-        model.step(z, f, m, noise=noise)
-    a = model.step(z, f, m, forcing_next=f, noise=noise)
-    b = model.step(z, f, m, forcing_next=warm, noise=noise)
+        st.step(z, c_t, None, noise=noise)
+    a = st.step(z, c_t, c_t1, noise=noise)
+    b = st.step(z, c_t, c_warm, noise=noise)
     assert torch.isfinite(a).all() and float((a - b).abs().max()) > 1e-3
-    torch.testing.assert_close(a, model.step(z, f, m, forcing_next=f, noise=noise))
+    torch.testing.assert_close(a, st.step(z, c_t, c_t1, noise=noise))
 
 
 @pytest.mark.parametrize("denoiser_forcing", [True, False])
 def test_denoiser_without_forcing_leaves_the_forcing_response_to_the_skip_path(prepared, denoiser_forcing):
-    """``model.denoiser_forcing: false``: the denoiser sees season and statics only, so with the
+    """``model.step.denoiser_forcing: false``: the denoiser sees season and statics only, so with the
     skip path zeroed a warmer SST does not change the step (with the forcing seen, it does); the
     config refuses it without the skip path."""
-    overrides = {"step_next_forcing": True, "denoiser_forcing": denoiser_forcing}
+    overrides = {"step": {"type": "skip", "next_forcing": True, "denoiser_forcing": denoiser_forcing}}
     model = build_model(_cfg(Path("."), model=overrides), prepared).eval()
     n_cond = model.n_cond
     assert model.denoiser_cond_index.numel() == 2 * (n_cond if denoiser_forcing
@@ -455,36 +509,37 @@ def test_denoiser_without_forcing_leaves_the_forcing_response_to_the_skip_path(p
             p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     z = torch.randn(2, *model.latent_shape_full(), generator=torch.Generator().manual_seed(0))
     f, warm, m, noise = _step_inputs_and_warmer_sst(model)
-    a = model.step(z, f, m, forcing_next=f, noise=noise)
-    b = model.step(z, warm, m, forcing_next=warm, noise=noise)
+    st = DiffusionStepper(model)
+    a = st.step(z, st.condition(f, m), st.condition(f, m % 12 + 1), noise=noise)
+    b = st.step(z, st.condition(warm, m), st.condition(warm, m % 12 + 1), noise=noise)
     assert (float((a - b).abs().max()) > 1e-3) == denoiser_forcing
     if not denoiser_forcing:
-        with pytest.raises(InputError, match="denoiser_forcing: false needs model.latent_skip"):
-            _cfg(Path("."), model={"latent_skip": False, "denoiser_forcing": False})
+        with pytest.raises(InputError, match="model.step.denoiser_forcing: unknown key"):
+            _cfg(Path("."), model={"step": {"type": "diffusion", "denoiser_forcing": False}})
 
 
 def test_diffusion_offset_centres_the_sampled_residual(prepared):
     """``validation.diffusion_offset`` is the mean of the diffusion's residual draws; once set, the
     step's residuals over the skip mean, (standardise(z_{t+1}) - mu) / skip_std, average to zero
     on fresh draws (before: the bias that a constant velocity error puts into every sample)."""
-    model = build_model(_cfg(Path("."), model={"step_next_forcing": True}), prepared).eval()
+    model = build_model(_cfg(Path("."), model={"step": {"type": "skip", "next_forcing": True}}), prepared).eval()
     with torch.no_grad():
         model.denoiser.head.bias.fill_(-0.5)  # a denoiser whose samples have a non-zero mean
     data, dev = prepared.valid, torch.device("cpu")
     ids = pair_ids(len(data), 0)
-    x_t, _, f_t, f_t1, mo_t, _ = data.batch(torch.as_tensor(ids), dev)
+    x_t, _, f_t, f_t1, mo_t, mo_t1 = data.batch(torch.as_tensor(ids), dev)
+    st = DiffusionStepper(model)
+    c_t, c_t1 = st.condition_normalised(f_t, mo_t), st.condition_normalised(f_t1, mo_t1)
 
     def mean_residual(seed: int, draws: int = 16) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for d in range(draws):
                 gens = [torch.Generator().manual_seed(seed * 1000 + 17 * i + d) for i in range(len(ids))]
-                z = model.encode_normalised(x_t, f_t, mo_t, torch.cat(
+                z = st.encode_normalised(x_t, c_t, torch.cat(
                     [torch.randn((1, *model.latent_shape_full()), generator=g) for g in gens]))
-                z1 = model.step_normalised(z, f_t, mo_t, model.noise_for_step(len(ids), gens), "ancestral",
-                                           model.cfg.sample_steps, f_t1)
-                zn_prev, cl_step = model._step_inputs(z, f_t, mo_t, f_t1)
-                mu = model.skip(zn_prev, cl_step, mo_t)
+                z1 = st.step_normalised(z, c_t, c_t1, st.noise_for_step(len(ids), gens))
+                mu = model.skip(model.standardise(z), model.step_conditioning(c_t.latent, c_t1.latent))
                 out.append((model.standardise(z1) - mu) / model.skip_std.view(1, -1, 1, 1))
         return torch.cat(out).mean(dim=0)
 
@@ -498,23 +553,70 @@ def test_diffusion_offset_centres_the_sampled_residual(prepared):
     assert float(after.abs().mean()) < 0.25 * float(before.abs().mean())
 
 
-def test_monthly_skip_persistence_is_selected_by_the_month_of_t():
-    """``model.skip_monthly``: mu = (a + a_month[m]) z + ..., the month of t picks a_month."""
-    skip = LatentSkip(2, 3, (5, 8), monthly=True)
-    with torch.no_grad():
-        skip.coef.fill_(0.2)
-        skip.coef_month[0].fill_(0.7)  # January -> February persists strongly
-    z = torch.ones(2, 2, 5, 8)
-    cond = torch.zeros(2, 3, 5, 8)
-    mu = skip(z, cond, torch.tensor([1, 3]))
-    torch.testing.assert_close(mu[0], torch.full_like(mu[0], 0.9))
-    torch.testing.assert_close(mu[1], torch.full_like(mu[1], 0.2))
-    with pytest.raises(ValueError, match="month"):
-        skip(z, cond)
+def test_old_flat_model_configs_load_in_the_typed_form(toy_dir, tmp_path):
+    """Configs written before the typed variants (flat booleans, e.g. an old checkpoint's
+    config.yaml) load as the same configuration; what the old checks refused is still refused
+    with one line; the removed ``skip_monthly: true`` is refused with one line."""
+    data = ROOT / "tests" / "emulator" / "data"
+    for name in ("demo", "md-1p5"):
+        old, new = config_mod.load(data / f"{name}-flat.yaml"), config_mod.load(ROOT / "configs" / f"{name}.yaml")
+        assert config_mod.differences(old, new, ignore=()) == [], name
+    demo = config_mod.load(ROOT / "configs" / "demo.yaml").model
+    assert demo.step == config_mod.SkipStep(next_forcing=True, mixing=True, denoiser_previous=False,
+                                            denoiser_forcing=False)
+    assert demo.latent_skip and demo.step_next_forcing and demo.operator == config_mod.TensorOperator()
+    flat = {"operator": "diagonal", "diagonal_mode": "lm", "latent_skip": False, "step_next_forcing": True}
+    m = _cfg(toy_dir, flat=True, model=flat).model
+    assert m.operator == config_mod.DiagonalOperator(mode="lm") and m.step == config_mod.DiffusionStep(next_forcing=True)
+    for bad, message in (({"skip_mixing": True}, r"model\.skip_mixing: true needs model\.latent_skip: true"),
+                         ({"latent_skip": True, "skip_monthly": True}, r"model\.skip_monthly: removed"),
+                         ({"step": {"type": "sde"}}, r"model\.step\.type: expected 'diffusion' or 'skip', got 'sde'"),
+                         ({"operator": {"type": "tensor", "mode": "l"}}, r"model\.operator\.mode: unknown key"),
+                         ({"normalisation": "minmax"}, r"model\.normalisation: expected 'zscore' or 'anomaly'"),
+                         ({"latent_skip": True, "step": {"type": "skip"}}, r"old flat key next to model\.step")):
+        with pytest.raises(InputError, match=message) as err:
+            _cfg(toy_dir, flat="step" not in bad or "latent_skip" in bad, model=bad)
+        assert "\n" not in str(err.value)
+    assert _cfg(toy_dir, flat=True, model={"latent_skip": True, "skip_monthly": False}).model.step == config_mod.SkipStep()
+    # the resolved config written next to a checkpoint is the typed form and reads back equal
+    cfg = config_mod.load(ROOT / "configs" / "demo.yaml")
+    (tmp_path / "resolved.yaml").write_text(config_mod.to_yaml(cfg))
+    assert config_mod.differences(config_mod.load(tmp_path / "resolved.yaml"), cfg, ignore=()) == []
+    assert "step:\n    type: skip" in config_mod.to_yaml(cfg)
+
+
+def test_checkpoint_with_an_old_flat_config_loads_and_runs_the_same(toy_dir, tmp_path):
+    """A checkpoint whose config.yaml is in the old flat form (as written before the typed
+    variants) loads into the same model: same weights, same step."""
+    _trained(toy_dir, tmp_path / "run", max_epochs=1)
+    ckpt = tmp_path / "run" / "checkpoint"
+    new = checkpoint.load_model(ckpt)
+    flat = yaml.safe_load((ckpt / "config.yaml").read_text())
+    model = flat["model"]
+    step = model.pop("step")
+    model.update({"operator": "tensor", "diagonal_mode": "l", "latent_skip": True, "skip_monthly": False,
+                  "skip_mixing": step["mixing"], "step_next_forcing": step["next_forcing"],
+                  "denoiser_previous": step["denoiser_previous"], "denoiser_forcing": step["denoiser_forcing"]})
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(flat, sort_keys=False))
+    meta = json.loads((ckpt / "meta.json").read_text())
+    meta["sha256"]["config.yaml"] = file_sha256(ckpt / "config.yaml")
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    old = checkpoint.load_model(ckpt)
+    assert old.cfg == new.cfg
+    for (ka, a), (kb, b) in zip(old.state_dict().items(), new.state_dict().items()):
+        assert ka == kb and torch.equal(a, b)
+    st_old, st_new = DiffusionStepper(old), DiffusionStepper(new)
+    f = torch.full((1, 2, 17, 32), 290.0)
+    z = torch.zeros(1, *old.latent_shape_full())
+    noise = st_new.noise_for_step(1, torch.Generator().manual_seed(0))
+    a = st_old.step(z, st_old.condition(f, torch.tensor([1])), None, noise=noise)
+    assert torch.equal(a, st_new.step(z, st_new.condition(f, torch.tensor([1])), None, noise=noise))
+    # and resuming the run with the typed config accepts it as the same configuration
+    Trainer(_cfg(toy_dir), tmp_path / "run", device="cpu", resume=True, progress=False, verbose=False)
 
 
 def test_mixing_skip_persistence_maps_one_latent_channel_into_another(toy_dir):
-    """``model.skip_mixing``: mu = a z + M z + ..., M one channel-mixing matrix for all points."""
+    """``model.step.mixing``: mu = a z + M z + ..., M one channel-mixing matrix for all points."""
     skip = LatentSkip(2, 3, (5, 8), mixing=True)
     with torch.no_grad():
         skip.coef.fill_(0.5)
@@ -526,15 +628,15 @@ def test_mixing_skip_persistence_maps_one_latent_channel_into_another(toy_dir):
     torch.testing.assert_close(mu[0, 0], 0.5 * z[0, 0])
     torch.testing.assert_close(mu[0, 1], 0.25 * z[0, 0])
     assert LatentSkip(2, 3, (5, 8)).mix is None
-    with pytest.raises(InputError, match="skip_mixing: true needs model.latent_skip"):
-        _cfg(toy_dir, model={"skip_mixing": True, "latent_skip": False})
+    with pytest.raises(InputError, match="model.step.mixing: unknown key"):
+        _cfg(toy_dir, model={"step": {"type": "diffusion", "mixing": True}})
 
 
 def test_denoiser_without_the_previous_latent_ignores_it_and_needs_the_skip_path(toy_dir, prepared):
-    """``model.denoiser_previous: false``: the previous month reaches the step only through the
+    """``model.step.denoiser_previous: false``: the previous month reaches the step only through the
     linear skip path (the denoiser's output does not depend on it); without the skip path the
     option is refused, since nothing would then carry month t."""
-    model = build_model(_cfg(Path("."), model={"denoiser_previous": False}), prepared).eval()
+    model = build_model(_cfg(Path("."), model={"step": {"type": "skip", "denoiser_previous": False}}), prepared).eval()
     gen = torch.Generator().manual_seed(0)
     z_s, cond = torch.randn(2, 3, 5, 8, generator=gen), torch.randn(2, model.n_cond, 5, 8, generator=gen)
     with torch.no_grad():
@@ -544,7 +646,5 @@ def test_denoiser_without_the_previous_latent_ignores_it_and_needs_the_skip_path
         a = model.denoiser(z_s, torch.randn(2, 3, 5, 8, generator=gen), cond, s)
         b = model.denoiser(z_s, torch.randn(2, 3, 5, 8, generator=gen), cond, s)
     torch.testing.assert_close(a, b)
-    with pytest.raises(InputError, match="denoiser_previous: false needs model.latent_skip"):
-        _cfg(toy_dir, model={"denoiser_previous": False, "latent_skip": False})
-    with pytest.raises(InputError, match="skip_monthly: true needs model.latent_skip"):
-        _cfg(toy_dir, model={"skip_monthly": True, "latent_skip": False})
+    with pytest.raises(InputError, match="model.step.denoiser_previous: unknown key"):
+        _cfg(toy_dir, model={"step": {"type": "diffusion", "denoiser_previous": False}})

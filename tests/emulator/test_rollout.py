@@ -29,7 +29,7 @@ from emulator import checkpoint
 from emulator import config as config_mod
 from emulator.cli.run import main as run_main
 from emulator.forcing import ForcingReader, initial_state
-from emulator.model import MonthlyDiffusion
+from emulator.stepper import DiffusionStepper
 from emulator.rollout import RolloutConfig, member_generators, run_rollout
 from emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer
@@ -195,12 +195,25 @@ def test_zarr_output_matches_netcdf(tiny, tmp_path):
 # ---------------------------------------------------------------------------------------------- randomness
 
 
+def test_one_member_seed_formula_the_rollout_files_were_made_with():
+    """The rollout's SHA-256 formula is the one home (validation and calibration used another):
+    pinned values, from the formula the existing rollout files were written with."""
+    from emulator import seeding, validation
+
+    assert seeding.member_seed(0, 1, 0) == 3532379097109104694
+    assert seeding.member_seed(7, 3, 554) == 3678213144510836518
+    assert seeding.member_seed(0, 2, -1) == 3500577420533722855  # the initial-state perturbation
+    assert validation.member_seed is seeding.member_seed
+    assert member_generators is seeding.member_generators
+    assert not hasattr(validation, "member_generators") or validation.member_generators is seeding.member_generators
+
+
 def test_noise_is_per_member_and_step_and_batch_size_only_changes_round_off(tiny, tmp_path):
-    model = checkpoint.load_model(tiny["ckpt"])
-    together = model.noise_for_step(3, member_generators(7, [1, 2, 3], 5, model.device))
-    alone = [model.noise_for_step(1, member_generators(7, [m], 5, model.device)) for m in (1, 2, 3)]
+    st = DiffusionStepper(checkpoint.load_model(tiny["ckpt"]))
+    together = st.noise_for_step(3, member_generators(7, [1, 2, 3], 5, st.device))
+    alone = [st.noise_for_step(1, member_generators(7, [m], 5, st.device)) for m in (1, 2, 3)]
     assert torch.equal(together, torch.cat(alone, dim=1))  # member m's noise ignores the batch
-    other_step = model.noise_for_step(1, member_generators(7, [2], 6, model.device))
+    other_step = st.noise_for_step(1, member_generators(7, [2], 6, st.device))
     assert not torch.equal(other_step, alone[1])
 
     assert _run(tiny, tmp_path / "all", end="2000-06") == 0
@@ -304,25 +317,27 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tiny, tmp_path):
     assert run_main([*args, "--out", str(out), "--resume"]) == 0
     assert run_main([*args, "--out", str(tmp_path / "straight")]) == 0
     _same_outputs(out, tmp_path / "straight")
+    for f in out.glob("*.nc"):  # byte for byte: no HDF5 "open for write" flag left (issue 16)
+        assert f.read_bytes() == (tmp_path / "straight" / f.name).read_bytes(), f.name
 
 
 # ---------------------------------------------------------------------------------------------- failures
 
 
 def test_non_finite_member_stops_with_one_line_and_valid_files(tiny, tmp_path, capsys):
-    model: MonthlyDiffusion = checkpoint.load_model(tiny["ckpt"])
+    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 8))
+    model = DiffusionStepper(checkpoint.load_model(tiny["ckpt"]), cfg.sampler)
     decode = model.decode
     pr = model.spec.labels.index("pr")
 
-    def poisoned(z, forcing, month, generator=None):
-        x = decode(z, forcing, month, generator=generator)
-        if int(month[0]) == 4 and x.shape[0] > 1:
+    def poisoned(z, cond, generators=None):
+        x = decode(z, cond, generators)
+        if int(cond.month[0]) == 4 and x.shape[0] > 1:
             x[1, pr, 3, 4] = float("nan")  # member r2, April 2000, pr
         return x
 
     model.decode = poisoned
     spec = model.spec
-    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 8))
     forcing = ForcingReader(tiny["data"], spec, cfg.start, cfg.end, cfg.offset)
     initial = initial_state(tiny["data"], spec, cfg.start)
     out = tmp_path / "unstable"
@@ -367,3 +382,91 @@ def test_bad_inputs_fail_with_one_line(tiny, tmp_path, capsys):
     assert "holds another run" in _error(capsys)
     assert _run(tiny, tmp_path / "y", members=2, end="2000-02") == 2
     assert "already holds this run" in _error(capsys)
+
+
+def test_out_dir_trust_checks_come_first_and_refuse_foreign_files(tiny, tmp_path, capsys):
+    """Issue 16: --out holding AI-MIP files but no run_state.json (another run's, or a tool's)
+    was overwritten with different data, exit 0; now refused with one line, files untouched.
+    --out is checked before the checkpoint is read or the model loaded; no progress bar when
+    stderr is not a terminal; the initial-state month is named as a month, not as a run."""
+    assert _run(tiny, tmp_path / "a", members=1, end="2000-02") == 0
+    capsys.readouterr()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for f in (tmp_path / "a").glob("*.nc"):
+        (foreign / f.name).write_bytes(f.read_bytes())
+    before = {f.name: f.read_bytes() for f in foreign.iterdir()}
+    assert _run(tiny, foreign, "--seed", "3", members=1, end="2000-02") == 2
+    err = _error(capsys)
+    assert "holds rollout output that this run did not write" in err and "no run_state.json" in err
+    assert {f.name: f.read_bytes() for f in foreign.iterdir()} == before  # untouched
+    (foreign / "run_state.json").write_text(json.dumps({**json.loads((tmp_path / "a" / "run_state.json").read_text()),
+                                                        "fingerprint": "0123456789abcdef"}))
+    assert _run(tiny, foreign, members=1, end="2000-02") == 2
+    assert "holds another run" in _error(capsys)
+    partial_only = tmp_path / "partial"
+    partial_only.mkdir()
+    (partial_only / ".tas_Amon_X_aimip_r1i1p1f1_gn_200001-200002.nc.partial").write_bytes(b"x")
+    assert _run(tiny, partial_only, members=1, end="2000-02") == 2
+    assert "did not write" in _error(capsys)
+
+    # --out under a file: refused first, even with a checkpoint that does not exist
+    (tmp_path / "file").write_text("x")
+    assert _run(tiny, tmp_path / "file" / "run", "--checkpoint", str(tmp_path / "nope")) == 2
+    err = _error(capsys)
+    assert "--out" in err and "under a file" in err
+
+    # no progress bar without a terminal (tqdm redraws in log files, issue 16)
+    args = ["--checkpoint", str(tiny["ckpt"]), "--experiment", "historical", "--members", "1", "--start", "2000-01",
+            "--end", "2000-02", "--out", str(tmp_path / "bars"), "--device", "cpu"]
+    assert run_main(args) == 0
+    captured = capsys.readouterr()
+    assert "member-month" not in captured.err and "\r" not in captured.err
+
+    # a missing initial-state month is a month, not "the run 1990-01..1990-01"
+    assert _run(tiny, tmp_path / "init", "--initial-state", "1990-01") == 2
+    err = _error(capsys)
+    assert "has no month 1990-01" in err and "covers 2000-01..2001-12" in err and "1990-01..1990-01" not in err
+
+
+def test_validation_table_has_units():
+    from emulator.train import format_table
+
+    table = format_table({"rmse_rec": {"tas": 1.0, "pr": 2e-5, "zg500": 3.0}, "ssr": {"tas": 1.0, "pr": 0.9,
+                                                                                   "zg500": 1.1}})
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert rows["channel"][:2] == ["channel", "units"]
+    assert rows["tas"][1] == "K" and rows["pr"][1:3] == ["kg", "m-2"] and rows["zg500"][1] == "m"
+    assert "ssr = spread / skill, dimensionless" in table
+
+
+def test_each_month_is_normalised_and_conditioned_once_per_member_batch(tiny, tmp_path):
+    """Issue 12.4: the rollout runs a Stepper and conditions each month's forcing once per member
+    batch (the model-level API normalised it three times: decode of t, step out of t, step into t);
+    the files equal those of the model wrapped by run_rollout itself."""
+    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 4))
+    model = checkpoint.load_model(tiny["ckpt"])
+    stepper = DiffusionStepper(model, cfg.sampler)
+    calls = {"condition": 0, "normalise_forcing": 0}
+    condition, normalise = stepper.condition, model.normaliser.normalise_forcing
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    stepper.condition = counted("condition", condition)
+    model.normaliser.normalise_forcing = counted("normalise_forcing", normalise)
+    forcing = ForcingReader(tiny["data"], stepper.spec, cfg.start, cfg.end, cfg.offset)
+    initial = initial_state(tiny["data"], stepper.spec, cfg.start)
+    run_rollout(stepper, forcing, initial, cfg, tmp_path / "a", {}, batch_size=2, progress=False)
+    assert calls == {"condition": 4 * 2, "normalise_forcing": 4 * 2}  # 4 months x 2 member batches
+    run_rollout(checkpoint.load_model(tiny["ckpt"]), forcing, initial, cfg, tmp_path / "b", {}, batch_size=2,
+                progress=False)
+    for f in (tmp_path / "a").glob("*.nc"):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes()
+    with pytest.raises(ValueError, match="samples ddim"):
+        run_rollout(DiffusionStepper(model, "ddim"), forcing, initial, cfg, tmp_path / "c", {}, progress=False)
+    with pytest.raises(TypeError, match="not a Stepper"):
+        run_rollout(object(), forcing, initial, cfg, tmp_path / "c", {}, progress=False)
