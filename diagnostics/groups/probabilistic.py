@@ -31,14 +31,17 @@ class Probabilistic(Group):
         for pname, period in subject.periods.items():
             f = climatology.in_period(da, period)
             o = climatology.in_period(ref, period)
-            lazy = {"crps": crps.crps_ensemble(f, o, fair=False).mean("time"),
+            # one sort of the members gives the standard and fair CRPS and the rank (one task per chunk)
+            scores = crps.ensemble_scores(f, o)
+            lazy = {"crps": scores["crps"].mean("time"),
                     "ensemble_mean_rmse": spread_skill.ensemble_mean_rmse(f, o)}
             if m >= 2:
-                lazy["crps_fair"] = crps.crps_ensemble(f, o, fair=True).mean("time")
+                lazy["crps_fair"] = scores["crps_fair"].mean("time")
                 lazy.update(spread_skill.spread_skill(f, o).drop_vars("ensemble_mean_rmse").data_vars)
                 # per-month histograms summed afterwards: keeps the time chunks (a histogram over
                 # (time, lat, lon) at once would merge the whole period into one chunk)
-                lazy["rank_histogram"] = rank_histogram.rank_histogram(f, o, dims=("lat", "lon")).sum("time")
+                lazy["rank_histogram"] = rank_histogram.histogram_of_ranks(scores["rank"], m + 1,
+                                                                           dims=("lat", "lon")).sum("time")
             else:
                 res.skip(f"{model}.*.crps_fair/spread/spread_skill/rank_histogram",
                          f"{model} has a single member: ensemble spread is undefined")
