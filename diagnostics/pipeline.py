@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
-import importlib.metadata
-import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +35,7 @@ from . import align, groups
 from .data import catalogue
 from .data.errors import InputError, ensure_output_dir
 from .data.grid import grid_of
+from .data.provenance import digest, file_identity, versions as package_versions
 from .data.timeaxis import Period, period_of, select_period
 from .io.files import expand_paths
 from .io.open import describe_grid, open_dataset
@@ -573,16 +570,9 @@ def clim_period_missing(ctx: groups.Context, res: Results) -> bool:
 
 # --------------------------------------------------------------------------- provenance and run
 def versions() -> dict[str, str]:
-    out = {}
-    for dist, mod in (("monthly-diffusion", "diagnostics"), ("xarray", "xarray"), ("numpy", "numpy"),
-                      ("dask", "dask"), ("distributed", "distributed"), ("eofs", "eofs"),
-                      ("torch-harmonics", "torch_harmonics"), ("netCDF4", "netCDF4"), ("zarr", "zarr")):
-        try:
-            out[mod] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    out["python"] = sys.version.split()[0]
-    return out
+    """Versions of the packages md-diagnose's numbers depend on (``provenance.versions``)."""
+    return package_versions(("monthly-diffusion", "xarray", "numpy", "dask", "distributed", "eofs", "numba",
+                                "netCDF4", "zarr"))
 
 
 def provenance(cfg: Config, inputs: Inputs, scheduler_name: str, nino_source: str) -> dict:
@@ -606,19 +596,11 @@ def provenance(cfg: Config, inputs: Inputs, scheduler_name: str, nino_source: st
 
 
 def fingerprint(cfg: Config, inputs: Inputs) -> str:
-    """Identity of a run for resuming: inputs (paths, sizes, times), periods and options."""
-    files = sorted(set(_flat_paths(inputs.paths)))
-    stats = []
-    for f in files:
-        try:
-            st = os.stat(f)
-            stats.append((f, st.st_size, int(st.st_mtime)))
-        except OSError:
-            stats.append((f, 0, 0))
-    doc = {"files": stats, "window": str(inputs.window), "variables": inputs.variables,
+    """Identity of a run for resuming: inputs (paths, sizes, modification times; zarr stores file by file), periods and options."""
+    doc = {"files": file_identity(set(_flat_paths(inputs.paths))), "window": str(inputs.window), "variables": inputs.variables,
            "members_max": cfg.members_max, "baselines": cfg.baselines, "spectra": cfg.spectra,
            "seed": cfg.seed, "ensembles": cfg.ensembles, "scenarios": cfg.scenarios}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(doc)
 
 
 def _flat_paths(obj) -> list[str]:

@@ -38,13 +38,14 @@ from diagnostics.data.catalogue import channel_label
 from diagnostics.data.errors import InputError, ensure_output_dir
 from diagnostics.data.experiments import EXPERIMENTS
 from diagnostics.data.timeaxis import Month
+from diagnostics.data.provenance import digest as fingerprint
 from diagnostics.io.stream_writer import PARTIAL, AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 
 from .config import SAMPLERS
 from .model import DataSpec, MonthlyDiffusion
 from .seeding import member_generators, member_seed  # noqa: F401  (member_seed: documented here)
 from .stepper import DiffusionStepper, Stepper
-from .run_state import LATENT_DIR, RunState, drop_stale_latents, fingerprint, load_latent, read_state, save_latent
+from .run_state import LATENT_DIR, RunState, drop_stale_latents, load_latent, read_state, save_latent
 
 FORMATS = ("netcdf", "zarr")
 _PERTURB_STEP = -1  # stream id of the initial-state perturbation

@@ -14,7 +14,6 @@ file has its final name, so an unfinished run is never taken for a finished one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -30,11 +29,6 @@ from diagnostics.io.writer import atomic_path, file_sha256, write_json
 FORMAT = "emulator-run-state/1"
 STATE_FILE = "run_state.json"
 LATENT_DIR = ".run"
-
-
-def fingerprint(args: dict) -> str:
-    """SHA-256 (16 hex digits) of the canonical JSON of the arguments that determine the output."""
-    return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -8,14 +8,13 @@ not change since the last render are not redrawn (content-hash cache).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import platform
 import sys
 import time
 from pathlib import Path
 
 import diagnostics
 from diagnostics.data.errors import InputError
+from diagnostics.data.provenance import versions as package_versions
 
 from . import __version__, html, parallel, pdf, sections
 from .layout import FIGURES_DIR, HTML_NAME, PDF_NAME, REPORT_DIR
@@ -25,13 +24,9 @@ FORMATS = ("html", "pdf")
 
 
 def _versions() -> dict[str, str]:
-    out = {"reports": __version__, "diagnostics": diagnostics.__version__, "python": platform.python_version()}
-    for pkg in ("matplotlib", "cartopy", "jinja2", "xarray", "numpy"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    """The project's and the drawing libraries' versions, for the report's provenance."""
+    return {"reports": __version__, "diagnostics": diagnostics.__version__,
+            **package_versions(("matplotlib", "cartopy", "jinja2", "xarray", "numpy"))}
 
 
 def _check_formats(formats) -> tuple[str, ...]:

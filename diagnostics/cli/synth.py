@@ -10,8 +10,6 @@ and DIR/truth.nc. A directory holding a different dataset is refused (exit 2).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 
@@ -21,6 +19,7 @@ from ..data.grid import NAMED_GRIDS, equiangular
 from ..data.timeaxis import Month
 from ..io.writer import read_manifest, write_netcdf, write_prepared
 from ..data.experiments import EXPERIMENTS, sst_offset_k
+from ..data.provenance import digest
 from ..synth.climate import LAZY_BYTES, to_dataset
 from ..synth.model import Model, make_run, progress
 from ..synth.truth import make_truth
@@ -52,11 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def fingerprint(args: dict) -> str:
-    """sha256 of the canonical JSON of the generating arguments and the generator version."""
-    return hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _main(argv: list[str]) -> int:
     a = add_debug_flag(_parser()).parse_args(argv)
     if a.end < a.start:
@@ -69,7 +63,7 @@ def _main(argv: list[str]) -> int:
     args = {"generator": "md-synth", "version": __version__, "grid": res, "start": str(a.start),
             "end": str(a.end), "seed": a.seed, "members": a.members, "scenario": a.scenario,
             "sst_offset_K": sst_offset_k(a.scenario), "nonlinear": not a.linear}
-    manifest = {**args, "fingerprint": fingerprint(args), "kind": "synthetic", "truth": TRUTH_FILE,
+    manifest = {**args, "fingerprint": digest(args), "kind": "synthetic", "truth": TRUTH_FILE,
                 "command": "md-synth " + " ".join(argv),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     existing = read_manifest(a.out)
