@@ -80,7 +80,7 @@ def check_same_levels(fields: dict[str, xr.DataArray], source: str) -> None:
                          source)
 
 
-def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Dataset:
+def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool = True) -> xr.Dataset:
     """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
     names = []
     for p in paths:
@@ -116,7 +116,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
     label_of = {i: lab for lab, i in index.items()}
     per_var: dict[str, dict[int, xr.DataArray]] = {}
     for (store, member), p in pieces.items():
-        per_var.setdefault(store, {})[member] = concat_time(p, store)[0]
+        per_var.setdefault(store, {})[member] = concat_time(p, store, guard)[0]
     fields: dict[str, xr.DataArray] = {}
     for store, by_member in per_var.items():
         first = by_member[min(by_member)]

@@ -84,7 +84,8 @@ def _open(path: str) -> xr.Dataset:
     return standard_coords(ds, path)
 
 
-def read_cds(paths: list[str], variables: list[str] | None = None, derive_huss: bool = False) -> xr.Dataset:
+def read_cds(paths: list[str], variables: list[str] | None = None, derive_huss: bool = False,
+             guard: bool = True) -> xr.Dataset:
     """Read CDS ERA5 monthly-mean netCDF files (either layout; single + pressure levels together)."""
     wanted = None if variables is None else {catalogue.variable(v).store_name for v in variables}
     if wanted is not None and derive_huss:
@@ -105,7 +106,7 @@ def read_cds(paths: list[str], variables: list[str] | None = None, derive_huss: 
         raise InputError("no ERA5 variable of the catalogue found (expected CDS short names such as "
                          "t2m, sp, t, z)", source)
     check_same_grid(grids)
-    fields = {name: concat_time(p, name)[0] for name, p in pieces.items()}
+    fields = {name: concat_time(p, name, guard)[0] for name, p in pieces.items()}
     if derive_huss:
         missing = [n for n in ("tdas", "ps") if n not in fields]
         if missing:

@@ -97,7 +97,8 @@ def ts_from_tos(fields: dict[str, xr.DataArray], variables: list[str] | None) ->
     return True
 
 
-def read_contract_files(paths: list[str], variables: list[str] | None, zarr: bool) -> xr.Dataset:
+def read_contract_files(paths: list[str], variables: list[str] | None, zarr: bool,
+                        guard: bool = True) -> xr.Dataset:
     """Contract netCDF files or zarr stores (CMIP names, lat/lon, any time chunking)."""
     wanted = wanted_file_variables(variables)
     pieces: dict[str, list[Piece]] = {}
@@ -117,5 +118,5 @@ def read_contract_files(paths: list[str], variables: list[str] | None, zarr: boo
     source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
     if not pieces:
         raise InputError("no catalogue variable found in the files", source)
-    fields = {name: concat_time(p, name)[0] for name, p in pieces.items()}
+    fields = {name: concat_time(p, name, guard)[0] for name, p in pieces.items()}
     return merge_on_common_months(fields, source)

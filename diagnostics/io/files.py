@@ -87,19 +87,54 @@ def netcdf_time_chunk(ds: xr.Dataset, dim: str, target: int = NETCDF_CHUNK_BYTES
     return max(1, target // max(sizes, default=1))
 
 
+#: The netCDF library's default fill of float variables (``NC_FILL_FLOAT``/``NC_FILL_DOUBLE``):
+#: cells never written hold it, and files without a ``_FillValue`` attribute leave it unmasked.
+NC_DEFAULT_FILL = 9.969209968386869e36
+
+
+def library_reason(exc: Exception) -> str:
+    """A short reason from a reading library's exception, without its advice or links.
+
+    xarray's "found no engine" error is 430 characters of installation hints: it means the
+    bytes are neither netCDF-3 nor netCDF-4/HDF5.
+    """
+    text = " ".join(str(exc).split())
+    if "match in any of xarray's currently installed IO backends" in text or "Unknown file format" in text:
+        return "not a netCDF-3 or netCDF-4/HDF5 file"
+    if "HDF error" in text or "truncated" in text.lower():
+        return "the file is truncated or damaged"
+    text = text.split(". Consider")[0].split(" see: ")[0]
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def mask_default_fill(ds: xr.Dataset) -> xr.Dataset:
+    """NaN for the netCDF default fill in float variables that declare no ``_FillValue``
+    (and no ``missing_value``): CMIP writers that mask below-ground cells without declaring a
+    fill leave 9.97e36 there, which would otherwise read as data (lazy)."""
+    for name, da in ds.data_vars.items():
+        declared = {"_FillValue", "missing_value"} & (set(da.encoding) | set(da.attrs))
+        if declared or not np.issubdtype(da.dtype, np.floating):
+            continue
+        masked = da.where(np.abs(da) < 0.5 * NC_DEFAULT_FILL)
+        masked.attrs, masked.encoding = da.attrs, da.encoding
+        ds[name] = masked
+    return ds
+
+
 def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Dataset:
     """Open one netCDF file lazily with cftime times, in time chunks of :func:`netcdf_time_chunk`.
 
     Explicit chunks along time matter: a contiguous (unchunked) 0.25-degree file would
-    otherwise be one dask chunk, read whole at the first access.
+    otherwise be one dask chunk, read whole at the first access. The netCDF default fill of
+    float variables without a declared fill is masked (:func:`mask_default_fill`).
     """
     try:
         ds = xr.open_dataset(path, decode_times=_CFTIME if decode_times else False, decode_timedelta=False)
         dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
-        return ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {})
+        return mask_default_fill(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:
-        raise InputError(f"cannot read as netCDF ({type(exc).__name__}: {exc}); "
-                         "the file may be truncated or not netCDF", path) from None
+        raise InputError(f"cannot read as netCDF ({library_reason(exc)}); expected a netCDF-3 or "
+                         "netCDF-4 file (.nc)", path) from None
 
 
 def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:
@@ -108,4 +143,5 @@ def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:
     try:
         return xr.open_zarr(path, chunks={}, decode_timedelta=False, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read as a zarr store ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"cannot read as a zarr store ({library_reason(exc)}); expected a zarr v2 or v3 "
+                         "store (a directory with .zgroup/.zmetadata or zarr.json)", path) from None

@@ -77,15 +77,15 @@ def cds_old(directory: Path, months: int = 4, nlat: int = 5, nlon: int = 8, seed
     sst = 290 + 3 * rng.standard_normal(shape)
     sst[:, 0, :] = np.nan  # the north-pole row (first in file order) is land
 
-    def with_expver(a: np.ndarray) -> np.ndarray:
-        both = np.stack([a, a + 1.0])  # expver 5 differs by +1 so a wrong choice shows
+    def with_expver(a: np.ndarray, offset: float = 1.0) -> np.ndarray:
+        both = np.stack([a, a + offset])  # expver 5 differs (by a plausible amount) so a wrong choice shows
         both[0, -1] = np.nan  # the last month exists only as ERA5T
         both[1, :-1] = np.nan
         return both.transpose(1, 0, 2, 3)
 
     dims = ("time", "expver", "latitude", "longitude")
     single = xr.Dataset(
-        {"t2m": (dims, with_expver(t2m), {"units": "K"}), "tp": (dims, with_expver(tp), {"units": "m"}),
+        {"t2m": (dims, with_expver(t2m), {"units": "K"}), "tp": (dims, with_expver(tp, 1e-3), {"units": "m"}),
          "d2m": (dims, with_expver(d2m), {"units": "K"}), "sp": (dims, with_expver(sp), {"units": "Pa"}),
          "sst": (dims, with_expver(sst), {"units": "K"})},
         coords={"time": time, "expver": np.array([1, 5], dtype=np.int32), "latitude": lat, "longitude": lon})

@@ -89,7 +89,7 @@ def test_celsius_labelled_kelvin_is_caught(tmp_path):
     ds["ta"] = ds["ta"] - 273.15  # wrong values, still labelled K
     ds["ta"].attrs["units"] = "K"
     write_netcdf(ds, tmp_path / "ta.nc")
-    with pytest.raises(InputError, match=r"ta\.nc: variable 'ta' has mean -2\d\.\d+ K, outside the plausible"):
+    with pytest.raises(InputError, match=r"ta\.nc: variable 'ta' has mean -2\d\.\d+ K in 2001-01, outside the plausible"):
         open_dataset(str(tmp_path / "ta.nc"))
 
 
