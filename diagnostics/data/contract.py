@@ -249,6 +249,12 @@ def _value_problems(name: str, da: xr.DataArray, var: catalogue.Variable) -> lis
     return month_value_problems(name, np.asarray(sample.values), var, plev, when)
 
 
+def first_month_missing(da: xr.DataArray) -> int:
+    """NaN cells in the first month of the first member (a small read)."""
+    sample, _ = _first(da)
+    return int(np.isnan(np.asarray(sample.values, dtype=float)).sum())
+
+
 def value_problems(name: str, da: xr.DataArray) -> list[str]:
     """The first month's value problems of one catalogue field (empty for unknown names)."""
     try:
@@ -335,4 +341,10 @@ def require(ds: xr.Dataset, names: list[str] | tuple[str, ...], source: str = "<
     """Raise :class:`InputError` if any of the store names is missing from ``ds``."""
     missing = [n for n in names if n not in ds.data_vars]
     if missing:
-        raise InputError(f"missing variables {missing}; found {sorted(map(str, ds.data_vars))}", source)
+        raise InputError(f"missing variables {missing}; found {field_names(ds)}", source)
+
+
+def field_names(ds: xr.Dataset) -> list[str]:
+    """The data variables of ``ds`` a user would call variables: bounds (``time_bnds``,
+    ``lat_bounds``, ...) left out, sorted, for messages."""
+    return sorted(str(n) for n in ds.data_vars if not str(n).endswith(("_bnds", "_bounds")))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from ..data.contract import field_names
 from ..data.errors import InputError
 from ..data.grid import grid_of
 from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variables
@@ -104,7 +105,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
         grids[path] = grid_of(ds)
         field = name.var if name.var in ds.data_vars else None
         if field is None:
-            raise InputError(f"file holds no variable {name.var!r} (found {sorted(map(str, ds.data_vars))})", path)
+            raise InputError(f"file holds no variable {name.var!r} (found {field_names(ds)})", path)
         converted = to_contract(field, ds[field], path)
         if converted is not None:
             pieces.setdefault((converted[0], index[name.member]), []).append((path, converted[1]))

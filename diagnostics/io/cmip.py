@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from ..data import catalogue
+from ..data.contract import field_names
 from ..data.errors import InputError
 from ..data.grid import grid_of
 from . import units as U
@@ -103,9 +104,11 @@ def read_contract_files(paths: list[str], variables: list[str] | None, zarr: boo
     wanted = wanted_file_variables(variables)
     pieces: dict[str, list[Piece]] = {}
     grids = {}
+    found: set[str] = set()
     for path in paths:
         ds = open_zarr(path, use_cftime=True) if zarr else open_netcdf(path)
         ds = standard_coords(ds, path)
+        found |= set(field_names(ds))
         grids[path] = grid_of(ds)
         for name in ds.data_vars:
             if wanted is not None and catalogue_entry(str(name)) is not None \
@@ -117,6 +120,7 @@ def read_contract_files(paths: list[str], variables: list[str] | None, zarr: boo
     check_same_grid(grids)
     source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
     if not pieces:
-        raise InputError("no catalogue variable found in the files", source)
+        asked = "" if variables is None else f" of {sorted(variables)}"
+        raise InputError(f"no catalogue variable{asked} found in the files (found {sorted(found)})", source)
     fields = {name: concat_time(p, name, guard)[0] for name, p in pieces.items()}
     return merge_on_common_months(fields, source)

@@ -79,9 +79,12 @@ def detect_layout(paths: str | list[str]) -> str:
     layouts = {p: layout_of(p) for p in paths}
     kinds = set(layouts.values())
     if len(kinds) > 1:
-        example = {k: p for p, k in layouts.items()}
-        detail = ", ".join(f"{k} ({example[k]})" for k in sorted(kinds))
-        raise InputError(f"inputs mix layouts: {detail}; give one layout per call", paths[0])
+        # blame a file of the rarer layout (the odd one out), naming what the others are
+        count = {k: sum(1 for v in layouts.values() if v == k) for k in kinds}
+        major = max(sorted(kinds), key=lambda k: count[k])
+        odd = next(p for p, k in layouts.items() if k != major)
+        raise InputError(f"this {layouts[odd]} input is mixed with {count[major]} {major} input(s) (such as "
+                         f"{next(p for p, k in layouts.items() if k == major)}); give one layout per call", odd)
     kind = kinds.pop()
     if kind in ("prepared", "wb2-zarr") and len(paths) > 1:
         raise InputError(f"give a single {kind} store per call ({len(paths)} given)", paths[0])

@@ -19,7 +19,8 @@ import numpy as np
 import xarray as xr
 
 from ..data import catalogue
-from ..data.contract import conform, guard_values, require, validate, value_problems
+from ..data.contract import (BELOW_GROUND_MASKED, conform, first_month_missing, guard_values, require, validate,
+                             value_problems)
 from ..data.errors import InputError
 from ..data.grid import Grid
 from ..data.timeaxis import Period, period_of, select_period
@@ -112,13 +113,24 @@ def _guard(ds: xr.Dataset, layout: str, label: str, derived: tuple[str, ...]) ->
     return ds
 
 
-def _check_first_month(ds: xr.Dataset, label: str) -> None:
-    """The first month's value checks at once (on the native grid), so bad input fails early."""
+def _check_first_month(ds: xr.Dataset, label: str) -> xr.Dataset:
+    """The first month's value checks at once (on the native grid), so bad input fails early.
+
+    Fields masked below the ground (NaN on low levels, allowed) are named in
+    ``attrs["below_ground_masked"]`` and get a CF ``comment`` saying so.
+    """
     found = [p for name in ds.data_vars if name != "time_bnds"
              for p in value_problems(str(name), ds[name])]
     if found:
         more = f" (and {len(found) - 2} more problems)" if len(found) > 2 else ""
         raise InputError("; ".join(found[:2]) + more, label)
+    masked = [str(n) for n in ds.data_vars if n in BELOW_GROUND_MASKED and first_month_missing(ds[n])]
+    for name in masked:
+        ds[name].attrs["comment"] = ("NaN below the ground surface: masked in the source, kept as missing "
+                                     "(scores use the cells both sides have)")
+    if masked:
+        ds.attrs["below_ground_masked"] = ", ".join(masked)
+    return ds
 
 
 def _catalogue_order(ds: xr.Dataset) -> xr.Dataset:
@@ -168,7 +180,7 @@ def open_dataset(paths: str | list[str], variables: list[str] | None = None, gri
         # before NaN-aware conservative coarsening could average it away
         derived = (("huss",) if derive_huss else ()) + (("ts",) if "ts_from" in ds.attrs else ())
         ds = _guard(ds, layout, label, derived)
-        _check_first_month(ds, label)
+        ds = _check_first_month(ds, label)
     if grid is not None:
         ds = conform(regrid(ds, grid, source=label))
     if check:

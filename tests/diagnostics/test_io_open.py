@@ -72,8 +72,10 @@ def test_unknown_and_missing_paths(tmp_path):
 def test_mixed_layouts(tmp_path):
     write_netcdf(contract(), tmp_path / "c.nc")
     write_zarr(contract(), tmp_path / "c.zarr")
-    with pytest.raises(InputError, match="inputs mix layouts"):
-        detect_layout([str(tmp_path / "c.nc"), str(tmp_path / "c.zarr")])
+    write_netcdf(contract(seed=1), tmp_path / "d.nc")
+    # the odd one out is blamed, whatever the order
+    with pytest.raises(InputError, match=r"c\.zarr: this contract-zarr input is mixed with 2 contract-netcdf"):
+        detect_layout([str(tmp_path / "c.nc"), str(tmp_path / "c.zarr"), str(tmp_path / "d.nc")])
 
 
 def test_nan_where_none_may_be(tmp_path):
