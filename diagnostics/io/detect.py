@@ -2,7 +2,8 @@
 
 Layouts: ``prepared`` (manifest.json + dataset.zarr from md-prepare), ``wb2-zarr``
 (WeatherBench 2 ERA5), ``contract-zarr``, ``cds-netcdf`` (ERA5 monthly means from the CDS),
-``aimip`` (CMIP-named per-variable files), ``contract-netcdf``. Decided from names and
+``cds-grib`` (the same in GRIB, read with cfgrib), ``aimip`` (CMIP-named per-variable
+files), ``contract-netcdf``. Decided from names and
 metadata only (no data is read).
 """
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from ..data import catalogue
 from ..data.errors import InputError
 from .aimip import parse_name
-from .files import expand_paths, is_netcdf, is_prepared_dir, is_zarr_store, open_netcdf, open_zarr
+from .files import expand_paths, is_grib, is_netcdf, is_prepared_dir, is_zarr_store, open_netcdf, open_zarr
 from .wb2 import is_wb2
 
-LAYOUTS: tuple[str, ...] = ("prepared", "wb2-zarr", "cds-netcdf", "aimip", "contract-netcdf", "contract-zarr")
+LAYOUTS: tuple[str, ...] = ("prepared", "wb2-zarr", "cds-netcdf", "cds-grib", "aimip", "contract-netcdf",
+                            "contract-zarr")
 
 _CDS_NAMES = {n for v in catalogue.VARIABLES.values() for n in v.cds} | {"z", "tp", "avg_tprate", "mtpr"}
 
@@ -63,8 +65,11 @@ def layout_of(path: str) -> str:
         return _zarr_layout(path)
     if is_netcdf(p):
         return "aimip" if parse_name(p) is not None else _netcdf_layout(path)
+    if is_grib(p):
+        return "cds-grib"
     if p.is_file():
-        raise InputError("unknown layout: not a netCDF file (.nc), a zarr store or a prepared directory", path)
+        raise InputError("unknown layout: not a netCDF file (.nc), a GRIB file (.grib), a zarr store or a "
+                         "prepared directory", path)
     raise InputError("no such file or directory", path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from ..data.errors import InputError
 from .writer import MANIFEST, PREPARED_STORE
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
 
 _CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 
@@ -37,6 +39,10 @@ def is_prepared_dir(path: str | os.PathLike) -> bool:
 
 def is_netcdf(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and str(path).lower().endswith(NETCDF_SUFFIXES)
+
+
+def is_grib(path: str | os.PathLike) -> bool:
+    return Path(path).is_file() and str(path).lower().endswith(GRIB_SUFFIXES)
 
 
 def expand_paths(paths: str | os.PathLike | list) -> list[str]:
@@ -60,10 +66,10 @@ def expand_paths(paths: str | os.PathLike | list) -> list[str]:
             continue
         p = Path(text)
         if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)):
-            files = sorted(str(f) for f in p.iterdir() if is_netcdf(f))
+            files = sorted(str(f) for f in p.iterdir() if is_netcdf(f) or is_grib(f))
             if not files:
                 raise InputError("directory holds no prepared dataset (manifest.json + dataset.zarr), "
-                                 "no zarr store and no netCDF files", text)
+                                 "no zarr store and no netCDF or GRIB files", text)
             out.extend(files)
         else:
             out.append(text)
@@ -135,6 +141,36 @@ def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Datase
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:
         raise InputError(f"cannot read as netCDF ({library_reason(exc)}); expected a netCDF-3 or "
                          "netCDF-4 file (.nc)", path) from None
+
+
+GRIB_HELP = ("GRIB is read with cfgrib and ecCodes (pip install cfgrib eccodes); without them, convert "
+             "it first (ecCodes: grib_to_netcdf -o era5.nc era5.grib, or ask the CDS for netCDF)")
+
+
+def open_grib(path: str | os.PathLike) -> list[xr.Dataset]:
+    """Open one GRIB file lazily with cfgrib: one dataset per hypercube (cfgrib splits messages
+    whose level types or steps differ, e.g. ``2t`` at 2 m beside ``sp`` at the surface).
+
+    No index file is written beside the source (``indexpath=""``): sources may be read-only.
+    """
+    try:
+        import cfgrib
+    except ImportError:
+        raise InputError(f"cannot read GRIB here: {GRIB_HELP}", path) from None
+    try:
+        with warnings.catch_warnings():  # cfgrib's own xr.merge call: a FutureWarning about xarray defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""}, cache=False)
+    except Exception as exc:  # eccodes raises its own types for damaged messages
+        raise InputError(f"cannot read as GRIB ({library_reason(exc)}); expected GRIB 1 or 2 messages "
+                         "such as the CDS hands out", path) from None
+    if not parts:
+        raise InputError("GRIB file holds no message cfgrib can read", path)
+    out = []
+    for ds in parts:
+        dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
+        out.append(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
+    return out
 
 
 def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:

@@ -1,6 +1,6 @@
 """The public reader API: any supported layout -> a lazy, validated contract dataset.
 
-    detect_layout(paths) -> "prepared" | "wb2-zarr" | "cds-netcdf" | "aimip" |
+    detect_layout(paths) -> "prepared" | "wb2-zarr" | "cds-netcdf" | "cds-grib" | "aimip" |
                             "contract-netcdf" | "contract-zarr"
     open_dataset(paths, variables=None, grid=None, period=None) -> xr.Dataset
     open_prepared(directory) -> xr.Dataset
@@ -82,13 +82,13 @@ def read_source(paths: str | list[str], variables: list[str] | None = None, peri
         ds = open_prepared(files[0])
     elif layout == "wb2-zarr":
         ds = read_wb2(files[0], variables, period, derive_huss)
-    elif layout == "cds-netcdf":
+    elif layout in ("cds-netcdf", "cds-grib"):
         ds = read_cds(files, variables, derive_huss, guard)
     elif layout == "aimip":
         ds = read_aimip(files, variables, guard)
     else:
         ds = read_contract_files(files, variables, zarr=layout == "contract-zarr", guard=guard)
-    if derive_huss and layout not in ("wb2-zarr", "cds-netcdf") and "huss" not in ds:
+    if derive_huss and layout not in ("wb2-zarr", "cds-netcdf", "cds-grib") and "huss" not in ds:
         raise InputError("--derive-huss applies to ERA5 sources (WB2 or CDS) only", label)
     return ds, layout, label
 
