@@ -34,7 +34,7 @@ import xarray as xr
 from ..data.errors import InputError, add_debug_flag, cli_entry, ensure_output_dir
 from ..data.grid import Grid, equiangular, grid_of
 from ..data.timeaxis import Month, Period, calendar_of, period_of
-from ..io.files import expand_paths, is_prepared_dir
+from ..io.files import drs_summaries, expand_paths, is_prepared_dir
 from ..io.open import describe_grid, open_dataset, store_names
 from ..io.staging import progress_path, stage
 from ..io.writer import MANIFEST, PREPARED_STORE, read_manifest, write_prepared
@@ -219,6 +219,13 @@ def _main(argv: list[str]) -> int:
         if key in ds.attrs:
             manifest[key] = ds.attrs[key]
     ds.attrs["prepared_from"] = ds.attrs.get("source_layout", "")
+    for line in drs_summaries(args.source):
+        print(f"md-prepare: {line}", file=sys.stderr)
+    if "found" in ds.attrs:
+        print(f"md-prepare: read {ds.attrs['found']}", file=sys.stderr)
+    if ds.attrs.get("reader_notes"):
+        print(f"md-prepare: note: {ds.attrs['reader_notes']}", file=sys.stderr)
+        manifest["reader_notes"] = ds.attrs["reader_notes"]
     masked = ds.attrs.get("below_ground_masked")
     if masked:
         print(f"md-prepare: note: {masked} are masked below the ground in the source (NaN there, kept as "

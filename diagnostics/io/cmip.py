@@ -61,7 +61,10 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
         if var.name == "zg":
             da = single_level(da, var.levels[0], source, name)
         if U.is_geopotential(da, first_sample(da)):
+            labelled = da.attrs.get("units")
             da = U.geopotential_to_height(da)
+            da.attrs["comment"] = (f"converted from geopotential (units {labelled!r}, magnitude of "
+                                   "geopotential) by dividing by g0 = 9.80665 m s-2")
     if var.is_3d:
         if "plev" not in da.dims:
             raise InputError(f"variable {name!r} is a pressure-level field but has no plev axis", source)

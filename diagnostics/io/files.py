@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from ..data.errors import InputError
+from .names import find_drs_files
 from .writer import MANIFEST, PREPARED_STORE
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
@@ -41,6 +42,17 @@ def is_netcdf(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and str(path).lower().endswith(NETCDF_SUFFIXES)
 
 
+def drs_summaries(paths: list[str]) -> list[str]:
+    """``<dir>: CMIP DRS tree: <what was found>`` for each given directory read as a DRS tree."""
+    out = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)) and \
+                not any(is_netcdf(f) or is_grib(f) for f in p.iterdir()):
+            out.append(f"{text}: CMIP DRS tree: {find_drs_files(p).summary}")
+    return out
+
+
 def is_grib(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and str(path).lower().endswith(GRIB_SUFFIXES)
 
@@ -49,7 +61,8 @@ def expand_paths(paths: str | os.PathLike | list) -> list[str]:
     """Expand one path, a glob, or a list of them into the files/stores to read, sorted.
 
     A prepared directory or a zarr store is one entry; any other directory stands for the
-    netCDF files directly inside it.
+    netCDF (or GRIB) files directly inside it or, holding none, for the monthly files of the CMIP
+    DRS tree below it (:func:`.names.find_drs_files`: Amon, latest version).
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
@@ -67,9 +80,12 @@ def expand_paths(paths: str | os.PathLike | list) -> list[str]:
         p = Path(text)
         if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)):
             files = sorted(str(f) for f in p.iterdir() if is_netcdf(f) or is_grib(f))
+            if not files:  # a CMIP DRS tree (or part of one): the monthly files below
+                files = find_drs_files(p).files
             if not files:
                 raise InputError("directory holds no prepared dataset (manifest.json + dataset.zarr), "
-                                 "no zarr store and no netCDF or GRIB files", text)
+                                 "no zarr store, no netCDF or GRIB files and no CMIP DRS tree of monthly "
+                                 "(Amon) files below it", text)
             out.extend(files)
         else:
             out.append(text)
