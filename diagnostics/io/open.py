@@ -113,17 +113,18 @@ def _guard(ds: xr.Dataset, layout: str, label: str, derived: tuple[str, ...]) ->
     return ds
 
 
-def _check_first_month(ds: xr.Dataset, label: str) -> xr.Dataset:
-    """The first month's value checks at once (on the native grid), so bad input fails early.
-
-    Fields masked below the ground (NaN on low levels, allowed) are named in
-    ``attrs["below_ground_masked"]`` and get a CF ``comment`` saying so.
-    """
+def _check_first_month(ds: xr.Dataset, label: str) -> None:
+    """The first month's value checks at once (on the native grid), so bad input fails early."""
     found = [p for name in ds.data_vars if name != "time_bnds"
              for p in value_problems(str(name), ds[name])]
     if found:
         more = f" (and {len(found) - 2} more problems)" if len(found) > 2 else ""
         raise InputError("; ".join(found[:2]) + more, label)
+
+
+def _note_below_ground(ds: xr.Dataset) -> xr.Dataset:
+    """Fields masked below the ground (NaN on low levels in the first month, allowed) are named
+    in ``attrs["below_ground_masked"]`` and get a CF ``comment`` saying so."""
     masked = [str(n) for n in ds.data_vars if n in BELOW_GROUND_MASKED and first_month_missing(ds[n])]
     for name in masked:
         ds[name].attrs["comment"] = ("NaN below the ground surface: masked in the source, kept as missing "
@@ -180,7 +181,8 @@ def open_dataset(paths: str | list[str], variables: list[str] | None = None, gri
         # before NaN-aware conservative coarsening could average it away
         derived = (("huss",) if derive_huss else ()) + (("ts",) if "ts_from" in ds.attrs else ())
         ds = _guard(ds, layout, label, derived)
-        ds = _check_first_month(ds, label)
+        _check_first_month(ds, label)
+    ds = _note_below_ground(ds)
     if grid is not None:
         ds = conform(regrid(ds, grid, source=label))
     if check:
