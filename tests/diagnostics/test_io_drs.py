@@ -92,3 +92,35 @@ def test_a_model_directory_with_two_experiments_is_refused(tmp_path):
     _write(other / "tas_Amon_MD-1p5_aimip_r1i1p1f1_gn_197810-197901.nc", "tas", 285 + np.zeros((4, 4, 8)), "K", 4)
     with pytest.raises(Exception, match=r"files mix several experiments \(aimip, aimip-2k\)"):
         open_dataset(str(tmp_path / "Inst" / "MD-1p5"))
+
+
+@pytest.mark.parametrize("calendar", ["julian", "365_day"])
+def test_native6_era5_and_cmor_files_with_bounds_masks_and_noisy_levels(tmp_path, calendar):
+    """ESMValTool native6 ERA5 names and GFDL-CM4-like CMOR files: bounds variables, 19 levels
+    with float noise in Pa, a below-ground mask under the declared fill, julian / 365-day."""
+    n, lat = 4, np.linspace(-89.5, 89.5, 9)
+    time = np.array([cftime.datetime(1979, k + 1, 16, calendar=calendar) for k in range(n)])
+    bnds = np.array([[cftime.datetime(1979, k + 1, 1, calendar=calendar),
+                      cftime.datetime(1979 + (k + 1) // 12, (k + 1) % 12 + 1, 1, calendar=calendar)] for k in range(n)])
+    plev = np.array([100000.00000001, 92500, 85000, 70000, 60000, 50000, 40000, 30000, 25000, 20000, 15000,
+                     10000, 7000, 5000, 3000, 2000, 1000, 500, 100.0])
+    ta = 250 + np.arange(plev.size, dtype=np.float32)[None, :, None, None] + np.zeros((n, plev.size, 9, 8), np.float32)
+    ta[:, 0, 0] = 1e20  # below ground at 1000 hPa over the southern row, under the declared fill
+    fields = {"tas": (("time", "lat", "lon"), 280 + np.zeros((n, 9, 8), np.float32)),
+              "ta": (("time", "plev", "lat", "lon"), ta)}
+    for var, (dims, data) in fields.items():
+        ds = xr.Dataset({var: (dims, data, {"units": "K"}), "time_bnds": (("time", "bnds"), bnds),
+                         "lat_bnds": (("lat", "bnds"), np.stack([lat - 10, lat + 10], 1)),
+                         "lon_bnds": (("lon", "bnds"), np.stack([LON - 22.5, LON + 22.5], 1))},
+                        coords={"time": ("time", time, {"bounds": "time_bnds"}), "lat": lat, "lon": LON})
+        if var == "ta":
+            ds = ds.assign_coords(plev=("plev", plev, {"units": "Pa"}))
+        enc = {v: {"units": "days since 1850-01-01", "calendar": calendar} for v in ("time", "time_bnds")}
+        ds.to_netcdf(tmp_path / f"native6_ERA5_an_v1_Amon_{var}_1979-1979.nc",
+                     encoding={**enc, var: {"_FillValue": np.float32(1e20)}})
+    out = open_dataset(str(tmp_path))
+    assert out.attrs["source_layout"] == "contract-netcdf" and out["time"].values[0].calendar == {"365_day": "noleap"}.get(calendar, calendar)
+    assert out.attrs["below_ground_masked"] == "ta"
+    assert np.isnan(out["ta"].values[:, 0, 0]).all()
+    # the 7 catalogue levels picked from 19 by position after rounding: 1000 850 700 500 250 100 50 hPa
+    np.testing.assert_allclose(out["ta"].values[0, :, 1, 0], 250 + np.array([0, 2, 3, 5, 8, 11, 13]))
