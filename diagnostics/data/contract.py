@@ -266,24 +266,44 @@ def value_problems(name: str, da: xr.DataArray) -> list[str]:
 
 def _check_block(block: np.ndarray, *, variable: str, source: str, dims: tuple[str, ...], months: list[str] | None,
                  members: list[str] | None, plev_pa: np.ndarray | None, block_info=None) -> np.ndarray:
-    """Raise InputError at the first bad month of ``block`` (dims ``dims``); return it unchanged."""
+    """Raise InputError at the first bad month of ``block`` (dims ``dims``); return it unchanged.
+
+    One vectorised pass finds the suspect months: the sum over each month's cells is
+    finite only without NaN/inf, and gives the mean for the range check (plus the minimum for
+    non-negative fields); only suspects (and fields that may hold NaN) get the detailed check
+    of :func:`month_value_problems`, which writes the message.
+    """
     name, var = variable, catalogue.variable(variable)
     loc = block_info[0]["array-location"] if block_info else [(0, n) for n in block.shape]
-    lead = [d for d in ("member", "time") if d in dims]
-    order = [dims.index(d) for d in lead] + [i for i, d in enumerate(dims) if d not in lead]
-    moved = np.transpose(block, order)
+    lead = [d for d in dims if d in ("member", "time")]
+    lead_axes = tuple(dims.index(d) for d in lead)
+    other = tuple(i for i in range(block.ndim) if i not in lead_axes)
+    size = int(np.prod([block.shape[i] for i in other]))
+    if not size:
+        return block
+    sums = block.sum(axis=other)  # float32 pairwise sums: ~1e-6 relative, plenty for a range check
+    with np.errstate(invalid="ignore"):
+        mean = sums / size
+        lo, hi = var.valid_range
+        suspect = ~np.isfinite(sums) | (mean < lo) | (mean > hi)
+        if var.nonnegative:
+            suspect |= block.min(axis=other) < -1e-6 * max(1.0, abs(hi))
+    if not suspect.any():
+        return block
+    moved = np.moveaxis(block, lead_axes, tuple(range(len(lead))))
     starts = {d: loc[dims.index(d)][0] for d in lead}
     plev = None
     if plev_pa is not None and "plev" in dims:
-        lo, hi = loc[dims.index("plev")]
-        plev = plev_pa[lo:hi]
-    for index in np.ndindex(*moved.shape[:len(lead)]):
+        lo_p, hi_p = loc[dims.index("plev")]
+        plev = plev_pa[lo_p:hi_p]
+    for index in zip(*np.nonzero(np.atleast_1d(suspect))) if lead else [()]:
         where = []
         for d, i in zip(lead, index):
-            k = starts[d] + i
+            k = starts[d] + int(i)
             where.append(f"member {members[k]}" if d == "member" and members else
                          months[k] if d == "time" and months else f"{d} {k}")
-        found = month_value_problems(name, moved[index], var, plev, f" in {', '.join(where)}" if where else "")
+        found = month_value_problems(name, moved[tuple(index)], var, plev,
+                                     f" in {', '.join(where)}" if where else "")
         if found:
             raise InputError("; ".join(found[:2]), source)
     return block
