@@ -32,7 +32,7 @@ from pathlib import Path
 import xarray as xr
 
 from ..data.errors import InputError, add_debug_flag, cli_entry, ensure_output_dir
-from ..data.grid import Grid, equiangular, grid_of
+from ..data.grid import Grid, coverage_problem, equiangular, grid_of
 from ..data.timeaxis import Month, Period, calendar_of, period_of
 from ..io.files import drs_summaries, expand_paths, is_prepared_dir
 from ..io.open import describe_grid, open_dataset, store_names
@@ -209,7 +209,8 @@ def _main(argv: list[str]) -> int:
         "source_layout": ds.attrs.get("source_layout"),
         "sources": [os.path.realpath(p) for p in sources],
         "grid": {"resolution_deg": grid_of(ds).resolution, "nlat": ds.sizes["lat"], "nlon": ds.sizes["lon"],
-                 "regrid": ds.attrs.get("regrid", "none (native grid)")},
+                 "regrid": ds.attrs.get("regrid", "none (native grid)"),
+                 "coverage": coverage_problem(grid_of(ds)) or "global"},
         "period": None if used is None else str(used),
         "calendar": calendar_of(ds) if "time" in ds.dims else None,
         "variables": [str(v) for v in ds.data_vars if v != "time_bnds"],

@@ -22,7 +22,7 @@ from ..data import catalogue
 from ..data.contract import (BELOW_GROUND_MASKED, conform, first_month_missing, guard_values, require, validate,
                              value_problems)
 from ..data.errors import InputError
-from ..data.grid import Grid
+from ..data.grid import Grid, coverage_problem, grid_of
 from ..data.timeaxis import Period, period_of, select_period
 from .aimip import read_aimip
 from .cds import read_cds
@@ -196,5 +196,7 @@ def describe_grid(ds: xr.Dataset) -> str:
     """``121 x 240 (1.5 deg), lat -90..90, lon 0..358.5`` for a contract dataset."""
     lat, lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
     res = 360.0 / lon.size if lon.size else float("nan")
-    return (f"{lat.size} x {lon.size} ({res:g} deg), lat {lat.min():g}..{lat.max():g}, "
+    text = (f"{lat.size} x {lon.size} ({res:g} deg), lat {lat.min():g}..{lat.max():g}, "
             f"lon {lon.min():g}..{lon.max():g}")
+    problem = coverage_problem(grid_of(ds))
+    return text if problem is None else f"{text}, NOT GLOBAL ({problem})"

@@ -132,6 +132,15 @@ def test_tiny_and_regional_grids_are_refused_not_padded(tmp_path, capsys, lat, l
     assert __import__("re").search(message, err), err
 
 
+def test_regional_source_kept_native_is_labelled(tmp_path, capsys):
+    lat = np.linspace(-30, 30, 5)
+    _tas(tmp_path / "tas.nc", n=2, values=280 + np.zeros((2, 5, 8)), lat=lat)
+    assert prepare.main(["--source", str(tmp_path / "tas.nc"), "--out", str(tmp_path / "p"), "--grid", "native"]) == 0
+    assert "NOT GLOBAL (latitudes -30..30 do not reach the poles" in capsys.readouterr().out
+    grid = json.loads((tmp_path / "p" / "manifest.json").read_text())["grid"]
+    assert grid["coverage"].startswith("latitudes -30..30 do not reach the poles")
+
+
 def test_changed_source_is_prepared_again(tmp_path, capsys):
     src = tmp_path / "tas.nc"
     _tas(src, n=3, values=280 + np.zeros((3, 4, 8)))
