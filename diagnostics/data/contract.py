@@ -290,7 +290,8 @@ def _check_block(block: np.ndarray, *, variable: str, source: str, dims: tuple[s
             suspect |= block.min(axis=other) < -1e-6 * max(1.0, abs(hi))
     if not suspect.any():
         return block
-    moved = np.moveaxis(block, lead_axes, tuple(range(len(lead))))
+    front = lead_axes + ((dims.index("plev"),) if "plev" in dims else ())  # (lead..., plev, lat, lon)
+    moved = np.moveaxis(block, front, tuple(range(len(front))))
     starts = {d: loc[dims.index(d)][0] for d in lead}
     plev = None
     if plev_pa is not None and "plev" in dims:
