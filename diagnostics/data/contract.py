@@ -28,6 +28,16 @@ PLEV_PA = np.array([h * 100.0 for h in catalogue.PLEV_HPA])
 #: Variables that may hold NaN (SST over land is undefined).
 NAN_ALLOWED = frozenset({"tos"})
 
+#: Pressure-level fields that physical models mask below the ground (CMIP ``ta``/``ua``/``va``/
+#: ``hus``/``zg`` at 1000/850/700 hPa over Antarctica, Greenland, Tibet): NaN there is missing
+#: data, allowed on levels of :data:`BELOW_GROUND_MIN_PA` and more, on at most
+#: :data:`BELOW_GROUND_MAX_FRACTION` of a level's cells. Scores use the cells both sides have.
+BELOW_GROUND_MASKED = frozenset({"ta", "ua", "va", "hus", "zg500"})
+#: The highest level (lowest pressure) where ground can be: 500 hPa (model orography < ~5.5 km).
+BELOW_GROUND_MIN_PA = 50000.0
+#: At 1000 hPa a model's mask covers the land above ~100 m and low-pressure oceans: ~40 %.
+BELOW_GROUND_MAX_FRACTION = 0.6
+
 
 def plev_coord(levels_hpa: tuple[int, ...] | list[int] = catalogue.PLEV_HPA) -> xr.DataArray:
     """The CF ``plev`` coordinate (Pa) for the given levels in hPa."""
@@ -151,26 +161,187 @@ def _variable_problems(ds: xr.Dataset, check_values: bool) -> list[str]:
     return out
 
 
-def _value_problems(name: str, da: xr.DataArray, var: catalogue.Variable) -> list[str]:
-    """NaN and plausible-range checks, on the first time step only to stay cheap at scale."""
-    sample = da.isel(time=0) if "time" in da.dims else da
-    sample = sample.isel(member=0) if "member" in sample.dims else sample
-    values = np.asarray(sample.values, dtype=float)
+def _level_label(plev_pa: float | None) -> str:
+    return "" if plev_pa is None else f" at {plev_pa / 100.0:g} hPa"
+
+
+def month_value_problems(name: str, values: np.ndarray, var: catalogue.Variable,
+                         plev_pa: np.ndarray | None = None, when: str = "") -> list[str]:
+    """Problems of one month of one member: ``values`` is (plev, lat, lon) or (lat, lon).
+
+    * NaN/inf: never allowed, except NaN in :data:`NAN_ALLOWED` fields and below-ground NaN
+      (see :func:`below_ground_allowed`) in :data:`BELOW_GROUND_MASKED` fields;
+    * the mean of the finite cells inside ``var.valid_range`` (a wrong-units guard: 275 K read
+      as degC is 1.2 "K");
+    * ``var.nonnegative`` fields >= 0 (a tolerance of 1e-6 of the range's top).
+
+    ``when`` (e.g. ``" in 1979-08"``) ends the cell counts so the message names the month.
+    """
+    values = np.asarray(values)
+    finite = np.isfinite(values)
     out: list[str] = []
-    finite = values[np.isfinite(values)]
-    if name not in NAN_ALLOWED and finite.size != values.size:
-        out.append(f"variable {name!r} holds NaN or inf where none may be "
-                   f"({values.size - finite.size} of {values.size} cells in the first month)")
-    if finite.size:
+    nbad = int(values.size - np.count_nonzero(finite))
+    if nbad and name not in NAN_ALLOWED:
+        if name in BELOW_GROUND_MASKED and not np.isinf(values).any():
+            out.extend(_below_ground_problems(name, finite, plev_pa, when))
+        else:
+            out.append(f"variable {name!r} holds NaN or inf where none may be "
+                       f"({nbad} of {values.size} cells{when})")
+    count = int(values.size - nbad)
+    if count:
         lo, hi = var.valid_range
-        mean = float(finite.mean())
+        ok = np.where(finite, values, 0)
+        mean = float(ok.sum(dtype=np.float64) / count)
         if not lo <= mean <= hi:
-            out.append(f"variable {name!r} has mean {mean:.4g} {var.units}, outside the plausible "
+            out.append(f"variable {name!r} has mean {mean:.4g} {var.units}{when}, outside the plausible "
                        f"range {lo:g}..{hi:g}: wrong units?")
-        if var.nonnegative and finite.min() < -1e-6 * max(1.0, abs(hi)):
-            out.append(f"variable {name!r} is negative somewhere (min {finite.min():.4g}), "
-                       "expected values >= 0")
+        if var.nonnegative:
+            low = float(np.where(finite, values, np.inf).min())
+            if low < -1e-6 * max(1.0, abs(hi)):
+                out.append(f"variable {name!r} is negative somewhere{when} (min {low:.4g}), "
+                           "expected values >= 0")
     return out
+
+
+def below_ground_allowed(plev_pa: float) -> bool:
+    """Whether a level may hold below-ground (masked) cells: 500 hPa and below (higher pressure)."""
+    return plev_pa >= BELOW_GROUND_MIN_PA - 1e-6
+
+
+def _below_ground_problems(name: str, finite: np.ndarray, plev_pa: np.ndarray | None, when: str) -> list[str]:
+    """NaN in a masked field: only on levels the ground can reach, and never most of a level."""
+    if finite.ndim == 2:  # a single-level field such as zg500: its catalogue level
+        levels = catalogue.variable(name).levels
+        layers = [(levels[0] * 100.0 if len(levels) == 1 else None, finite)]
+    else:
+        pressures = [None] * finite.shape[0] if plev_pa is None else [float(p) for p in plev_pa]
+        layers = list(zip(pressures, finite))
+    for p, ok in layers:
+        bad = int(ok.size - np.count_nonzero(ok))
+        if not bad:
+            continue
+        if p is None or not below_ground_allowed(p):
+            return [f"variable {name!r} holds NaN{_level_label(p)}, above any ground ({bad} of {ok.size} "
+                    f"cells{when}); below-ground masking is allowed at {BELOW_GROUND_MIN_PA / 100:g} hPa "
+                    "and below only"]
+        if bad > BELOW_GROUND_MAX_FRACTION * ok.size:
+            return [f"variable {name!r} holds NaN in {bad} of {ok.size} cells{_level_label(p)}{when}: more "
+                    f"than the {BELOW_GROUND_MAX_FRACTION:.0%} a below-ground mask can cover"]
+    return []
+
+
+def _first(da: xr.DataArray) -> tuple[xr.DataArray, str]:
+    label = ""
+    if "time" in da.dims:
+        idx = int(month_index(da["time"][:1])[0])
+        label = f" in {idx // 12:04d}-{idx % 12 + 1:02d}"
+        da = da.isel(time=0)
+    if "member" in da.dims:
+        da = da.isel(member=0)
+    return da, label
+
+
+def _value_problems(name: str, da: xr.DataArray, var: catalogue.Variable) -> list[str]:
+    """Value checks of the first month of the first member (a small read: ``md-describe``, early
+    failure); every month is checked as it is computed by :func:`guard_values`."""
+    sample, when = _first(da)
+    plev = np.asarray(sample["plev"].values, dtype=float) if "plev" in sample.dims else None
+    return month_value_problems(name, np.asarray(sample.values), var, plev, when)
+
+
+def first_month_missing(da: xr.DataArray) -> int:
+    """NaN cells in the first month of the first member (a small read)."""
+    sample, _ = _first(da)
+    return int(np.isnan(np.asarray(sample.values, dtype=float)).sum())
+
+
+def value_problems(name: str, da: xr.DataArray) -> list[str]:
+    """The first month's value problems of one catalogue field (empty for unknown names)."""
+    try:
+        var = catalogue.variable(name)
+    except KeyError:
+        return []
+    return _value_problems(name, da, var)
+
+
+def _check_block(block: np.ndarray, *, variable: str, source: str, dims: tuple[str, ...], months: list[str] | None,
+                 members: list[str] | None, plev_pa: np.ndarray | None, block_info=None) -> np.ndarray:
+    """Raise InputError at the first bad month of ``block`` (dims ``dims``); return it unchanged.
+
+    One vectorised pass finds the suspect months: the sum over each month's cells is
+    finite only without NaN/inf, and gives the mean for the range check (plus the minimum for
+    non-negative fields); only suspects (and fields that may hold NaN) get the detailed check
+    of :func:`month_value_problems`, which writes the message.
+    """
+    name, var = variable, catalogue.variable(variable)
+    loc = block_info[0]["array-location"] if block_info else [(0, n) for n in block.shape]
+    lead = [d for d in dims if d in ("member", "time")]
+    lead_axes = tuple(dims.index(d) for d in lead)
+    other = tuple(i for i in range(block.ndim) if i not in lead_axes)
+    size = int(np.prod([block.shape[i] for i in other]))
+    if not size:
+        return block
+    sums = block.sum(axis=other)  # float32 pairwise sums: ~1e-6 relative, plenty for a range check
+    with np.errstate(invalid="ignore"):
+        mean = sums / size
+        lo, hi = var.valid_range
+        suspect = ~np.isfinite(sums) | (mean < lo) | (mean > hi)
+        if var.nonnegative:
+            suspect |= block.min(axis=other) < -1e-6 * max(1.0, abs(hi))
+    if not suspect.any():
+        return block
+    front = lead_axes + ((dims.index("plev"),) if "plev" in dims else ())  # (lead..., plev, lat, lon)
+    moved = np.moveaxis(block, front, tuple(range(len(front))))
+    starts = {d: loc[dims.index(d)][0] for d in lead}
+    plev = None
+    if plev_pa is not None and "plev" in dims:
+        lo_p, hi_p = loc[dims.index("plev")]
+        plev = plev_pa[lo_p:hi_p]
+    for index in zip(*np.nonzero(np.atleast_1d(suspect))) if lead else [()]:
+        where = []
+        for d, i in zip(lead, index):
+            k = starts[d] + int(i)
+            where.append(f"member {members[k]}" if d == "member" and members else
+                         months[k] if d == "time" and months else f"{d} {k}")
+        found = month_value_problems(name, moved[tuple(index)], var, plev,
+                                     f" in {', '.join(where)}" if where else "")
+        if found:
+            raise InputError("; ".join(found[:2]), source)
+    return block
+
+
+def guard_values(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
+    """``da`` with the value checks of :func:`month_value_problems` on every month and member.
+
+    Lazy (dask) fields get a blockwise identity task that checks each block when it is
+    computed, so the checks ride along the write or the scoring at the cost of one pass over
+    data already in memory; the first bad month raises :class:`InputError` naming the month
+    (and member) and ``source``. In-memory fields are checked at once. Fields outside the
+    catalogue, or with dims beyond (member, time, plev, lat, lon), are returned unchanged.
+    """
+    try:
+        catalogue.variable(name)
+    except KeyError:
+        return da
+    if not set(da.dims) <= set(DIM_ORDER) or not {"lat", "lon"} <= set(da.dims):
+        return da
+    months = None
+    if "time" in da.dims:
+        months = [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in month_index(da["time"])]
+    members = None
+    if "member_label" in da.coords and "member" in da.dims:
+        members = [str(m) for m in da["member_label"].values]
+    elif "member" in da.dims:
+        members = [str(m) for m in da["member"].values]
+    plev = np.asarray(da["plev"].values, dtype=float) if "plev" in da.dims else None
+    kwargs = {"variable": name, "source": str(source), "dims": tuple(da.dims), "months": months,
+              "members": members, "plev_pa": plev}
+    if da.chunks is None:
+        _check_block(np.asarray(da.values), **kwargs)
+        return da
+    data = da.chunk({"lat": -1, "lon": -1}).data  # whole fields: means are global, not per tile
+    checked = data.map_blocks(_check_block, dtype=data.dtype, meta=data._meta, **kwargs)
+    return da.copy(data=checked)
 
 
 def problems(ds: xr.Dataset, check_values: bool = True) -> list[str]:
@@ -191,4 +362,10 @@ def require(ds: xr.Dataset, names: list[str] | tuple[str, ...], source: str = "<
     """Raise :class:`InputError` if any of the store names is missing from ``ds``."""
     missing = [n for n in names if n not in ds.data_vars]
     if missing:
-        raise InputError(f"missing variables {missing}; found {sorted(map(str, ds.data_vars))}", source)
+        raise InputError(f"missing variables {missing}; found {field_names(ds)}", source)
+
+
+def field_names(ds: xr.Dataset) -> list[str]:
+    """The data variables of ``ds`` a user would call variables: bounds (``time_bnds``,
+    ``lat_bounds``, ...) left out, sorted, for messages."""
+    return sorted(str(n) for n in ds.data_vars if not str(n).endswith(("_bnds", "_bounds")))

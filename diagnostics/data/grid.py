@@ -71,6 +71,26 @@ def grid_of(ds: xr.Dataset | xr.DataArray) -> Grid:
     return Grid(lat=np.asarray(ds["lat"].values, dtype=float), lon=np.asarray(ds["lon"].values, dtype=float))
 
 
+def coverage_problem(grid: Grid) -> str | None:
+    """Why ``grid`` is not a global regular latitude-longitude grid, or None when it is.
+
+    Global: longitudes evenly spaced (to 0.1 %) whose cells span 360 degrees, and first and last
+    latitude rows within one row spacing of the poles (grids with pole rows, cell-centre grids
+    such as +-87.5 at 5 degrees, Gaussian grids). A regional source fails this test.
+    """
+    lat, lon = grid.lat, grid.lon
+    if lat.size < 2 or lon.size < 2:
+        return f"grid {lat.size}x{lon.size} has fewer than 2 latitudes or longitudes"
+    dlat = float(np.abs(np.diff(lat)).max())
+    dlon = np.diff(lon)
+    if not (np.allclose(dlon, dlon[0], rtol=1e-3) and abs(lon.size * dlon[0] - 360.0) < 1e-3 * 360.0):
+        return (f"longitudes {lon.min():g}..{lon.max():g} ({lon.size} columns) do not go round the globe "
+                "evenly")
+    if lat.min() > -90.0 + dlat + 1e-6 or lat.max() < 90.0 - dlat - 1e-6:
+        return f"latitudes {lat.min():g}..{lat.max():g} do not reach the poles (within one row spacing)"
+    return None
+
+
 def latitude_edges(lat: np.ndarray) -> np.ndarray:
     """Cell edges in degrees of ascending centres: midpoints between rows, the outer edges
     half a spacing beyond the end rows, clipped to +-90.

@@ -12,53 +12,21 @@ tos in degC, siconc/sftlf in %, plev in hPa, latitude descending, longitude -180
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
+import warnings
 
 import numpy as np
 import xarray as xr
 
+from ..data.contract import field_names
 from ..data.errors import InputError
 from ..data.grid import grid_of
 from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variables
 from .combine import Piece, concat_time, merge_on_common_months, stack_members
 from .coords import check_same_grid, standard_coords
 from .files import open_netcdf
+from .names import AIMIP_NAME, MONTHLY_TABLES, AimipName, member_indices, parse_name
 
-AIMIP_NAME = re.compile(
-    r"^(?P<var>[A-Za-z0-9]+)_(?P<table>[A-Za-z0-9]+)_(?P<model>[A-Za-z0-9.\-]+)_(?P<experiment>[A-Za-z0-9.\-]+)"
-    r"_(?P<member>[A-Za-z0-9.\-]+)_(?P<grid>g[A-Za-z0-9]+)(?:_(?P<start>\d{6})-(?P<end>\d{6}))?\.nc$")
-_REALISATION = re.compile(r"^r(\d+)")
-
-
-@dataclass(frozen=True)
-class AimipName:
-    """The parts of an AI-MIP / CMIP file name."""
-
-    var: str
-    table: str
-    model: str
-    experiment: str
-    member: str
-    grid: str
-    start: str | None
-    end: str | None
-
-
-def parse_name(path: str | os.PathLike) -> AimipName | None:
-    """The parsed file name, or None when it does not follow the AI-MIP pattern."""
-    m = AIMIP_NAME.match(os.path.basename(str(path)))
-    return AimipName(**m.groupdict()) if m else None
-
-
-def member_indices(labels: list[str]) -> dict[str, int]:
-    """Member label -> integer index: N of ``r<N>...`` when those are unique, else 1..n."""
-    found = {lab: _REALISATION.match(lab) for lab in labels}
-    idx = {lab: int(m.group(1)) for lab, m in found.items() if m}
-    if len(idx) == len(labels) and len(set(idx.values())) == len(labels):
-        return idx
-    return {lab: i + 1 for i, lab in enumerate(sorted(labels))}
-
+__all__ = ["AIMIP_NAME", "AimipName", "member_indices", "parse_name", "read_aimip"]
 
 def _one_value(names: list[AimipName], attr: str, what: str, paths: list[str]) -> str:
     values = sorted({getattr(n, attr) for n in names})
@@ -80,7 +48,7 @@ def check_same_levels(fields: dict[str, xr.DataArray], source: str) -> None:
                          source)
 
 
-def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Dataset:
+def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool = True) -> xr.Dataset:
     """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
     names = []
     for p in paths:
@@ -89,6 +57,15 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
             raise InputError("file name does not follow <var>_<table>_<model>_<experiment>_<member>_<grid>"
                              "_<YYYYMM>-<YYYYMM>.nc", p)
         names.append(n)
+    monthly = [(p, n) for p, n in zip(paths, names) if n.table in MONTHLY_TABLES]
+    if not monthly:
+        raise InputError(f"no monthly file (tables {', '.join(sorted({n.table for n in names}))}; expected "
+                         f"one of {', '.join(MONTHLY_TABLES)})", paths[0])
+    notes: list[str] = []
+    if len(monthly) < len(paths):
+        other = sorted({n.table for n in names if n.table not in MONTHLY_TABLES})
+        notes.append(f"{len(paths) - len(monthly)} files of tables {', '.join(other)} left out (monthly only)")
+    paths, names = [p for p, _ in monthly], [n for _, n in monthly]
     model = _one_value(names, "model", "model", paths)
     experiment = _one_value(names, "experiment", "experiment", paths)
     wanted = wanted_file_variables(variables, tos_for_ts=True)
@@ -104,7 +81,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
         grids[path] = grid_of(ds)
         field = name.var if name.var in ds.data_vars else None
         if field is None:
-            raise InputError(f"file holds no variable {name.var!r} (found {sorted(map(str, ds.data_vars))})", path)
+            raise InputError(f"file holds no variable {name.var!r} (found {field_names(ds)})", path)
         converted = to_contract(field, ds[field], path)
         if converted is not None:
             pieces.setdefault((converted[0], index[name.member]), []).append((path, converted[1]))
@@ -116,7 +93,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
     label_of = {i: lab for lab, i in index.items()}
     per_var: dict[str, dict[int, xr.DataArray]] = {}
     for (store, member), p in pieces.items():
-        per_var.setdefault(store, {})[member] = concat_time(p, store)[0]
+        per_var.setdefault(store, {})[member] = concat_time(p, store, guard)[0]
     fields: dict[str, xr.DataArray] = {}
     for store, by_member in per_var.items():
         first = by_member[min(by_member)]
@@ -124,16 +101,30 @@ def read_aimip(paths: list[str], variables: list[str] | None = None) -> xr.Datas
             fields[store] = first
             continue
         missing = [label_of[m] for m in members if m not in by_member]
-        if missing:
+        if missing and variables is not None:
             raise InputError(f"variable {store!r} is missing for member(s) {', '.join(missing)}", source)
+        if missing:  # reading everything found: a gap in the archive is reported, not fatal
+            notes.append(f"{store} left out: missing for member(s) {', '.join(missing)}")
+            warnings.warn(f"{source}: variable {store!r} is missing for member(s) {', '.join(missing)}; "
+                          "left out", stacklevel=2)
+            continue
         if len(members) == 1:
             fields[store] = by_member[members[0]]
         else:
             fields[store] = stack_members(by_member, label_of, store, source)
     check_same_levels(fields, source)
+    if not fields:
+        raise InputError("no variable is complete for every member", source)
     used_tos = ts_from_tos(fields, variables)
     ds = merge_on_common_months(fields, source)
     ds.attrs.update({"source_id": model, "experiment_id": experiment})
+    geopotential = [n for n, f in fields.items() if "geopotential" in str(f.attrs.get("comment", ""))]
+    if geopotential:
+        notes.append(f"{', '.join(geopotential)} converted from geopotential (divided by g0 = 9.80665)")
+    ds.attrs["found"] = (f"{model} {experiment}: {len(paths)} files, {len(members)} member(s) "
+                         f"({', '.join(label_of[m] for m in members)}), variables {', '.join(sorted(fields))}")
+    if notes:
+        ds.attrs["reader_notes"] = "; ".join(notes)
     if len(members) == 1:
         ds.attrs["variant_label"] = label_of[members[0]]
     if used_tos:

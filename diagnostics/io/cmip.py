@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from ..data import catalogue
+from ..data.contract import field_names
 from ..data.errors import InputError
 from ..data.grid import grid_of
 from . import units as U
@@ -60,7 +61,10 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
         if var.name == "zg":
             da = single_level(da, var.levels[0], source, name)
         if U.is_geopotential(da, first_sample(da)):
+            labelled = da.attrs.get("units")
             da = U.geopotential_to_height(da)
+            da.attrs["comment"] = (f"converted from geopotential (units {labelled!r}, magnitude of "
+                                   "geopotential) by dividing by g0 = 9.80665 m s-2")
     if var.is_3d:
         if "plev" not in da.dims:
             raise InputError(f"variable {name!r} is a pressure-level field but has no plev axis", source)
@@ -97,14 +101,17 @@ def ts_from_tos(fields: dict[str, xr.DataArray], variables: list[str] | None) ->
     return True
 
 
-def read_contract_files(paths: list[str], variables: list[str] | None, zarr: bool) -> xr.Dataset:
+def read_contract_files(paths: list[str], variables: list[str] | None, zarr: bool,
+                        guard: bool = True) -> xr.Dataset:
     """Contract netCDF files or zarr stores (CMIP names, lat/lon, any time chunking)."""
     wanted = wanted_file_variables(variables)
     pieces: dict[str, list[Piece]] = {}
     grids = {}
+    found: set[str] = set()
     for path in paths:
         ds = open_zarr(path, use_cftime=True) if zarr else open_netcdf(path)
         ds = standard_coords(ds, path)
+        found |= set(field_names(ds))
         grids[path] = grid_of(ds)
         for name in ds.data_vars:
             if wanted is not None and catalogue_entry(str(name)) is not None \
@@ -116,6 +123,7 @@ def read_contract_files(paths: list[str], variables: list[str] | None, zarr: boo
     check_same_grid(grids)
     source = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
     if not pieces:
-        raise InputError("no catalogue variable found in the files", source)
-    fields = {name: concat_time(p, name)[0] for name, p in pieces.items()}
+        asked = "" if variables is None else f" of {sorted(variables)}"
+        raise InputError(f"no catalogue variable{asked} found in the files (found {sorted(found)})", source)
+    fields = {name: concat_time(p, name, guard)[0] for name, p in pieces.items()}
     return merge_on_common_months(fields, source)

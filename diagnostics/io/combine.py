@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from ..data.contract import guard_values
 from ..data.errors import InputError
 from ..data.timeaxis import Month, calendar_of, month_index, to_monthly_axis
 
@@ -20,6 +21,13 @@ Piece = tuple[str, xr.DataArray]  # (source path, field)
 
 def _month(idx: int) -> str:
     return str(Month.from_index(int(idx)))
+
+
+def fill_sea_ice(da: xr.DataArray) -> xr.DataArray:
+    """Sea-ice fraction is undefined over land in ERA5 and CMIP files (NaN); the contract holds 0."""
+    out = da.fillna(0.0)
+    out.attrs = da.attrs
+    return out
 
 
 def check_monthly(time: xr.DataArray, source: str) -> None:
@@ -41,13 +49,20 @@ def check_monthly(time: xr.DataArray, source: str) -> None:
         raise InputError(f"time axis has a gap: month {_month(gap)} is missing", source)
 
 
-def concat_time(pieces: list[Piece], name: str) -> tuple[xr.DataArray, str]:
+def concat_time(pieces: list[Piece], name: str, guard: bool = True) -> tuple[xr.DataArray, str]:
     """Concatenate the time chunks of one variable in month order and check the axis.
 
     Returns the field on the contract monthly axis and a label of its sources for messages.
-    Fields without a time axis (statics) take the first piece.
+    Fields without a time axis (statics) take the first piece. Each piece gets the lazy value
+    checks of :func:`~diagnostics.data.contract.guard_values` with its own file, so a bad month
+    is reported with the file that holds it, on the native grid (before any regridding could
+    average a NaN away); ``guard=False`` leaves them out (``md-describe`` lists problems itself).
     """
     label = pieces[0][0] if len(pieces) == 1 else f"{pieces[0][0]} (+{len(pieces) - 1} files)"
+    if name == "siconc":
+        pieces = [(p, fill_sea_ice(da)) for p, da in pieces]
+    if guard:
+        pieces = [(p, guard_values(da, name, p)) for p, da in pieces]
     timed = [(p, da) for p, da in pieces if "time" in da.dims]
     if not timed:
         return pieces[0][1], label
@@ -100,16 +115,38 @@ def merge_on_common_months(fields: dict[str, xr.DataArray], source: str) -> xr.D
     return ds
 
 
+def _span(idx: np.ndarray) -> str:
+    return f"{_month(idx.min())}..{_month(idx.max())}" if idx.size else "no months"
+
+
 def stack_members(fields: dict[int, xr.DataArray], labels: dict[int, str], name: str, source: str) -> xr.DataArray:
-    """Stack one variable's members along a new ``member`` dim (coordinate: member index)."""
+    """Stack one variable's members along a new ``member`` dim (coordinate: member index).
+
+    Members are aligned by month, never by position: when they cover different months the
+    months all of them share are kept, with a warning naming each member's span; no shared
+    month, or different calendars, is an InputError.
+    """
     members = sorted(fields)
-    lengths = {m: fields[m].sizes.get("time", 0) for m in members}
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{labels[m]}: {n} months" for m, n in lengths.items())
-        raise InputError(f"variable {name!r} covers different months per member ({detail})", source)
     first = fields[members[0]]
-    aligned = [fields[m].assign_coords(time=first["time"]) if "time" in first.dims else fields[m]
-               for m in members]
+    if "time" in first.dims:
+        calendars = {m: calendar_of(fields[m]) for m in members}
+        if len(set(calendars.values())) > 1:
+            detail = ", ".join(f"{labels[m]}: {c}" for m, c in calendars.items())
+            raise InputError(f"variable {name!r} has different calendars per member ({detail})", source)
+        index = {m: month_index(fields[m]["time"]) for m in members}
+        common = sorted(set.intersection(*(set(i.tolist()) for i in index.values())))
+        spans = ", ".join(f"{labels[m]} {_span(index[m])}" for m in members)
+        if not common:
+            raise InputError(f"variable {name!r}: the members share no month ({spans})", source)
+        if any(i.size != len(common) for i in index.values()):
+            warnings.warn(f"{source}: variable {name!r} covers different months per member ({spans}); "
+                          f"keeping the {len(common)} months all members share "
+                          f"({_month(common[0])}..{_month(common[-1])})", stacklevel=2)
+        picked = {m: fields[m].isel(time=np.flatnonzero(np.isin(index[m], common))) for m in members}
+        axis = picked[members[0]]["time"]
+        aligned = [picked[m].assign_coords(time=axis) for m in members]
+    else:
+        aligned = [fields[m] for m in members]
     out = xr.concat(aligned, dim="member", coords="minimal", compat="override", join="override")
     return out.assign_coords(member=xr.DataArray(np.array(members, dtype=int), dims="member",
                                                  attrs={"long_name": "ensemble member (realisation index)"}),

@@ -2,7 +2,8 @@
 
 Layouts: ``prepared`` (manifest.json + dataset.zarr from md-prepare), ``wb2-zarr``
 (WeatherBench 2 ERA5), ``contract-zarr``, ``cds-netcdf`` (ERA5 monthly means from the CDS),
-``aimip`` (CMIP-named per-variable files), ``contract-netcdf``. Decided from names and
+``cds-grib`` (the same in GRIB, read with cfgrib), ``aimip`` (CMIP-named per-variable
+files), ``contract-netcdf``. Decided from names and
 metadata only (no data is read).
 """
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from ..data import catalogue
 from ..data.errors import InputError
 from .aimip import parse_name
-from .files import expand_paths, is_netcdf, is_prepared_dir, is_zarr_store, open_netcdf, open_zarr
+from .files import expand_paths, is_grib, is_netcdf, is_prepared_dir, is_zarr_store, open_netcdf, open_zarr
 from .wb2 import is_wb2
 
-LAYOUTS: tuple[str, ...] = ("prepared", "wb2-zarr", "cds-netcdf", "aimip", "contract-netcdf", "contract-zarr")
+LAYOUTS: tuple[str, ...] = ("prepared", "wb2-zarr", "cds-netcdf", "cds-grib", "aimip", "contract-netcdf",
+                            "contract-zarr")
 
 _CDS_NAMES = {n for v in catalogue.VARIABLES.values() for n in v.cds} | {"z", "tp", "avg_tprate", "mtpr"}
 
@@ -63,8 +65,11 @@ def layout_of(path: str) -> str:
         return _zarr_layout(path)
     if is_netcdf(p):
         return "aimip" if parse_name(p) is not None else _netcdf_layout(path)
+    if is_grib(p):
+        return "cds-grib"
     if p.is_file():
-        raise InputError("unknown layout: not a netCDF file (.nc), a zarr store or a prepared directory", path)
+        raise InputError("unknown layout: not a netCDF file (.nc), a GRIB file (.grib), a zarr store or a "
+                         "prepared directory", path)
     raise InputError("no such file or directory", path)
 
 
@@ -79,9 +84,12 @@ def detect_layout(paths: str | list[str]) -> str:
     layouts = {p: layout_of(p) for p in paths}
     kinds = set(layouts.values())
     if len(kinds) > 1:
-        example = {k: p for p, k in layouts.items()}
-        detail = ", ".join(f"{k} ({example[k]})" for k in sorted(kinds))
-        raise InputError(f"inputs mix layouts: {detail}; give one layout per call", paths[0])
+        # blame a file of the rarer layout (the odd one out), naming what the others are
+        count = {k: sum(1 for v in layouts.values() if v == k) for k in kinds}
+        major = max(sorted(kinds), key=lambda k: count[k])
+        odd = next(p for p, k in layouts.items() if k != major)
+        raise InputError(f"this {layouts[odd]} input is mixed with {count[major]} {major} input(s) (such as "
+                         f"{next(p for p, k in layouts.items() if k == major)}); give one layout per call", odd)
     kind = kinds.pop()
     if kind in ("prepared", "wb2-zarr") and len(paths) > 1:
         raise InputError(f"give a single {kind} store per call ({len(paths)} given)", paths[0])

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from ..data.errors import InputError
+from .names import find_drs_files
 from .writer import MANIFEST, PREPARED_STORE
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
 
 _CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 
@@ -39,11 +42,27 @@ def is_netcdf(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and str(path).lower().endswith(NETCDF_SUFFIXES)
 
 
+def drs_summaries(paths: list[str]) -> list[str]:
+    """``<dir>: CMIP DRS tree: <what was found>`` for each given directory read as a DRS tree."""
+    out = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)) and \
+                not any(is_netcdf(f) or is_grib(f) for f in p.iterdir()):
+            out.append(f"{text}: CMIP DRS tree: {find_drs_files(p).summary}")
+    return out
+
+
+def is_grib(path: str | os.PathLike) -> bool:
+    return Path(path).is_file() and str(path).lower().endswith(GRIB_SUFFIXES)
+
+
 def expand_paths(paths: str | os.PathLike | list) -> list[str]:
     """Expand one path, a glob, or a list of them into the files/stores to read, sorted.
 
     A prepared directory or a zarr store is one entry; any other directory stands for the
-    netCDF files directly inside it.
+    netCDF (or GRIB) files directly inside it or, holding none, for the monthly files of the CMIP
+    DRS tree below it (:func:`.names.find_drs_files`: Amon, latest version).
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
@@ -60,10 +79,13 @@ def expand_paths(paths: str | os.PathLike | list) -> list[str]:
             continue
         p = Path(text)
         if p.is_dir() and not (is_prepared_dir(p) or is_zarr_store(p)):
-            files = sorted(str(f) for f in p.iterdir() if is_netcdf(f))
+            files = sorted(str(f) for f in p.iterdir() if is_netcdf(f) or is_grib(f))
+            if not files:  # a CMIP DRS tree (or part of one): the monthly files below
+                files = find_drs_files(p).files
             if not files:
                 raise InputError("directory holds no prepared dataset (manifest.json + dataset.zarr), "
-                                 "no zarr store and no netCDF files", text)
+                                 "no zarr store, no netCDF or GRIB files and no CMIP DRS tree of monthly "
+                                 "(Amon) files below it", text)
             out.extend(files)
         else:
             out.append(text)
@@ -87,19 +109,84 @@ def netcdf_time_chunk(ds: xr.Dataset, dim: str, target: int = NETCDF_CHUNK_BYTES
     return max(1, target // max(sizes, default=1))
 
 
+#: The netCDF library's default fill of float variables (``NC_FILL_FLOAT``/``NC_FILL_DOUBLE``):
+#: cells never written hold it, and files without a ``_FillValue`` attribute leave it unmasked.
+NC_DEFAULT_FILL = 9.969209968386869e36
+
+
+def library_reason(exc: Exception) -> str:
+    """A short reason from a reading library's exception, without its advice or links.
+
+    xarray's "found no engine" error is 430 characters of installation hints: it means the
+    bytes are neither netCDF-3 nor netCDF-4/HDF5.
+    """
+    text = " ".join(str(exc).split())
+    if "match in any of xarray's currently installed IO backends" in text or "Unknown file format" in text:
+        return "not a netCDF-3 or netCDF-4/HDF5 file"
+    if "HDF error" in text or "truncated" in text.lower():
+        return "the file is truncated or damaged"
+    text = text.split(". Consider")[0].split(" see: ")[0]
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+def mask_default_fill(ds: xr.Dataset) -> xr.Dataset:
+    """NaN for the netCDF default fill in float variables that declare no ``_FillValue``
+    (and no ``missing_value``): CMIP writers that mask below-ground cells without declaring a
+    fill leave 9.97e36 there, which would otherwise read as data (lazy)."""
+    for name, da in ds.data_vars.items():
+        declared = {"_FillValue", "missing_value"} & (set(da.encoding) | set(da.attrs))
+        if declared or not np.issubdtype(da.dtype, np.floating):
+            continue
+        masked = da.where(np.abs(da) < 0.5 * NC_DEFAULT_FILL)
+        masked.attrs, masked.encoding = da.attrs, da.encoding
+        ds[name] = masked
+    return ds
+
+
 def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Dataset:
     """Open one netCDF file lazily with cftime times, in time chunks of :func:`netcdf_time_chunk`.
 
     Explicit chunks along time matter: a contiguous (unchunked) 0.25-degree file would
-    otherwise be one dask chunk, read whole at the first access.
+    otherwise be one dask chunk, read whole at the first access. The netCDF default fill of
+    float variables without a declared fill is masked (:func:`mask_default_fill`).
     """
     try:
         ds = xr.open_dataset(path, decode_times=_CFTIME if decode_times else False, decode_timedelta=False)
         dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
-        return ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {})
+        return mask_default_fill(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:
-        raise InputError(f"cannot read as netCDF ({type(exc).__name__}: {exc}); "
-                         "the file may be truncated or not netCDF", path) from None
+        raise InputError(f"cannot read as netCDF ({library_reason(exc)}); expected a netCDF-3 or "
+                         "netCDF-4 file (.nc)", path) from None
+
+
+GRIB_HELP = ("GRIB is read with cfgrib and ecCodes (pip install cfgrib eccodes); without them, convert "
+             "it first (ecCodes: grib_to_netcdf -o era5.nc era5.grib, or ask the CDS for netCDF)")
+
+
+def open_grib(path: str | os.PathLike) -> list[xr.Dataset]:
+    """Open one GRIB file lazily with cfgrib: one dataset per hypercube (cfgrib splits messages
+    whose level types or steps differ, e.g. ``2t`` at 2 m beside ``sp`` at the surface).
+
+    No index file is written beside the source (``indexpath=""``): sources may be read-only.
+    """
+    try:
+        import cfgrib
+    except ImportError:
+        raise InputError(f"cannot read GRIB here: {GRIB_HELP}", path) from None
+    try:
+        with warnings.catch_warnings():  # cfgrib's own xr.merge call: a FutureWarning about xarray defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""}, cache=False)
+    except Exception as exc:  # eccodes raises its own types for damaged messages
+        raise InputError(f"cannot read as GRIB ({library_reason(exc)}); expected GRIB 1 or 2 messages "
+                         "such as the CDS hands out", path) from None
+    if not parts:
+        raise InputError("GRIB file holds no message cfgrib can read", path)
+    out = []
+    for ds in parts:
+        dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
+        out.append(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
+    return out
 
 
 def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:
@@ -108,4 +195,5 @@ def open_zarr(path: str | os.PathLike, use_cftime: bool = False) -> xr.Dataset:
     try:
         return xr.open_zarr(path, chunks={}, decode_timedelta=False, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read as a zarr store ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"cannot read as a zarr store ({library_reason(exc)}); expected a zarr v2 or v3 "
+                         "store (a directory with .zgroup/.zmetadata or zarr.json)", path) from None

@@ -1,14 +1,14 @@
 """The public reader API: any supported layout -> a lazy, validated contract dataset.
 
-    detect_layout(paths) -> "prepared" | "wb2-zarr" | "cds-netcdf" | "aimip" |
+    detect_layout(paths) -> "prepared" | "wb2-zarr" | "cds-netcdf" | "cds-grib" | "aimip" |
                             "contract-netcdf" | "contract-zarr"
     open_dataset(paths, variables=None, grid=None, period=None) -> xr.Dataset
     open_prepared(directory) -> xr.Dataset
 
 Pipeline of :func:`open_dataset`: expand paths -> detect the layout -> layout reader
 (lazy, contract names/units/coordinates, monthly axis) -> period -> variables -> regrid ->
-sea-ice over land set to 0 -> :func:`conform` -> :func:`validate` (values checked on the
-first month only, so nothing large is loaded).
+sea-ice over land set to 0 -> :func:`conform` -> value checks (the first month at once, every
+month lazily as it is computed, both on the native grid) -> regrid -> :func:`validate`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import numpy as np
 import xarray as xr
 
 from ..data import catalogue
-from ..data.contract import conform, require, validate
+from ..data.contract import (BELOW_GROUND_MASKED, conform, first_month_missing, guard_values, require, validate,
+                             value_problems)
 from ..data.errors import InputError
-from ..data.grid import Grid
+from ..data.grid import Grid, coverage_problem, grid_of
 from ..data.timeaxis import Period, period_of, select_period
 from .aimip import read_aimip
 from .cds import read_cds
 from .cmip import read_contract_files
+from .combine import fill_sea_ice
 from .detect import LAYOUTS, detect_layout
 from .files import expand_paths, is_prepared_dir, open_zarr
 from .regrid import regrid
@@ -67,10 +69,11 @@ def open_prepared(directory: str | os.PathLike) -> xr.Dataset:
 
 
 def read_source(paths: str | list[str], variables: list[str] | None = None, period: Period | None = None,
-                derive_huss: bool = False) -> tuple[xr.Dataset, str, str]:
+                derive_huss: bool = False, guard: bool = True) -> tuple[xr.Dataset, str, str]:
     """Read any layout into contract names/units on its native grid, unvalidated.
 
     Returns (dataset, layout, source label). ``variables`` are store names or None for all.
+    ``guard``: the per-file lazy value checks of every month (see :func:`.combine.concat_time`).
     """
     files = expand_paths(paths)
     layout = detect_layout(files)
@@ -79,13 +82,13 @@ def read_source(paths: str | list[str], variables: list[str] | None = None, peri
         ds = open_prepared(files[0])
     elif layout == "wb2-zarr":
         ds = read_wb2(files[0], variables, period, derive_huss)
-    elif layout == "cds-netcdf":
-        ds = read_cds(files, variables, derive_huss)
+    elif layout in ("cds-netcdf", "cds-grib"):
+        ds = read_cds(files, variables, derive_huss, guard)
     elif layout == "aimip":
-        ds = read_aimip(files, variables)
+        ds = read_aimip(files, variables, guard)
     else:
-        ds = read_contract_files(files, variables, zarr=layout == "contract-zarr")
-    if derive_huss and layout not in ("wb2-zarr", "cds-netcdf") and "huss" not in ds:
+        ds = read_contract_files(files, variables, zarr=layout == "contract-zarr", guard=guard)
+    if derive_huss and layout not in ("wb2-zarr", "cds-netcdf", "cds-grib") and "huss" not in ds:
         raise InputError("--derive-huss applies to ERA5 sources (WB2 or CDS) only", label)
     return ds, layout, label
 
@@ -93,9 +96,41 @@ def read_source(paths: str | list[str], variables: list[str] | None = None, peri
 def _fill_sea_ice(ds: xr.Dataset) -> xr.Dataset:
     """Sea-ice fraction is undefined over land in ERA5 (NaN); the contract holds 0 there."""
     if "siconc" in ds.data_vars:
-        attrs = ds["siconc"].attrs
-        ds["siconc"] = ds["siconc"].fillna(0.0)
-        ds["siconc"].attrs = attrs
+        ds["siconc"] = fill_sea_ice(ds["siconc"])
+    return ds
+
+
+#: Layouts whose readers do not go through :func:`.combine.concat_time` (which guards each file).
+_UNGUARDED_LAYOUTS = ("wb2-zarr", "prepared")
+
+
+def _guard(ds: xr.Dataset, layout: str, label: str, derived: tuple[str, ...]) -> xr.Dataset:
+    """Every month's value checks (lazy) on the fields no per-file guard covers."""
+    names = [str(n) for n in ds.data_vars if n != "time_bnds"]
+    todo = names if layout in _UNGUARDED_LAYOUTS else [n for n in names if n in derived]
+    for name in todo:
+        ds[name] = guard_values(ds[name], name, label)
+    return ds
+
+
+def _check_first_month(ds: xr.Dataset, label: str) -> None:
+    """The first month's value checks at once (on the native grid), so bad input fails early."""
+    found = [p for name in ds.data_vars if name != "time_bnds"
+             for p in value_problems(str(name), ds[name])]
+    if found:
+        more = f" (and {len(found) - 2} more problems)" if len(found) > 2 else ""
+        raise InputError("; ".join(found[:2]) + more, label)
+
+
+def _note_below_ground(ds: xr.Dataset) -> xr.Dataset:
+    """Fields masked below the ground (NaN on low levels in the first month, allowed) are named
+    in ``attrs["below_ground_masked"]`` and get a CF ``comment`` saying so."""
+    masked = [str(n) for n in ds.data_vars if n in BELOW_GROUND_MASKED and first_month_missing(ds[n])]
+    for name in masked:
+        ds[name].attrs["comment"] = ("NaN below the ground surface: masked in the source, kept as missing "
+                                     "(scores use the cells both sides have)")
+    if masked:
+        ds.attrs["below_ground_masked"] = ", ".join(masked)
     return ds
 
 
@@ -118,14 +153,17 @@ def open_dataset(paths: str | list[str], variables: list[str] | None = None, gri
         grid: target grid (conservative regridding when coarsening, bilinear when refining).
         period: months to keep (InputError if none of them is present).
         derive_huss: ERA5 only: add ``huss`` from 2 m dewpoint and surface pressure.
-        check: validate against the contract (values on the first month); False returns
-            the conformed dataset without validation (``md-describe`` lists the problems).
+        check: validate against the contract: structure, the first month's values at once,
+            and every month's values lazily (an InputError naming the month and file is raised
+            by whatever computes a bad month: the write of md-prepare, the scoring of
+            md-diagnose). False returns the conformed dataset without any check
+            (``md-describe`` lists the problems).
 
     ``attrs`` gain ``source_layout`` and ``source``; AI-MIP inputs also ``source_id``
     (model) and ``experiment_id``; a ``member`` dim appears when several members are read.
     """
     wanted = store_names(variables)
-    ds, layout, label = read_source(paths, wanted, period, derive_huss)
+    ds, layout, label = read_source(paths, wanted, period, derive_huss, guard=check)
     if period is not None and "time" in ds.dims:
         covered = period_of(ds) if ds.sizes["time"] else None
         ds = select_period(ds, period)
@@ -137,11 +175,18 @@ def open_dataset(paths: str | list[str], variables: list[str] | None = None, gri
         require(ds, wanted, label)
         keep = wanted + (["time_bnds"] if "time_bnds" in ds.variables else [])
         ds = ds[keep]
-    if grid is not None:
-        ds = regrid(ds, grid)
     ds = conform(_fill_sea_ice(_catalogue_order(ds)))
     if check:
-        validate(ds, label, check_values=True)
+        # values first, on the native grid: a NaN cell of a complete field must be refused
+        # before NaN-aware conservative coarsening could average it away
+        derived = (("huss",) if derive_huss else ()) + (("ts",) if "ts_from" in ds.attrs else ())
+        ds = _guard(ds, layout, label, derived)
+        _check_first_month(ds, label)
+    ds = _note_below_ground(ds)
+    if grid is not None:
+        ds = conform(regrid(ds, grid, source=label))
+    if check:
+        validate(ds, label, check_values=False)
     ds.attrs["source_layout"] = "prepared" if layout == "prepared" else layout
     ds.attrs.setdefault("source", label)
     return ds
@@ -151,5 +196,7 @@ def describe_grid(ds: xr.Dataset) -> str:
     """``121 x 240 (1.5 deg), lat -90..90, lon 0..358.5`` for a contract dataset."""
     lat, lon = np.asarray(ds["lat"].values), np.asarray(ds["lon"].values)
     res = 360.0 / lon.size if lon.size else float("nan")
-    return (f"{lat.size} x {lon.size} ({res:g} deg), lat {lat.min():g}..{lat.max():g}, "
+    text = (f"{lat.size} x {lon.size} ({res:g} deg), lat {lat.min():g}..{lat.max():g}, "
             f"lon {lon.min():g}..{lon.max():g}")
+    problem = coverage_problem(grid_of(ds))
+    return text if problem is None else f"{text}, NOT GLOBAL ({problem})"

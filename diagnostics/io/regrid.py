@@ -25,7 +25,8 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from ..data.grid import Grid, grid_of, latitude_edges
+from ..data.errors import InputError
+from ..data.grid import Grid, coverage_problem, grid_of, latitude_edges
 
 Method = Literal["auto", "conservative", "bilinear"]
 
@@ -123,15 +124,42 @@ def choose_method(source: Grid, target: Grid) -> Literal["conservative", "biline
     return "conservative" if target.resolution >= source.resolution - 1e-9 else "bilinear"
 
 
-def regrid(ds: xr.Dataset, target: Grid, method: Method = "auto") -> xr.Dataset:
+#: The most a source may be refined (target spacing / source spacing, either axis): 2.8 -> 1
+#: degree (NeuralGCM onto the AI-MIP grid) is 2.8; a 2x2 grid "refined" to 5.625 degrees is 32.
+MAX_REFINEMENT = 4.0
+#: The fewest rows and columns a source grid needs to be regridded at all.
+MIN_SHAPE = (3, 4)
+
+
+def check_regriddable(src: Grid, target: Grid, source: str) -> None:
+    """InputError unless ``src`` is a global grid fine enough to regrid onto ``target``.
+
+    Regridding a regional patch would pad it to the globe (periodic longitudes, clipped
+    latitudes) and a very coarse grid would be invented detail: both are refused.
+    """
+    problem = coverage_problem(src)
+    if problem is not None:
+        raise InputError(f"a global grid is needed to regrid to {target.resolution:g} degrees: {problem} "
+                         "(a regional source is not supported; give a global one, or --grid native)", source)
+    dlat = 180.0 / max(src.shape[0] - 1, 1)
+    factor = max(src.resolution / target.resolution, dlat / (180.0 / max(target.shape[0] - 1, 1)))
+    if src.shape[0] < MIN_SHAPE[0] or src.shape[1] < MIN_SHAPE[1] or factor > MAX_REFINEMENT:
+        raise InputError(f"grid {src.shape[0]}x{src.shape[1]} is too coarse to regrid to {target.resolution:g} "
+                         f"degrees ({target.shape[0]}x{target.shape[1]}, {factor:.3g} times finer; at most "
+                         f"{MAX_REFINEMENT:g} times and {MIN_SHAPE[0]}x{MIN_SHAPE[1]} points)", source)
+
+
+def regrid(ds: xr.Dataset, target: Grid, method: Method = "auto", source: str | None = None) -> xr.Dataset:
     """Regrid every (lat, lon) variable of a contract dataset onto ``target``.
 
     Returns ``ds`` unchanged when it is already on ``target``. ``auto`` picks conservative
     when coarsening and bilinear when refining. The method is recorded in ``attrs["regrid"]``.
+    Non-global or too coarse sources are refused (:func:`check_regriddable`, naming ``source``).
     """
     src = grid_of(ds)
     if src.same_as(target):
         return ds
+    check_regriddable(src, target, source or str(ds.attrs.get("source", "<dataset>")))
     chosen = choose_method(src, target) if method == "auto" else method
     fn = regrid_conservative if chosen == "conservative" else regrid_bilinear
     out = xr.Dataset(attrs=dict(ds.attrs))

@@ -77,15 +77,15 @@ def cds_old(directory: Path, months: int = 4, nlat: int = 5, nlon: int = 8, seed
     sst = 290 + 3 * rng.standard_normal(shape)
     sst[:, 0, :] = np.nan  # the north-pole row (first in file order) is land
 
-    def with_expver(a: np.ndarray) -> np.ndarray:
-        both = np.stack([a, a + 1.0])  # expver 5 differs by +1 so a wrong choice shows
+    def with_expver(a: np.ndarray, offset: float = 1.0) -> np.ndarray:
+        both = np.stack([a, a + offset])  # expver 5 differs (by a plausible amount) so a wrong choice shows
         both[0, -1] = np.nan  # the last month exists only as ERA5T
         both[1, :-1] = np.nan
         return both.transpose(1, 0, 2, 3)
 
     dims = ("time", "expver", "latitude", "longitude")
     single = xr.Dataset(
-        {"t2m": (dims, with_expver(t2m), {"units": "K"}), "tp": (dims, with_expver(tp), {"units": "m"}),
+        {"t2m": (dims, with_expver(t2m), {"units": "K"}), "tp": (dims, with_expver(tp, 1e-3), {"units": "m"}),
          "d2m": (dims, with_expver(d2m), {"units": "K"}), "sp": (dims, with_expver(sp), {"units": "Pa"}),
          "sst": (dims, with_expver(sst), {"units": "K"})},
         coords={"time": time, "expver": np.array([1, 5], dtype=np.int32), "latitude": lat, "longitude": lon})
@@ -169,4 +169,42 @@ def aimip_files(directory: Path, model: str = "TOYMODEL", experiment: str = "aim
         write("siconc", sic, "%", slice(None), "197810-197903")
     truth = {k: np.stack(v) if isinstance(v, list) else v for k, v in truth.items()}
     truth["time"] = time
+    return truth
+
+
+def era5_grib(path: Path, months: int = 3, members: list[int] | None = None, nlat: int = 5, nlon: int = 8,
+              seed: int = 4) -> dict:
+    """ERA5-like monthly means in GRIB 1 written with ecCodes (``2t`` and ``sp`` on a regular
+    grid 90..-90, one message per field and month, ``number`` when ``members`` are given, as
+    the CDS ensemble products). Returns the arrays in file order, (member, time, lat, lon)."""
+    import eccodes
+
+    rng = np.random.default_rng(seed)
+    numbers = members or [None]
+    truth = {"t2m": 280 + 10 * rng.standard_normal((len(numbers), months, nlat, nlon)),
+             "sp": 1.0e5 + 500 * rng.standard_normal((len(numbers), months, nlat, nlon))}
+    grid = {"Ni": nlon, "Nj": nlat, "latitudeOfFirstGridPointInDegrees": 90.0,
+            "latitudeOfLastGridPointInDegrees": -90.0, "longitudeOfFirstGridPointInDegrees": 0.0,
+            "longitudeOfLastGridPointInDegrees": 360.0 - 360.0 / nlon,
+            "iDirectionIncrementInDegrees": 360.0 / nlon, "jDirectionIncrementInDegrees": 180.0 / (nlat - 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for name, param in (("t2m", 167), ("sp", 134)):
+            for m in range(months):
+                for k, number in enumerate(numbers):
+                    h = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib1")
+                    try:
+                        for key, value in grid.items():
+                            eccodes.codes_set(h, key, value)
+                        if number is not None:  # MARS labelling: ensemble member number
+                            eccodes.codes_set(h, "setLocalDefinition", 1)
+                            eccodes.codes_set(h, "localDefinitionNumber", 1)
+                            eccodes.codes_set(h, "number", number)
+                        eccodes.codes_set(h, "paramId", param)
+                        eccodes.codes_set(h, "dataDate", 20000101 + 100 * m)
+                        eccodes.codes_set(h, "dataTime", 0)
+                        eccodes.codes_set_values(h, truth[name][k, m].ravel())
+                        eccodes.codes_write(h, f)
+                    finally:
+                        eccodes.codes_release(h)
     return truth

@@ -23,7 +23,7 @@ from .writer import write_json
 _CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 
 
-def _encoding(ds: xr.Dataset) -> dict:
+def _encoding(ds: xr.Dataset, block: int) -> dict:
     enc: dict[str, dict] = {}
     for name, da in ds.data_vars.items():
         if name != "time_bnds" and np.issubdtype(da.dtype, np.floating):
@@ -31,6 +31,9 @@ def _encoding(ds: xr.Dataset) -> dict:
     for name in ("time", "time_bnds"):
         if name in ds.variables:
             enc[name] = {"units": TIME_UNITS, "calendar": calendar_of(ds), "dtype": "float64"}
+    if "time_bnds" in ds.variables:  # written eagerly: stored in the blocks the data use, so that
+        # rechunking the staged store by blocks does not split a stored chunk (xarray warns)
+        enc["time_bnds"]["chunks"] = (min(block, ds.sizes["time"]), ds["time_bnds"].shape[1])
     return enc
 
 
@@ -52,9 +55,11 @@ def _done_blocks(path: Path, key: str, nblocks: int) -> set[int] | None:
     return set(progress.get("done", []))
 
 
-def stage(ds: xr.Dataset, path: str | Path, key: str, block: int = 12, desc: str = "staging") -> xr.Dataset:
+def stage(ds: xr.Dataset, path: str | Path, key: str, block: int = 12, desc: str = "staging",
+          progress: bool = True) -> xr.Dataset:
     """Compute ``ds`` into the zarr store ``path`` in time blocks, resuming finished ones.
 
+    ``progress``: a tqdm bar on stderr (callers disable it when stderr is not a terminal).
     ``key`` identifies the computation (e.g. the manifest fingerprint): a store left by a
     different computation is discarded. Returns the staged dataset, opened lazily.
     """
@@ -77,11 +82,11 @@ def stage(ds: xr.Dataset, path: str | Path, key: str, block: int = 12, desc: str
     done = _done_blocks(path, key, nblocks)
     if done is None:
         shutil.rmtree(path, ignore_errors=True)
-        ds.to_zarr(path, mode="w", compute=False, encoding=_encoding(ds), zarr_format=2, consolidated=True)
+        ds.to_zarr(path, mode="w", compute=False, encoding=_encoding(ds, block), zarr_format=2, consolidated=True)
         done = set()
         write_json({"key": key, "blocks": nblocks, "done": []}, progress_path(path))
     timed = [str(n) for n in ds.data_vars if n not in small]
-    with tqdm(total=nblocks, initial=len(done), desc=desc, unit="block") as bar:
+    with tqdm(total=nblocks, initial=len(done), desc=desc, unit="block", disable=not progress) as bar:
         for k in range(nblocks):
             if k in done:
                 continue

@@ -128,3 +128,21 @@ def test_require_names_the_missing():
     with pytest.raises(InputError, match=r"d\.zarr: missing variables \['hus'\]"):
         require(good(), ["tas", "hus"], "d.zarr")
     require(good(), ["tas", "ta"], "d.zarr")
+
+
+def test_guard_checks_levels_whatever_the_dim_order():
+    """A reader's piece before conform may hold plev after lat/lon: the level a NaN is on
+    must still be the right one (below-ground allowed at 1000 hPa, refused at 250 hPa)."""
+    import dask.array as dsa
+
+    from diagnostics.data.contract import guard_values
+
+    ds = good()
+    ta = ds["ta"].transpose("time", "lat", "lon", "plev").copy(deep=True)
+    ta[:, 0, :, 0] = np.nan  # 1000 hPa, one latitude row: a below-ground mask
+    lazy = ta.copy(data=dsa.from_array(ta.values, chunks=(1, -1, -1, -1)))
+    guard_values(lazy, "ta", "x.nc").compute()
+    ta[:, 0, :, 4] = np.nan  # 250 hPa: no ground there
+    lazy = ta.copy(data=dsa.from_array(ta.values, chunks=(1, -1, -1, -1)))
+    with pytest.raises(InputError, match=r"x\.nc: variable 'ta' holds NaN at 250 hPa, above any ground"):
+        guard_values(lazy, "ta", "x.nc").compute()

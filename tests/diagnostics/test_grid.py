@@ -55,3 +55,16 @@ def test_global_mean_of_cos_lat_closed_form():
 def test_bad_resolution_rejected():
     with pytest.raises(ValueError, match="divide 360"):
         grid.equiangular(7.0)
+
+
+def test_coverage_problem_tells_global_from_regional():
+    from diagnostics.data.grid import Grid, coverage_problem, equiangular
+
+    for res in (0.25, 1.5, 5.625, 45.0):
+        assert coverage_problem(equiangular(res)) is None
+        assert coverage_problem(equiangular(res, poles=False)) is None
+    gauss_like = Grid(lat=np.linspace(-88.9, 88.9, 160), lon=np.arange(320) * 1.125)
+    assert coverage_problem(gauss_like) is None
+    assert "do not reach the poles" in coverage_problem(Grid(lat=np.linspace(-30, 30, 41), lon=np.arange(240) * 1.5))
+    assert "do not go round" in coverage_problem(Grid(lat=np.linspace(-90, 90, 121), lon=np.arange(120) * 1.5))
+    assert "do not go round" in coverage_problem(Grid(lat=np.array([80.0, 85.0]), lon=np.array([0.0, 5.0])))

@@ -34,6 +34,11 @@ def test_file_names():
     assert parse_name("era5_single_levels.nc") is None
     assert member_indices(["r1i1p1f1", "r3i1p1f1"]) == {"r1i1p1f1": 1, "r3i1p1f1": 3}
     assert member_indices(["r1i1p1f1", "r1i1p1f2"]) == {"r1i1p1f1": 1, "r1i1p1f2": 2}
+    # cBottle: physics variants as members; natural order otherwise
+    assert member_indices(["r1i1p1f1", "r1i1p10f1", "r1i1p2f1"]) == {"r1i1p1f1": 1, "r1i1p10f1": 10, "r1i1p2f1": 2}
+    assert member_indices(["m10", "m2"]) == {"m2": 1, "m10": 2}
+    n = parse_name("tas_Amon_MD-1p5_aimip-2k_r1i1p1f1_gr_19781016-20241216.nc")
+    assert (n.experiment, n.start, n.end) == ("aimip-2k", "19781016", "20241216")
 
 
 def test_members_chunks_and_quirks(sub):
@@ -109,8 +114,14 @@ def test_variable_missing_for_a_member(tmp_path, sub):
     for f in d.glob("*.nc"):
         if not (f.name.startswith("siconc") and "r2i1p1f1" in f.name):
             shutil.copy(f, tmp_path / f.name)
+    # reading all that was found: reported and left out, not fatal (a gap in the archive)
+    with pytest.warns(UserWarning, match=r"variable 'siconc' is missing for member\(s\) r2i1p1f1; left out"):
+        ds = open_dataset(str(tmp_path))
+    assert "siconc" not in ds and "tas" in ds and ds.sizes["member"] == 2
+    assert "siconc left out" in ds.attrs["reader_notes"]
+    # asked for explicitly: an error
     with pytest.raises(InputError, match=r"variable 'siconc' is missing for member\(s\) r2i1p1f1"):
-        open_dataset(str(tmp_path))
+        open_dataset(str(tmp_path), variables=["tas", "siconc"])
 
 
 def test_missing_requested_variable(sub):

@@ -1,7 +1,8 @@
-"""CDS ERA5 monthly-means netCDF: both layouts, expver, lat flip, tp, z, huss, bad files."""
+"""CDS ERA5 monthly means: netCDF in both layouts, GRIB (cfgrib), expver, lat flip, tp, z, huss, members, bad files."""
 
 from __future__ import annotations
 
+import importlib.util
 import numpy as np
 import pytest
 import xarray as xr
@@ -100,3 +101,59 @@ def test_files_covering_different_months_keep_the_common_ones(tmp_path, old):
     with pytest.warns(UserWarning, match=r"keeping the 2 months all variables share \(2020-02..2020-03\)"):
         ds = open_dataset([str(d / "era5_single_levels.nc"), str(tmp_path / "pl.nc")])
     assert [t.month for t in ds["time"].values] == [2, 3]
+
+
+# --- GRIB and cfgrib-made netCDF (issue 14): written with ecCodes, read with cfgrib ---------------
+
+needs_cfgrib = pytest.mark.skipif(importlib.util.find_spec("cfgrib") is None
+                                  or importlib.util.find_spec("eccodes") is None,
+                                  reason="cfgrib and eccodes are not installed")
+
+
+@pytest.fixture(scope="module")
+def grib(tmp_path_factory):
+    from diagnostics.io.samples import era5_grib
+
+    d = tmp_path_factory.mktemp("grib")
+    plain = era5_grib(d / "era5_moda.grib")
+    ens = era5_grib(d / "era5_edmo.grib", members=[0, 1, 2], seed=5)
+    for name in ("era5_moda", "era5_edmo"):  # what a user gets from xr.open_dataset(engine="cfgrib")
+        xr.open_dataset(d / f"{name}.grib", engine="cfgrib",
+                        backend_kwargs={"indexpath": ""}).to_netcdf(d / f"{name}_cfgrib.nc")
+    return d, plain, ens
+
+
+@needs_cfgrib
+@pytest.mark.parametrize("name", ["era5_moda.grib", "era5_moda_cfgrib.nc"])
+def test_grib_and_cfgrib_netcdf_are_read(grib, name):
+    d, plain, _ = grib
+    ds = open_dataset(str(d / name))
+    assert ds.attrs["source_layout"] == ("cds-grib" if name.endswith(".grib") else "cds-netcdf")
+    assert "member" not in ds.dims and ds.sizes["time"] == 3
+    assert [str(t)[:7] for t in ds["time"].values] == ["2000-01", "2000-02", "2000-03"]
+    # GRIB 1 packs values (16 bits here): 1e-3 relative of the field's range is exact enough
+    np.testing.assert_allclose(ds["tas"].values, plain["t2m"][0][:, ::-1], atol=0.05)
+    np.testing.assert_allclose(ds["ps"].values, plain["sp"][0][:, ::-1], atol=2.0)
+    assert not list(d.glob("*.idx"))  # no cfgrib index written beside the source
+
+
+@needs_cfgrib
+@pytest.mark.parametrize("name", ["era5_edmo.grib", "era5_edmo_cfgrib.nc"])
+def test_era5_ensemble_number_becomes_member(grib, name):
+    d, _, ens = grib
+    ds = open_dataset(str(d / name))
+    assert ds["tas"].dims == ("member", "time", "lat", "lon")
+    assert ds["member"].values.tolist() == [1, 2, 3]
+    assert ds["member_label"].values.tolist() == ["number=0", "number=1", "number=2"]
+    np.testing.assert_allclose(ds["tas"].values, ens["t2m"][:, :, ::-1], atol=0.05)
+
+
+@needs_cfgrib
+def test_grib_without_cfgrib_says_how_to_convert(grib, monkeypatch):
+    import sys
+
+    d, _, _ = grib
+    monkeypatch.setitem(sys.modules, "cfgrib", None)  # import fails as when not installed
+    with pytest.raises(InputError, match=r"era5_moda\.grib: cannot read GRIB here: .*pip install cfgrib "
+                                         r"eccodes.*grib_to_netcdf"):
+        open_dataset(str(d / "era5_moda.grib"))
