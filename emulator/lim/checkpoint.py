@@ -32,7 +32,7 @@ FORMAT = "monthly-diffusion-lim/1"
 _FILES = ("lim.safetensors", "config.yaml")
 _ARRAYS = ("state_clim", "state_std", "forcing_clim", "forcing_std", "eofs", "residual_eofs", "residual_std",
            "forcing_eofs", "predictor_mean", "predictor_std")
-_OPERATOR = ("A", "B", "c", "chol")
+_OPERATOR = ("A", "B", "c", "chol", "dA")
 
 
 def _meta_path(path: Path) -> Path:

@@ -3,7 +3,8 @@
     type: lim
     name: lim
     data: {state: [...], forcings: [tos, siconc], train_period: ..., valid_period: ..., test_period: ...}
-    model: {modes: 40, forcing_modes: 8, global_sst: true, residual_modes: 100, noise: seasonal, ridge: 1.0e-6}
+    model: {modes: 40, forcing_modes: 8, global_sst: true, residual_modes: 100, noise: seasonal, ridge: 1.0e-6,
+           seasonal_ridge: null}
 
 ``data`` is the emulator's :class:`emulator.config.DataConfig` (``statics`` are not used).
 Unknown keys, wrong types and bad values raise one-line :class:`InputError` naming the key.
@@ -38,6 +39,7 @@ class LimModelConfig:
     residual_modes: int = 100  # EOFs K+1..K+R added as white noise with their training variance
     noise: str = "seasonal"  # constant | seasonal (Q per calendar month from months m-1..m+1)
     ridge: float = 1.0e-6  # relative ridge on the standardised regressors
+    seasonal_ridge: float | None = None  # set: cyclostationary LIM, A_m = A + dA_m with this ridge on dA_m
 
 
 @dataclass
@@ -66,6 +68,8 @@ def _check(cfg: LimConfig, source: str) -> LimConfig:
         raise InputError(f"model.noise: expected one of {', '.join(NOISE_KINDS)}, got {m.noise!r}", source)
     if m.ridge < 0:
         raise InputError("model.ridge: must be >= 0", source)
+    if m.seasonal_ridge is not None and m.seasonal_ridge <= 0:
+        raise InputError("model.seasonal_ridge: must be > 0 (or null for a stationary LIM)", source)
     return cfg
 
 

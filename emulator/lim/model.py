@@ -15,7 +15,8 @@ anomalies), projected on their ``forcing_modes`` leading EOFs, plus (``global_ss
 ocean-area-weighted mean SST anomaly in K. A uniform +2 K / +4 K SST offset (AI-MIP p2k / p4k)
 enters through both. Each predictor is standardised with its training mean and std.
 
-Dynamics: :class:`emulator.lim.operator.LinearOperator` on the K leading PCs. The variance of
+Dynamics: :class:`emulator.lim.operator.LinearOperator` on the K leading PCs (stationary, or
+with ``seasonal_ridge`` cyclostationary: a persistence operator per calendar month). The variance of
 EOFs K+1 .. K+R (``residual_modes``) is added back as white noise with each mode's training
 standard deviation (the unresolved weather has almost no month-to-month memory); what lies
 beyond K+R is not represented (its fraction is recorded in the checkpoint).
@@ -140,7 +141,7 @@ class LinearInverseModel:
 
 def fit(spec: DataSpec, state: np.ndarray, forcing: np.ndarray, month: np.ndarray, stats: dict,
         modes: int, forcing_modes: int, residual_modes: int, global_sst: bool, noise: str,
-        ridge: float) -> tuple[LinearInverseModel, dict]:
+        ridge: float, seasonal_ridge: float | None = None) -> tuple[LinearInverseModel, dict]:
     """Fit a LIM on one contiguous training record.
 
     Args:
@@ -153,7 +154,7 @@ def fit(spec: DataSpec, state: np.ndarray, forcing: np.ndarray, month: np.ndarra
     lim = LinearInverseModel(spec, stats["state_clim"], np.asarray(stats["state_std"], np.float64),
                              stats["forcing_clim"], np.asarray(stats["forcing_anom_std"], np.float64),
                              empty, empty, np.zeros(0), empty, np.zeros(0), np.ones(0), global_sst,
-                             LinearOperator(*(np.zeros((0, 0)),) * 4))
+                             LinearOperator(*(np.zeros((0, 0)),) * 5))
     y = lim.normalise_state(state, month)
     e, s = leading_eofs(y, modes + residual_modes)
     if e.shape[1] < modes:
@@ -171,7 +172,8 @@ def fit(spec: DataSpec, state: np.ndarray, forcing: np.ndarray, month: np.ndarra
     lim.predictor_std = np.maximum(raw.std(axis=0), 1e-12)
     x = lim.project(y)
     u = lim.predictors(forcing, month)
-    lim.operator = fit_operator(x, u, month, np.arange(t - 1), noise=noise, ridge=ridge)
+    lim.operator = fit_operator(x, u, month, np.arange(t - 1), noise=noise, ridge=ridge,
+                                 seasonal_ridge=seasonal_ridge)
     info = {"training_months": t, "modes": modes, "forcing_predictors": int(u.shape[1]),
             "residual_modes": int(lim.residual_std.size),
             "resolved_variance_fraction": float((s[:modes] ** 2).sum() / total),

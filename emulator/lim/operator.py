@@ -16,6 +16,13 @@ Notation (all float64):
   the target months m-1, m, m+1 (the NAO's variance lives in winter). Sampling uses the Cholesky
   factor ``L L^T = Q``: ``eps = L eta``, ``eta ~ N(0, I)``.
 
+* optionally (``seasonal_ridge``, a cyclostationary LIM) the persistence depends on the month
+  predicted, ``A_m = A + dA_m``: ``dA_m`` is the ridge regression of the stationary fit's residuals
+  of the pairs with target month m (about one per training year) on ``x_t``,
+  ``dA_m^T = (X_m^T X_m + lambda_s n_m sbar I)^-1 X_m^T R_m`` with ``sbar`` the mean PC variance,
+  so the penalty shrinks dA_m towards the stationary A, not towards zero (a winter-long
+  NAO needs A_Jan ~ 1 on its mode but A_Dec ~ 0).
+
 Least squares with a small ridge ``lambda`` on the (standardised) regressors ``z_t = [x_t,
 u_{t+1}, onehot(m(t+1))]``: ``W = (Z^T Z + lambda N I)^{-1} Z^T X1``. The residual covariance
 uses the unbiased divisor ``N - p`` (p regressors).
@@ -56,13 +63,15 @@ class LinearOperator:
     """``x_{t+1} = A x_t + B u_{t+1} + c_{m(t+1)} + L_{m(t+1)} eta``; arrays float64.
 
     ``A [K, K]``, ``B [K, M]``, ``c [12, K]`` (calendar month 1..12 at row m-1),
-    ``chol [12, K, K]`` lower-triangular Cholesky factors of ``Q_m`` (all 12 equal for constant noise).
+    ``chol [12, K, K]`` lower-triangular Cholesky factors of ``Q_m`` (all 12 equal for constant noise),
+    ``dA [12, K, K]`` the seasonal corrections of A (zeros for a stationary LIM).
     """
 
     A: np.ndarray
     B: np.ndarray
     c: np.ndarray
     chol: np.ndarray
+    dA: np.ndarray
 
     @property
     def modes(self) -> int:
@@ -74,11 +83,16 @@ class LinearOperator:
         return self.chol @ np.swapaxes(self.chol, -1, -2)
 
     def spectral_radius(self) -> float:
-        return float(np.abs(np.linalg.eigvals(self.A)).max())
+        """Per-month growth: 12th root of the spectral radius of the annual propagator
+        ``A_12 ... A_1`` (for a stationary LIM the spectral radius of A)."""
+        prop = np.eye(self.modes)
+        for m in range(12):
+            prop = (self.A + self.dA[m]) @ prop
+        return float(np.abs(np.linalg.eigvals(prop)).max() ** (1.0 / 12.0))
 
     def mean_step(self, x: np.ndarray, u_next: np.ndarray, month_next: int) -> np.ndarray:
-        """Deterministic part ``A x + B u + c_m`` for ``x [..., K]``, ``u_next [M]``."""
-        return x @ self.A.T + self.B @ u_next + self.c[month_next - 1]
+        """Deterministic part ``A_m x + B u + c_m`` for ``x [..., K]``, ``u_next [M]``."""
+        return x @ (self.A + self.dA[month_next - 1]).T + self.B @ u_next + self.c[month_next - 1]
 
     def noise(self, eta: np.ndarray, month_next: int) -> np.ndarray:
         """``L_m eta`` for unit normal ``eta [..., K]``."""
@@ -97,7 +111,8 @@ def _cholesky(q: np.ndarray) -> np.ndarray:
 
 
 def fit_operator(x: np.ndarray, u: np.ndarray, month: np.ndarray, pairs: np.ndarray, *,
-                 noise: str = "seasonal", ridge: float = 1e-6) -> LinearOperator:
+                 noise: str = "seasonal", ridge: float = 1e-6,
+                 seasonal_ridge: float | None = None) -> LinearOperator:
     """Least-squares fit of :class:`LinearOperator` on the pairs (t, t+1) for t in ``pairs``.
 
     Args:
@@ -108,6 +123,7 @@ def fit_operator(x: np.ndarray, u: np.ndarray, month: np.ndarray, pairs: np.ndar
         noise: ``constant`` (one Q) or ``seasonal`` (Q_m from the target months m-1..m+1).
         ridge: ``lambda`` relative to the number of pairs (the regressors are O(1)); it keeps
             the normal equations well posed when a forcing predictor is nearly collinear.
+        seasonal_ridge: ``lambda_s`` of the per-month corrections dA_m; None: stationary A.
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"noise must be one of {NOISE_KINDS}, got {noise!r}")
@@ -127,6 +143,16 @@ def fit_operator(x: np.ndarray, u: np.ndarray, month: np.ndarray, pairs: np.ndar
     gram = z.T @ z + ridge * n * np.diag(np.r_[np.ones(k + m_forcing), np.zeros(12)])
     w = np.linalg.solve(gram, z.T @ x[t1])  # [p, K]
     resid = x[t1] - z @ w
+    d_a = np.zeros((12, k, k))
+    if seasonal_ridge is not None:
+        xs = x[pairs]
+        sbar = float(np.mean(xs ** 2))
+        for m in range(1, 13):
+            sel = target_month == m
+            xm = xs[sel]
+            d_a[m - 1] = np.linalg.solve(xm.T @ xm + seasonal_ridge * sel.sum() * sbar * np.eye(k), xm.T @ resid[sel]).T
+            resid[sel] -= xm @ d_a[m - 1].T
+        p += k  # about k more effective regressors per mode (an upper bound would be 12 k)
     scale = n / (n - p)  # unbiased: the residuals have n - p degrees of freedom
     if noise == "constant":
         chol = np.broadcast_to(_cholesky(resid.T @ resid / n * scale), (12, k, k)).copy()
@@ -136,4 +162,5 @@ def fit_operator(x: np.ndarray, u: np.ndarray, month: np.ndarray, pairs: np.ndar
             near = np.isin(target_month, [(m - 2) % 12 + 1, m, m % 12 + 1])
             r = resid[near]
             chol[m - 1] = _cholesky(r.T @ r / len(r) * scale)
-    return LinearOperator(A=w[:k].T.copy(), B=w[k:k + m_forcing].T.copy(), c=w[k + m_forcing:].copy(), chol=chol)
+    return LinearOperator(A=w[:k].T.copy(), B=w[k:k + m_forcing].T.copy(), c=w[k + m_forcing:].copy(), chol=chol,
+                          dA=d_a)

@@ -55,7 +55,7 @@ def fit_dataset(cfg: LimConfig, out_dir: str | Path, resume: bool = False) -> tu
     m = cfg.model
     try:
         lim, info = fit(spec, split.state, split.forcing, split.month, stats, m.modes, m.forcing_modes,
-                        m.residual_modes, m.global_sst, m.noise, m.ridge)
+                        m.residual_modes, m.global_sst, m.noise, m.ridge, m.seasonal_ridge)
     except ValueError as exc:
         raise InputError(f"cannot fit the LIM on {cfg.data.train_period}: {exc}", source) from None
     if info["spectral_radius"] >= 1.0:

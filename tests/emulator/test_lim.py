@@ -106,6 +106,28 @@ def test_seasonal_noise_follows_the_planted_winter_variance():
     assert abs(var[6] - 0.25) < 0.03  # July: summer only
 
 
+def test_cyclostationary_fit_recovers_a_winter_long_mode():
+    """Mode 0 keeps one amplitude through each Dec-Jan-Feb (as md-synth's NAO) and is zero
+    otherwise; mode 1 is a stationary AR(1). A stationary A cannot hold the winter; A_m can."""
+    rng = np.random.default_rng(4)
+    years, k = 300, 2
+    month = np.tile(np.arange(1, 13), years)
+    x = np.zeros((month.size, k))
+    for i in range(1, month.size):
+        m = month[i]
+        x[i, 0] = rng.standard_normal() if m == 12 else (x[i - 1, 0] if m in (1, 2) else 0.0)
+        x[i, 1] = 0.6 * x[i - 1, 1] + 0.8 * rng.standard_normal()
+    pairs = np.arange(month.size - 1)
+    stationary = fit_operator(x, np.zeros((month.size, 0)), month, pairs, noise="seasonal")
+    assert np.all(stationary.dA == 0) and abs(stationary.A[0, 0] - 2 / 3) < 0.05  # 2 of 3 winter pairs persist
+    op = fit_operator(x, np.zeros((month.size, 0)), month, pairs, noise="seasonal", seasonal_ridge=0.01)
+    a_m = op.A + op.dA  # [12, K, K]
+    assert np.all(np.abs(a_m[[0, 1], 0, 0] - 1.0) < 0.05)  # Jan, Feb carry the winter's amplitude
+    assert abs(a_m[2, 0, 0]) < 0.05  # March drops it (Apr..Dec: x_t of mode 0 is 0, nothing to fit)
+    assert np.all(np.abs(a_m[:, 1, 1] - 0.6) < 0.1)  # the stationary mode stays stationary
+    assert op.spectral_radius() < 1.0
+
+
 def test_fit_on_a_grid_recovers_the_planted_operator():
     """Planted LIM in physical space on a 9 x 16 grid (two channels, patterns P): the fitted
     operator mapped back to physical anomalies, D^-1 E A E^T D, maps P to P A (basis-free)."""
