@@ -133,10 +133,11 @@ class LinearInverseModel:
         return (self.raw_predictors(f, month) - self.predictor_mean) / self.predictor_std
 
     # ------------------------------------------------------------------ dynamics
-    def step(self, x: np.ndarray, f_next: np.ndarray, month_next: int, eta: np.ndarray) -> np.ndarray:
-        """``x_{t+1} = A x_t + B u(f_{t+1}) + c_m + L_m eta`` for ``x [B, K]``, unit normal ``eta [B, K]``."""
+    def step(self, x: np.ndarray, u_next: np.ndarray, month_next: int, eta: np.ndarray) -> np.ndarray:
+        """``x_{t+1} = A_m x_t + B u_{t+1} + c_m + L_m eta`` for ``x [..., K]``, unit normal ``eta [..., K]``,
+        ``u_next = predictors(f_{t+1}, m)`` (shared by all members of a month)."""
         op = self.operator
-        return op.mean_step(x, self.predictors(f_next, month_next), month_next) + op.noise(eta, month_next)
+        return op.mean_step(x, u_next, month_next) + op.noise(eta, month_next)
 
 
 def fit(spec: DataSpec, state: np.ndarray, forcing: np.ndarray, month: np.ndarray, stats: dict,

@@ -21,7 +21,8 @@ Notation (all float64):
   of the pairs with target month m (about one per training year) on ``x_t``,
   ``dA_m^T = (X_m^T X_m + lambda_s n_m sbar I)^-1 X_m^T R_m`` with ``sbar`` the mean PC variance,
   so the penalty shrinks dA_m towards the stationary A, not towards zero (a winter-long
-  NAO needs A_Jan ~ 1 on its mode but A_Dec ~ 0).
+  NAO needs A_Jan ~ 1 on its mode but A_Dec ~ 0). Q is then estimated from the leave-one-out
+  residuals of these regressions, ``r_i / (1 - h_ii)`` with ``h`` the ridge hat matrix.
 
 Least squares with a small ridge ``lambda`` on the (standardised) regressors ``z_t = [x_t,
 u_{t+1}, onehot(m(t+1))]``: ``W = (Z^T Z + lambda N I)^{-1} Z^T X1``. The residual covariance
@@ -150,9 +151,12 @@ def fit_operator(x: np.ndarray, u: np.ndarray, month: np.ndarray, pairs: np.ndar
         for m in range(1, 13):
             sel = target_month == m
             xm = xs[sel]
-            d_a[m - 1] = np.linalg.solve(xm.T @ xm + seasonal_ridge * sel.sum() * sbar * np.eye(k), xm.T @ resid[sel]).T
-            resid[sel] -= xm @ d_a[m - 1].T
-        p += k  # about k more effective regressors per mode (an upper bound would be 12 k)
+            inv = np.linalg.inv(xm.T @ xm + seasonal_ridge * sel.sum() * sbar * np.eye(k))
+            d_a[m - 1] = (inv @ xm.T @ resid[sel]).T
+            # leave-one-out residuals of the ridge fit, r_i / (1 - h_ii) (exact for ridge): the
+            # in-sample ones would understate the noise of ~K regressors fitted on ~30 pairs
+            hat = np.einsum("ij,jk,ik->i", xm, inv, xm)
+            resid[sel] = (resid[sel] - xm @ d_a[m - 1].T) / (1.0 - hat)[:, None]
     scale = n / (n - p)  # unbiased: the residuals have n - p degrees of freedom
     if noise == "constant":
         chol = np.broadcast_to(_cholesky(resid.T @ resid / n * scale), (12, k, k)).copy()

@@ -5,7 +5,7 @@ Month convention (docs/rollout.md): run month k = 0 is the start month and its o
 initial state (the reference state, optionally perturbed, as AI-MIP prescribes); its PCs
 ``x_0 = E^T y_0`` start every member. For k = 1 .. N-1::
 
-    x_k = A x_{k-1} + B u(forcing_k) + c_{m_k} + L_{m_k} eta_k       (the forcing of the month predicted)
+    x_k = A_{m_k} x_{k-1} + B u(forcing_k) + c_{m_k} + L_{m_k} eta_k   (the forcing of the month predicted)
     out_k = denormalise(E x_k + E_r (sigma_r * zeta_k), m_k)
 
 Randomness: ``eta_k`` then ``zeta_k`` are drawn from ``numpy.random.Generator(PCG64(
@@ -151,6 +151,7 @@ def run_lim(lim: LinearInverseModel, forcing: Forcing, initial: np.ndarray, cfg:
         for k in range(k0, n):
             month = cfg.start + k
             f_k = forcing.month(k)
+            u_k = lim.predictors(f_k, month.month) if k > 0 else None
             for i, m in enumerate(members):
                 rng = member_rng(cfg.seed, m, k)
                 if k == 0:
@@ -159,7 +160,7 @@ def run_lim(lim: LinearInverseModel, forcing: Forcing, initial: np.ndarray, cfg:
                 else:
                     eta = rng.standard_normal(lim.modes)
                     zeta = rng.standard_normal(lim.residual_std.size)
-                    pcs[i] = lim.step(pcs[i], f_k, month.month, eta)
+                    pcs[i] = lim.step(pcs[i], u_k, month.month, eta)
                     x_phys = lim.denormalise_state(lim.reconstruct(pcs[i], zeta), month.month)
                 _check_finite(x_phys, m, labels, month)
                 for name, (kind, idx) in sources.items():
