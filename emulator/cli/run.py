@@ -65,8 +65,8 @@ def _main(argv: list[str]) -> int:
 
     cfg = RolloutConfig(experiment=args.experiment, members=args.members, start=_month(args.start, "--start"),
                         end=_month(args.end, "--end"), sst_offset=args.sst_offset, seed=args.seed,
-                        sampler=args.sampler, steps=args.steps, perturb=args.perturb, model_name=args.model_name or "MD-1p5",
-                        format=args.format).check()
+                        sampler=args.sampler, steps=args.steps, perturb=args.perturb,
+                        model_name=args.model_name or "MD-1p5", format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
 
