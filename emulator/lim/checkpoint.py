@@ -33,6 +33,7 @@ _FILES = ("lim.safetensors", "config.yaml")
 _ARRAYS = ("state_clim", "state_std", "forcing_clim", "forcing_std", "eofs", "residual_eofs", "residual_std",
            "forcing_eofs", "predictor_mean", "predictor_std")
 _OPERATOR = ("A", "B", "c", "chol", "dA")
+_FLOAT32 = ("eofs", "residual_eofs", "forcing_eofs")  # stored as float32 (exact: their values are)
 
 
 def _meta_path(path: Path) -> Path:
@@ -51,7 +52,8 @@ def is_lim_checkpoint(path: str | os.PathLike) -> bool:
 def save(path: str | os.PathLike, lim: LinearInverseModel, cfg: LimConfig, info: dict) -> Path:
     """Write a complete checkpoint directory at ``path`` atomically."""
     path = Path(path)
-    arrays = {name: np.ascontiguousarray(getattr(lim, name)) for name in _ARRAYS}
+    arrays = {name: np.ascontiguousarray(getattr(lim, name), np.float32 if name in _FLOAT32 else None)
+              for name in _ARRAYS}
     arrays.update({f"operator.{name}": np.ascontiguousarray(getattr(lim.operator, name)) for name in _OPERATOR})
     with atomic_path(path) as tmp:
         tmp.mkdir(parents=True)
@@ -105,7 +107,8 @@ def load(path: str | os.PathLike) -> tuple[LinearInverseModel, dict]:
     if set(arrays) != need:
         raise InputError(f"arrays {sorted(need ^ set(arrays))} missing or unexpected", file)
     op = LinearOperator(*(arrays[f"operator.{n}"].astype(np.float64) for n in _OPERATOR))
-    lim = LinearInverseModel(spec, **{n: arrays[n] for n in _ARRAYS}, global_sst=bool(meta["global_sst"]),
+    held = {n: arrays[n].astype(np.float64) if n in _FLOAT32 else arrays[n] for n in _ARRAYS}
+    lim = LinearInverseModel(spec, **held, global_sst=bool(meta["global_sst"]),
                              operator=op)
     k, p = op.modes, len(spec.channels) * spec.shape[0] * spec.shape[1]
     if lim.eofs.shape != (p, k) or lim.state_clim.shape != (12, len(spec.channels), *spec.shape):

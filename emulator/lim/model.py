@@ -27,6 +27,7 @@ transform's inverse is applied to ``max(y, 0)`` (a negative square root is no pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,10 +52,10 @@ class LinearInverseModel:
     state_std: np.ndarray  # [C]
     forcing_clim: np.ndarray  # [12, F, H, W] float32, transformed space
     forcing_std: np.ndarray  # [F]
-    eofs: np.ndarray  # [P, K] float32, P = C * H * W
-    residual_eofs: np.ndarray  # [P, R] float32
+    eofs: np.ndarray  # [P, K], P = C * H * W (stored as float32, held as float64)
+    residual_eofs: np.ndarray  # [P, R] (float32 values)
     residual_std: np.ndarray  # [R]
-    forcing_eofs: np.ndarray  # [C_f * H * W, K_f] float32
+    forcing_eofs: np.ndarray  # [C_f * H * W, K_f] (float32 values)
     predictor_mean: np.ndarray  # [M]
     predictor_std: np.ndarray  # [M]
     global_sst: bool
@@ -65,7 +66,7 @@ class LinearInverseModel:
     def modes(self) -> int:
         return self.eofs.shape[1]
 
-    @property
+    @functools.cached_property
     def sqrt_w(self) -> np.ndarray:
         """``[H, 1]`` square root of the relative cell area of each latitude row."""
         return np.sqrt(area_weights(np.asarray(self.spec.lat)).values)[:, None]
@@ -162,12 +163,14 @@ def fit(spec: DataSpec, state: np.ndarray, forcing: np.ndarray, month: np.ndarra
         raise ValueError(f"the training data have only {e.shape[1]} independent anomaly patterns; "
                          f"model.modes {modes} is too many")
     total = float((y ** 2).sum())
-    lim.eofs = e[:, :modes].astype(np.float32)
-    lim.residual_eofs = e[:, modes:].astype(np.float32)
+    # float32 values (what the checkpoint stores) held as float64, so that products with the
+    # float64 PCs need no conversion and a loaded model computes exactly what the fitted one did
+    lim.eofs = e[:, :modes].astype(np.float32).astype(np.float64)
+    lim.residual_eofs = e[:, modes:].astype(np.float32).astype(np.float64)
     lim.residual_std = s[modes:] / np.sqrt(t)
     a, _ = lim.forcing_anomaly(forcing, month)
     g, _ = leading_eofs(a, forcing_modes) if forcing_modes else (np.zeros((a.shape[1], 0)), None)
-    lim.forcing_eofs = g.astype(np.float32)
+    lim.forcing_eofs = g.astype(np.float32).astype(np.float64)
     raw = lim.raw_predictors(forcing, month)
     lim.predictor_mean = raw.mean(axis=0)
     lim.predictor_std = np.maximum(raw.std(axis=0), 1e-12)
