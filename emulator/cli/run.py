@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the checkpoint's, 15 / 5)")
     p.add_argument("--batch-size", type=int, default=None, help="members per device batch (default all)")
     p.add_argument("--format", default="netcdf", help="netcdf (AI-MIP files, default) or zarr (one store)")
-    p.add_argument("--model-name", default="MD-1p5", help="model name in file names (default MD-1p5)")
+    p.add_argument("--model-name", default=None, help="model name in file names (default MD-1p5, LIM for a LIM)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
                                                                "terminal)")
@@ -68,11 +68,16 @@ def _main(argv: list[str]) -> int:
 
     cfg = RolloutConfig(experiment=args.experiment, members=args.members, start=_month(args.start, "--start"),
                         end=_month(args.end, "--end"), sst_offset=args.sst_offset, seed=args.seed,
-                        sampler=args.sampler, steps=args.steps, perturb=args.perturb, model_name=args.model_name,
-                        format=args.format).check()
+                        sampler=args.sampler, steps=args.steps, perturb=args.perturb,
+                        model_name=args.model_name or "MD-1p5", format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
 
+    from ..lim.checkpoint import is_lim_checkpoint
+
+    if is_lim_checkpoint(args.checkpoint):  # a linear inverse model (emulator/lim): its own runner
+        from ..lim.cli import run_command
+        return run_command(args, cfg)
     from .. import checkpoint
     from ..forcing import ForcingReader, initial_state
     from ..rollout import check_out_dir, run_rollout

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = add_debug_flag(_parser()).parse_args(argv)
+    from ..lim.config import is_lim_config
+
+    if is_lim_config(args.config):  # type: lim -> the linear inverse model (emulator/lim)
+        from ..lim.cli import fit_command
+        return fit_command(args)
     cfg = config_mod.load(args.config)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))

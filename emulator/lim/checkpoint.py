@@ -1,0 +1,116 @@
+"""LIM checkpoints: one directory written atomically (temporary name, then ``os.replace``).
+
+    <run>/checkpoint/
+        lim.safetensors   every array of the fitted model (normalisation, EOFs, operator, noise)
+        config.yaml       the resolved LIM configuration (``type: lim``)
+        meta.json         format, channels, forcings, grid, fit summary, SHA-256 of the two files
+
+No pickles: arrays go through ``safetensors.numpy``, the rest through JSON / YAML
+(``yaml.safe_load``). Loading checks the format, the hashes and the array shapes, and refuses a
+Monthly Diffusion checkpoint (and ``emulator.checkpoint`` refuses this one) with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from diagnostics.data.errors import InputError
+from diagnostics.io.writer import atomic_path, file_sha256
+
+from ..checkpoint import CHECKPOINT_DIR, spec_from_meta, spec_meta
+from . import config as lim_config
+from .config import LimConfig
+from .model import LinearInverseModel
+from .operator import LinearOperator
+
+FORMAT = "monthly-diffusion-lim/1"
+_FILES = ("lim.safetensors", "config.yaml")
+_ARRAYS = ("state_clim", "state_std", "forcing_clim", "forcing_std", "eofs", "residual_eofs", "residual_std",
+           "forcing_eofs", "predictor_mean", "predictor_std")
+_OPERATOR = ("A", "B", "c", "chol", "dA")
+_FLOAT32 = ("eofs", "residual_eofs", "forcing_eofs")  # stored as float32 (exact: their values are)
+
+
+def _meta_path(path: Path) -> Path:
+    return path / CHECKPOINT_DIR / "meta.json" if (path / CHECKPOINT_DIR / "meta.json").exists() else path / "meta.json"
+
+
+def is_lim_checkpoint(path: str | os.PathLike) -> bool:
+    """True if ``path`` (a run directory or its checkpoint/) holds a meta.json of this format."""
+    meta = _meta_path(Path(path))
+    try:
+        return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save(path: str | os.PathLike, lim: LinearInverseModel, cfg: LimConfig, info: dict) -> Path:
+    """Write a complete checkpoint directory at ``path`` atomically."""
+    path = Path(path)
+    arrays = {name: np.ascontiguousarray(getattr(lim, name), np.float32 if name in _FLOAT32 else None)
+              for name in _ARRAYS}
+    arrays.update({f"operator.{name}": np.ascontiguousarray(getattr(lim.operator, name)) for name in _OPERATOR})
+    with atomic_path(path) as tmp:
+        tmp.mkdir(parents=True)
+        save_file(arrays, str(tmp / "lim.safetensors"))
+        (tmp / "config.yaml").write_text(lim_config.to_yaml(cfg))
+        meta = {"format": FORMAT, **spec_meta(lim.spec), "global_sst": lim.global_sst, "fit": info,
+                "sha256": {name: file_sha256(tmp / name) for name in _FILES}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """Read ``meta.json`` and verify every file's SHA-256; InputError on anything wrong."""
+    meta_path = _meta_path(Path(path))
+    if not meta_path.exists():
+        raise InputError("no checkpoint here (expected a run directory or its checkpoint/ with meta.json)", path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"checkpoint meta.json is corrupt ({exc})", meta_path) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise InputError(f"not a LIM checkpoint (format {found!r}, expected {FORMAT})", meta_path)
+    d = meta_path.parent
+    for name in _FILES:
+        if not (d / name).exists():
+            raise InputError(f"checkpoint is incomplete: {name} is missing", d)
+        if file_sha256(d / name) != meta.get("sha256", {}).get(name):
+            raise InputError(f"checkpoint file {name} does not match its recorded SHA-256 (corrupt or modified)", d)
+    meta["_dir"] = str(d)
+    return meta
+
+
+def config_of(meta: dict) -> LimConfig:
+    import yaml
+
+    path = Path(meta["_dir"]) / "config.yaml"
+    return lim_config.from_dict(yaml.safe_load(path.read_text()), str(path))
+
+
+def load(path: str | os.PathLike) -> tuple[LinearInverseModel, dict]:
+    """The fitted model of a checkpoint and its (verified) meta."""
+    meta = read_meta(path)
+    file = Path(meta["_dir"]) / "lim.safetensors"
+    try:
+        arrays = load_file(str(file))
+    except Exception as exc:  # safetensors raises its own error types for a malformed header
+        raise InputError(f"cannot read arrays ({type(exc).__name__}: {exc})", file) from None
+    spec = spec_from_meta(meta)
+    need = set(_ARRAYS) | {f"operator.{n}" for n in _OPERATOR}
+    if set(arrays) != need:
+        raise InputError(f"arrays {sorted(need ^ set(arrays))} missing or unexpected", file)
+    op = LinearOperator(*(arrays[f"operator.{n}"].astype(np.float64) for n in _OPERATOR))
+    held = {n: arrays[n].astype(np.float64) if n in _FLOAT32 else arrays[n] for n in _ARRAYS}
+    lim = LinearInverseModel(spec, **held, global_sst=bool(meta["global_sst"]),
+                             operator=op)
+    k, p = op.modes, len(spec.channels) * spec.shape[0] * spec.shape[1]
+    if lim.eofs.shape != (p, k) or lim.state_clim.shape != (12, len(spec.channels), *spec.shape):
+        raise InputError("arrays do not fit the channels and grid recorded in meta.json", file)
+    return lim, meta

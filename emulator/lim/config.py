@@ -1,0 +1,107 @@
+"""LIM configuration: a YAML file with ``type: lim`` (``yaml.safe_load``) into strict dataclasses.
+
+    type: lim
+    name: lim
+    data: {state: [...], forcings: [tos, siconc], train_period: ..., valid_period: ..., test_period: ...}
+    model: {modes: 40, forcing_modes: 8, global_sst: true, residual_modes: 100, noise: seasonal, ridge: 1.0e-6,
+           seasonal_ridge: null}
+
+``data`` is the emulator's :class:`emulator.config.DataConfig` (``statics`` are not used).
+Unknown keys, wrong types and bad values raise one-line :class:`InputError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from diagnostics.data.errors import InputError
+from diagnostics.data.timeaxis import Period
+
+from .. import config as config_mod
+from ..config import DataConfig
+from .operator import NOISE_KINDS
+
+TYPE = "lim"
+
+
+@dataclass
+class LimModelConfig:
+    """Sizes of the reduced spaces and the noise model (see :mod:`emulator.lim.operator`)."""
+
+    modes: int = 40  # K: EOFs of the state anomalies evolved by the linear operator
+    forcing_modes: int = 8  # EOFs of the SST / sea-ice anomalies used as predictors
+    global_sst: bool = True  # one more predictor: the ocean-mean SST anomaly (carries the +2K / +4K offset)
+    residual_modes: int = 100  # EOFs K+1..K+R added as white noise with their training variance
+    noise: str = "seasonal"  # constant | seasonal (Q per calendar month from months m-1..m+1)
+    ridge: float = 1.0e-6  # relative ridge on the standardised regressors
+    seasonal_ridge: float | None = None  # set: cyclostationary LIM, A_m = A + dA_m with this ridge on dA_m
+
+
+@dataclass
+class LimConfig:
+    type: str = TYPE
+    name: str = "lim"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: LimModelConfig = field(default_factory=LimModelConfig)
+
+
+def _check(cfg: LimConfig, source: str) -> LimConfig:
+    if cfg.type != TYPE:
+        raise InputError(f"type: expected {TYPE!r}, got {cfg.type!r}", source)
+    for key in ("train_period", "valid_period", "test_period"):
+        try:
+            Period.parse(getattr(cfg.data, key))
+        except ValueError as exc:
+            raise InputError(f"data.{key}: {exc}", source) from None
+    m = cfg.model
+    if m.modes < 1:
+        raise InputError("model.modes: must be >= 1", source)
+    for key in ("forcing_modes", "residual_modes"):
+        if getattr(m, key) < 0:
+            raise InputError(f"model.{key}: must be >= 0", source)
+    if m.noise not in NOISE_KINDS:
+        raise InputError(f"model.noise: expected one of {', '.join(NOISE_KINDS)}, got {m.noise!r}", source)
+    if m.ridge < 0:
+        raise InputError("model.ridge: must be >= 0", source)
+    if m.seasonal_ridge is not None and m.seasonal_ridge <= 0:
+        raise InputError("model.seasonal_ridge: must be > 0 (or null for a stationary LIM)", source)
+    return cfg
+
+
+def from_dict(data: dict, source: str = "<config>") -> LimConfig:
+    """Build and check a :class:`LimConfig` from a plain mapping."""
+    return _check(config_mod._build(LimConfig, data, "", source), source)
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
+    return data if isinstance(data, dict) else {}
+
+
+def is_lim_config(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a YAML file whose top-level ``type`` is ``lim`` (False if unreadable)."""
+    path = Path(path)
+    try:
+        return path.is_file() and _read(path).get("type") == TYPE
+    except (InputError, OSError, UnicodeDecodeError):
+        return False
+
+
+def load(path: str | os.PathLike) -> LimConfig:
+    """Read a LIM YAML config file strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found (expected a YAML file, e.g. configs/lim.yaml)", path)
+    return from_dict(_read(path), str(path))
+
+
+def to_yaml(cfg: LimConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
