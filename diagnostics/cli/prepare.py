@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import json
 import os
 import shlex
 import shutil
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import xarray as xr
 
 from ..data.errors import InputError, add_debug_flag, cli_entry, ensure_output_dir
 from ..data.grid import Grid, coverage_problem, equiangular, grid_of
+from ..data.provenance import digest, file_identity, versions as package_versions
 from ..data.timeaxis import Month, Period, calendar_of, period_of
 from ..io.files import drs_summaries, expand_paths, is_prepared_dir
 from ..io.open import describe_grid, open_dataset, store_names
@@ -71,13 +69,8 @@ def parse_period(start: str | None, end: str | None) -> Period | None:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for pkg in _VERSIONED:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    """Versions recorded in the manifest (``provenance.versions``)."""
+    return package_versions(_VERSIONED)
 
 
 def fingerprint(sources: list[str], grid: Grid | None, period: Period | None, variables: list[str] | None,
@@ -90,18 +83,7 @@ def fingerprint(sources: list[str], grid: Grid | None, period: Period | None, va
         "variables": None if variables is None else sorted(variables),
         "derive_huss": derive_huss,
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _tree_state(path: str) -> list:
-    """(relative path, size, mtime_ns) of every file under ``path`` (a zarr store: its chunks)."""
-    out = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            st = os.stat(os.path.join(root, name))
-            out.append([os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns])
-    return out
+    return digest(spec)
 
 
 def sources_state(sources: list[str]) -> str:
@@ -109,11 +91,7 @@ def sources_state(sources: list[str]) -> str:
     (every file inside a zarr store or prepared directory), so a source rewritten since the last
     run is prepared again although its path is the same. Reading no data keeps it cheap; a
     change that keeps size and mtime (deliberately reset) goes unnoticed, as with ``make``."""
-    state = []
-    for p in sources:
-        st = os.stat(p)
-        state.append([os.path.realpath(p), _tree_state(p) if os.path.isdir(p) else [st.st_size, st.st_mtime_ns]])
-    return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:16]
+    return digest(file_identity(sources))
 
 
 def build_parser() -> argparse.ArgumentParser:
