@@ -184,7 +184,8 @@ def huss_from_tdas(tdas: xr.DataArray, ps: xr.DataArray,
     ``aimip``: e = 611.21 exp(17.502 (Td - 273.16) / (Td - 32.19)) Pa (Tetens, ECMWF's
     constants over water), q = eps e / (ps - (1 - eps) e), eps = Rd / Rv = 287.0597 / 461.5250.
     ``bolton``: the project's :func:`~diagnostics.io.units.specific_humidity_from_dewpoint`
-    (611.2 exp(17.67 Tc / (Tc + 243.5)), eps = 0.622); the two differ by about 0.1 %.
+    (611.2 exp(17.67 Tc / (Tc + 243.5)), eps = 0.622): 0.04 % above the official
+    value at Td = 288 K, 1.3 % at 230 K (measured, ps = 1000 hPa).
     """
     if formula == "bolton":
         q = specific_humidity_from_dewpoint(tdas, ps)
