@@ -23,14 +23,22 @@ cell c is |c n p| / |c|, the area of their intersection over the cell's area. Th
 intersection areas are estimated by splitting every cell into k x k equal-area sub-cells
 (equal steps in longitude and in sin(latitude)) and asking ``healpy.ang2pix`` which pixel
 holds each sub-cell's centre: |c n p| ~ |c| n_cp / k^2, exact as k -> infinity. On a global
-grid the estimate is then balanced (iterative proportional fitting) so that both margins are
-the exact ones the true matrix has: every cell's weights sum to 1 (a constant stays
+grid the estimate is then balanced (Newton's method on the Sinkhorn scaling) so that both
+margins are the exact ones the true matrix has: every cell's weights sum to 1 (a constant stays
 constant to round-off) and every pixel's intersections add up to its area 4 pi / (12 nside^2)
 (the area-weighted global mean is conserved to round-off). Measured: a constant stays
 constant to 1e-15, the global mean is conserved to 1e-10 relative; cos(lat) cos(lon) given at
 nside-64 pixel centres comes out on the 5.625 deg grid within 6.6e-3 of the closed-form cell
 means (2.9e-3 within +-80 deg, rms 6.2e-4): the error of a piecewise-constant source (about
 0.3 x pixel size x gradient), not of the weights, which converge as k grows.
+
+``method="bilinear-mean"`` is second order: each sub-cell takes healpy's bilinear interpolant
+(``get_interp_weights``, 4 pixels) instead of its pixel's value, so a cell gets the mean of
+a continuous reconstruction; balanced the same way, it keeps constants and the global mean to
+round-off, its weights stay positive (no new extrema), and the same cos(lat) cos(lon) comes
+out within 8.3e-4 (5.9e-5 within +-80 deg, rms 7.2e-5) at 5.625 deg, 1.7e-3 at 1 deg (1.5e-4
+within +-80 deg). Use it where the field is smooth and the grids are alike in size; the
+default stays ``conservative``, what the official evaluation computes.
 
 The weights are a ``scipy.sparse`` matrix applied per block inside
 ``xarray.apply_ufunc(dask="parallelized")``: a 46-year 3-D field streams in bounded memory.
@@ -52,6 +60,9 @@ from ..data.grid import Grid, latitude_edges
 from .regrid import longitude_edges
 
 Layout = Literal["healpix-cell", "healpix-faces"]
+#: ``conservative``: first order, cell mean of the piecewise-constant pixels (xESMF's
+#: conservative); ``bilinear-mean``: cell mean of healpy's bilinear interpolant (second order).
+Method = Literal["conservative", "bilinear-mean"]
 
 CELL_DIMS: tuple[str, ...] = ("cell", "cells", "ncells", "pix", "pixel")
 FACE_DIMS: tuple[str, str, str] = ("face", "height", "width")
@@ -258,7 +269,8 @@ def _balance(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, tol: float = 
 
 
 @functools.lru_cache(maxsize=8)
-def _ring_weights(nside: int, lat: tuple[float, ...], lon: tuple[float, ...], k: int) -> sp.csr_matrix:
+def _ring_weights(nside: int, lat: tuple[float, ...], lon: tuple[float, ...], k: int,
+                  method: Method = "conservative") -> sp.csr_matrix:
     hp = _healpy()
     grid = Grid(lat=np.asarray(lat), lon=np.asarray(lon))
     npix = 12 * nside * nside
@@ -273,9 +285,15 @@ def _ring_weights(nside: int, lat: tuple[float, ...], lon: tuple[float, ...], k:
         s = s_edges[i] + (s_edges[i + 1] - s_edges[i]) * frac
         sub_lat = np.rad2deg(np.arcsin(np.clip(s, -1.0, 1.0)))
         la, lo = np.meshgrid(sub_lat, sub_lon, indexing="ij")  # (k, nlon*k)
-        pix = hp.ang2pix(nside, lo.ravel() % 360.0, la.ravel(), lonlat=True, nest=False)
         cell = i * nlon + np.broadcast_to(col_of_lon, la.shape).ravel()
-        key, count = np.unique(cell.astype(np.int64) * npix + pix, return_counts=True)
+        if method == "conservative":
+            pix = hp.ang2pix(nside, lo.ravel() % 360.0, la.ravel(), lonlat=True, nest=False)
+            share = np.ones(pix.size)
+        else:  # healpy's bilinear interpolant at each sub-cell centre: 4 pixels each
+            pix, share = hp.get_interp_weights(nside, lo.ravel() % 360.0, la.ravel(), lonlat=True)
+            cell = np.broadcast_to(cell, pix.shape)
+        key, inverse = np.unique(cell.astype(np.int64).ravel() * npix + pix.ravel(), return_inverse=True)
+        count = np.bincount(inverse.ravel(), weights=share.ravel(), minlength=key.size)
         blocks.append((key // npix, key % npix, count))
     r = np.concatenate([b[0] for b in blocks])
     p = np.concatenate([b[1] for b in blocks])
@@ -287,14 +305,17 @@ def _ring_weights(nside: int, lat: tuple[float, ...], lon: tuple[float, ...], k:
     return (sp.diags(1.0 / area) @ m).tocsr()
 
 
-def latlon_weights(nside: int, grid: Grid, k: int | None = None) -> sp.csr_matrix:
+def latlon_weights(nside: int, grid: Grid, k: int | None = None,
+                   method: Method = "conservative") -> sp.csr_matrix:
     """W (nlat*nlon, 12 nside^2), ring-ordered columns: y = W x, x on pixels, y row-major on grid.
 
     W[c, p] = |c n p| / |c| estimated with k x k equal-area sub-cells per cell, balanced on
     a global grid so that sum_p W[c, p] = 1 and sum_c |c| W[c, p] = 4 pi / (12 nside^2).
     """
     k = default_subsamples(nside, grid) if k is None else int(k)
-    return _ring_weights(nside, tuple(map(float, grid.lat)), tuple(map(float, grid.lon)), k)
+    if method not in ("conservative", "bilinear-mean"):
+        raise ValueError(f"method {method!r}")
+    return _ring_weights(nside, tuple(map(float, grid.lat)), tuple(map(float, grid.lon)), k, method)
 
 
 # ----------------------------------------------------------------------------- application
@@ -326,8 +347,8 @@ def _regrid_var(da: xr.DataArray, core: list[str], w: sp.csr_matrix, grid: Grid)
     return out
 
 
-def to_latlon(ds: xr.Dataset, grid: Grid, *, k: int | None = None, source: str = "dataset",
-              check_orientation: bool = True) -> xr.Dataset:
+def to_latlon(ds: xr.Dataset, grid: Grid, *, method: Method = "conservative", k: int | None = None,
+              source: str = "dataset", check_orientation: bool = True) -> xr.Dataset:
     """Regrid every HEALPix variable of ``ds`` to ``grid`` (conservative, lazy).
 
     Variables without the HEALPix dims (``time_bnds``, scalars) are kept; the cells'
@@ -360,7 +381,7 @@ def to_latlon(ds: xr.Dataset, grid: Grid, *, k: int | None = None, source: str =
         variables = [v for v in ds.data_vars if dim in ds[v].dims and v not in ("lat", "lon", "latitude", "longitude")]
     if not variables:
         raise InputError(f"no data variable on the HEALPix dims {core}", source)
-    w = latlon_weights(nside, grid, k)[:, ring]  # columns in the file's cell order
+    w = latlon_weights(nside, grid, k, method)[:, ring]  # columns in the file's cell order
     out = ds.drop_dims(core).drop_vars([v for v in ("crs",) if v in ds.variables])
     for name in variables:
         da = ds[name].transpose(..., *core)
@@ -368,7 +389,9 @@ def to_latlon(ds: xr.Dataset, grid: Grid, *, k: int | None = None, source: str =
                                 core, w, grid)
     out = out.assign_coords(grid.coords())
     out.attrs = dict(ds.attrs)
-    out.attrs["regrid_method"] = ("conservative: weight of HEALPix pixel p in lat-lon cell c = |c n p| / |c|, "
+    how = ("conservative: weight of HEALPix pixel p in lat-lon cell c = |c n p| / |c|" if method == "conservative"
+           else "bilinear-mean: cell mean of healpy's bilinear interpolant")
+    out.attrs["regrid_method"] = (f"{how}, "
                                   f"k x k = {default_subsamples(nside, grid) if k is None else k}^2 equal-area "
                                   "sub-cells per cell, balanced to the exact margins (healpy)")
     out.attrs["healpix_source"] = f"{layout}, nside {nside}, {order} ordering"
