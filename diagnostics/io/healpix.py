@@ -64,7 +64,8 @@ Layout = Literal["healpix-cell", "healpix-faces"]
 #: conservative); ``bilinear-mean``: cell mean of healpy's bilinear interpolant (second order).
 Method = Literal["conservative", "bilinear-mean"]
 
-CELL_DIMS: tuple[str, ...] = ("cell", "cells", "ncells", "pix", "pixel")
+#: Not ICON's ``ncells``: an unstructured non-HEALPix mesh must not be taken for one.
+CELL_DIMS: tuple[str, ...] = ("cell", "cells", "pix", "pixel")
 FACE_DIMS: tuple[str, str, str] = ("face", "height", "width")
 _ORDER_ATTRS = ("healpix_order", "order", "ordering")
 #: Coordinates may be stored in float32: centres must match to this fraction of a pixel.
@@ -95,11 +96,11 @@ def _cell_dim(ds: xr.Dataset | xr.DataArray) -> str | None:
 def is_healpix(ds: xr.Dataset | xr.DataArray) -> Layout | None:
     """Which HEALPix layout ``ds`` is in (by its dims), or None for anything else.
 
-    ``healpix-faces``: dims face, height, width with 12 faces; ``healpix-cell``: a
-    ``cell``-like dim (also ``pix``/``ncells``) and no lat/lon dims. Sizes are checked by
+    ``healpix-faces``: dims face, height, width; ``healpix-cell``: a ``cell``-like dim
+    (also ``cells``/``pix``/``pixel``) and no lat/lon dims. Sizes are checked by
     :func:`to_latlon`, so a wrong cell count gets a message rather than "not HEALPix".
     """
-    if all(d in ds.dims for d in FACE_DIMS) and ds.sizes["face"] == 12:
+    if all(d in ds.dims for d in FACE_DIMS):
         return "healpix-faces"
     if _cell_dim(ds) is not None and not ({"lat", "lon", "latitude", "longitude"} & set(ds.dims)):
         return "healpix-cell"
@@ -363,7 +364,8 @@ def to_latlon(ds: xr.Dataset, grid: Grid, *, method: Method = "conservative", k:
                          "dims (DLESyM)", source)
     if layout == "healpix-faces":
         nside = ds.sizes["width"]
-        if ds.sizes["height"] != nside or nside_of(12 * nside * nside, "face/height/width") != nside:
+        if (ds.sizes["face"] != 12 or ds.sizes["height"] != nside
+                or nside_of(12 * nside * nside, "face/height/width") != nside):
             raise InputError(f"face/height/width dims are {ds.sizes['face']} x {ds.sizes['height']} x "
                              f"{ds.sizes['width']}, expected 12 x nside x nside", source)
         core = list(FACE_DIMS)

@@ -90,16 +90,27 @@ def test_weights_converge_and_margins_exact():
     assert abs(w - fine).max() < 0.05  # the k x k estimate approaches the exact intersection areas
 
 
-def test_lazy_nan_aware_and_bounded():
-    ds = _cbottle().chunk({"time": 1})
-    ds["tas"][:, :40] = np.nan  # a patch of missing pixels (nest 0..39: one corner of face 0)
-    out = H.to_latlon(ds, GRID)["tas"]
-    assert out.chunks is not None and out.chunks[0] == (1, 1, 1)
-    values = out.values
-    assert np.isfinite(values[:, :4]).all() and np.isnan(values).sum() < values.size // 4
-    eager = H.to_latlon(_cbottle(), GRID)["tas"].values
-    ok = np.isfinite(values)
-    assert np.abs(values[ok] - eager[ok]).max() < 0.5
+def test_lazy_nan_aware():
+    ds = _cbottle()
+    eager = H.to_latlon(ds, GRID)["tas"].values
+    lazy = H.to_latlon(ds.chunk({"time": 1}), GRID)["tas"]
+    assert lazy.chunks is not None and lazy.chunks[0] == (1, 1, 1)
+    np.testing.assert_allclose(lazy.values, eager, rtol=0, atol=1e-13)
+    masked = ds.copy(deep=True)
+    masked["tas"][:, :40] = np.nan  # nest cells 0..39: a corner of face 0
+    out = H.to_latlon(masked.chunk({"time": 1}), GRID)["tas"].values.reshape(3, -1)
+    # independent: valid-weight renormalisation with the weight matrix itself
+    ring, _ = H.cell_ring_index(ds)
+    w = H.latlon_weights(NSIDE, GRID)[:, ring]
+    x = masked["tas"].values
+    valid = np.isfinite(x)
+    num, den = w @ np.where(valid, x, 0.0).T, w @ valid.T.astype(float)
+    with np.errstate(invalid="ignore"):
+        expected = np.where(den > 1e-9, num / den, np.nan).T
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13)
+    assert np.isnan(out).any() and np.isfinite(out).mean() > 0.9
+    untouched = (w @ (~valid[0]).astype(float)) == 0
+    np.testing.assert_allclose(out[:, untouched], eager.reshape(3, -1)[:, untouched], atol=1e-13)
 
 
 def test_dlesym_orientation_checked():
@@ -130,6 +141,8 @@ def test_bad_input_one_line():
         H.to_latlon(dup, GRID)
     with pytest.raises(InputError, match="12 x nside x nside"):
         H.to_latlon(_dlesym().isel(height=slice(0, 4)), GRID)
+    with pytest.raises(InputError, match="12 x nside x nside"):
+        H.to_latlon(_dlesym().isel(face=slice(0, 6)), GRID)
 
 
 def test_dlesym_ordering_is_the_official_evaluations():
