@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .io.writer import write_json, write_netcdf
-from .schema import QUALIFIERS, SCHEMA, MetricKey, field_name, is_baseline, vocabulary
+from .schema import NOISE_FLOOR, QUALIFIERS, SCHEMA, MetricKey, field_name, is_baseline, vocabulary
 
 SPREAD_SKILL_NOTE = ("spread_skill is uncorrected (WeatherBench 2); spread_skill_corrected multiplies "
                      "the spread by sqrt((M+1)/M) (Fortin et al. 2014)")
@@ -123,6 +123,7 @@ def write_outputs(out_dir: str | os.PathLike, results: Results, provenance: dict
     nc = write_netcdf(ds, out_dir / "metrics.nc")
     doc = {"schema": SCHEMA, "provenance": provenance, "models": models,
            "ensembles": [m for m in models if not is_baseline(m)], "baselines": [m for m in models if is_baseline(m)],
+           "noise_floor": NOISE_FLOOR if NOISE_FLOOR in models else None,
            "channels": channels, "qualifiers": vocabulary(results.keys.values()),
            "skipped": results.skipped, "metrics": dict(sorted(results.metrics.items()))}
     js = write_json(doc, out_dir / "metrics.json")

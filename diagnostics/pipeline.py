@@ -42,7 +42,7 @@ from .io.open import describe_grid, open_dataset
 from .metrics import baselines, nino34
 from .outputs import (OUTPUT_NAMES, PARTIAL_DIR, PREVIOUS_DIR, SPREAD_SKILL_NOTE, CorruptPartial, Results, load_partial,
                       retire_previous, save_partial, write_outputs)
-from .schema import REFERENCE, key
+from .schema import NOISE_FLOOR, REFERENCE, key
 
 #: Months per dask chunk along time: one year, the unit AI-MIP stores and our writer use.
 TIME_CHUNK = 12
@@ -68,6 +68,7 @@ class Config:
     scenarios: list[str] = field(default_factory=list)
     variables: list[str] | None = None
     scheduler: str | None = None
+    noise_floor: str | None = None  # other realisations of the reference's climate (--noise-floor)
     members_max: int | None = None
     baselines: bool = True
     spectra: bool = True
@@ -190,7 +191,13 @@ class Specs:
             scenarios = [align.parse_scenario(s) for s in cfg.scenarios]
         except ValueError as exc:
             raise InputError(str(exc), "--scenario") from None
-        specs = cls(cfg.reference, [align.parse_named(e) for e in cfg.ensembles], scenarios)
+        ensembles = [align.parse_named(e) for e in cfg.ensembles]
+        if any(name == NOISE_FLOOR for name, _ in ensembles):
+            raise InputError(f"the name {NOISE_FLOOR!r} is kept for --noise-floor; give the ensemble another",
+                             "--ensemble")
+        if cfg.noise_floor is not None:
+            ensembles.append((NOISE_FLOOR, cfg.noise_floor))
+        specs = cls(cfg.reference, ensembles, scenarios)
         for path in [specs.reference] + [p for _, p in specs.ensembles] + [p for _, _, p in specs.scenarios]:
             expand_paths(path)
         return specs
@@ -241,6 +248,8 @@ def open_inputs(specs: Specs, cfg: Config, res: Results) -> Opened:
             res.skip(f"ensemble {given or path}", str(exc))
             continue
         ds = align.with_member(ds)
+        if name == NOISE_FLOOR:
+            ds = without_reference_copies(ds, reference, path)
         if cfg.members_max is not None and ds.sizes["member"] > cfg.members_max:
             ds = ds.isel(member=slice(0, cfg.members_max))
         opened.ensembles[name] = ds
@@ -262,6 +271,32 @@ def open_inputs(specs: Specs, cfg: Config, res: Results) -> Opened:
         opened.scenarios.setdefault(model, {})[scen] = align.with_member(ds)
         opened.paths["scenarios"].setdefault(model, {})[scen] = files
     return opened
+
+
+def without_reference_copies(ds: xr.Dataset, reference: xr.Dataset, path: str) -> xr.Dataset:
+    """The members of a noise-floor ensemble that are not the reference itself.
+
+    ``md-synth --members N`` writes the reference as member 0; scored against itself it would
+    lower the floor to zero. A member is a copy when its first-listed common variable equals the
+    reference exactly over the first 12 common months (independent weather never does).
+    """
+    common = [v for v in ds.data_vars if v in reference.data_vars and "time" in ds[v].dims]
+    months = sorted(set(ds["time"].values) & set(reference["time"].values))[:12] if common else []
+    if not months:
+        raise InputError("shares no variable and month with the reference: not realisations of its climate",
+                         path)
+    var = common[0]
+    ref = reference[var].sel(time=months)
+    same = [int(m) for m in ds["member"].values
+            if ref.shape == ds[var].sel(member=m, time=months).shape
+            and bool((ds[var].sel(member=m, time=months) == ref).all())]
+    keep = [m for m in ds["member"].values if int(m) not in same]
+    if len(keep) < 2:
+        raise InputError(f"has {len(keep)} member(s) besides the reference; a noise floor needs 2 or more "
+                         "(e.g. md-synth --members 6)", path)
+    if same:
+        _say(f"noise floor: left out member(s) {', '.join(map(str, same))} of {path}: equal to the reference")
+    return ds.sel(member=keep)
 
 
 def onto_common_grid(opened: Opened) -> str:

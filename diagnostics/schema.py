@@ -23,6 +23,8 @@ READABLE = (SCHEMA, SCHEMA_V1)
 
 REFERENCE = "reference"
 BASELINE_PREFIX = "baseline-"
+#: The ensemble of the reference's own other realisations (``md-diagnose --noise-floor``).
+NOISE_FLOOR = "noise-floor"
 #: Evaluation periods a key or field may name (``all`` = the whole common window).
 PERIODS = ("train", "test", "all")
 #: Seasons of the climatology metrics (``ANN`` = all months).

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..data.errors import add_debug_flag, cli_entry
 from ..data.timeaxis import Period
 from ..pipeline import DEFAULT_TEST, DEFAULT_TRAIN, Config, run
+from ..schema import NOISE_FLOOR
 
 REPORT_FORMATS = ("html", "pdf")
 
@@ -68,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
                    help=f"held-out period (default {DEFAULT_TEST})")
     p.add_argument("--scenario", action="append", default=[], metavar="[NAME:]p2k=PATH",
                    help="warming run of ensemble NAME (default: the first ensemble): p2k or p4k")
+    p.add_argument("--noise-floor", default=None, metavar="PATH",
+                   help="other realisations of the reference's own climate (e.g. `md-synth --members 6`, "
+                        "or a physics model's large ensemble): scored like an ensemble, named "
+                        f"'{NOISE_FLOOR}', the best any model can do; members equal to the reference "
+                        "(md-synth's member 0) are left out")
     p.add_argument("--variables", nargs="+", default=None, metavar="VAR",
                    help="score only these variables (tas ta zg ... or tas,ta); default: all in common")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local[:N]",
@@ -88,7 +94,7 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
     """The pipeline's configuration from parsed arguments (``argv`` is recorded in the provenance)."""
     return Config(ensembles=args.ensemble, reference=args.reference, out=Path(args.out),
                   train=args.train_period, test=args.test_period, scenarios=args.scenario,
-                  variables=args.variables, scheduler=args.scheduler,
+                  variables=args.variables, scheduler=args.scheduler, noise_floor=args.noise_floor,
                   members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
                   progress=not args.no_progress, seed=args.seed, debug=args.debug,
                   command=shlex.join(["md-diagnose", *argv]))

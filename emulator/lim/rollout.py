@@ -35,11 +35,12 @@ from tqdm import tqdm
 
 from diagnostics.data.catalogue import channel_label
 from diagnostics.data.errors import InputError
+from diagnostics.data.provenance import digest as fingerprint
 from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 from diagnostics.io.writer import atomic_path, file_sha256
 
 from ..rollout import Forcing, RolloutConfig, RolloutUnstable, _finish, _resolve_state, member_seed
-from ..run_state import LATENT_DIR, RunState, drop_stale_latents, fingerprint
+from ..run_state import LATENT_DIR, RunState, drop_stale_latents
 from .model import LinearInverseModel
 
 _PERTURB_STEP = -1  # stream id of the initial-state perturbation (as the neural rollout)
