@@ -1,9 +1,10 @@
 """``make demo``: the whole user path on the embedded synthetic climate, end to end.
 
-    synthesise the default climate (md-synth)
-    -> train configs/demo.yaml (emulator-train)
-    -> historical, +2K and +4K ensembles (emulator-run)
-    -> score them against the synthetic reference and render the report (md-diagnose)
+    synthesise the default climate (md-synth), and 5 more realisations of it (the noise floor)
+    -> train configs/demo.yaml and fit the linear baseline configs/lim.yaml (emulator-train)
+    -> historical, +2K and +4K ensembles of both (emulator-run)
+    -> score MD, LIM and the noise floor against the synthetic reference, side by side, and
+       render the report (md-diagnose)
 
 Each step runs the real console script, exactly as a user would type it (the commands are
 printed). A finished step is skipped and an interrupted one resumed, so rerunning
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
-from diagnostics.data.experiments import EXPERIMENTS
+from diagnostics.data.experiments import EXPERIMENTS, SCENARIOS
 
 from ..config import SAMPLERS
 
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="outputs/demo", help="where everything goes (default outputs/demo)")
     p.add_argument("--config", default="configs/demo.yaml")
+    p.add_argument("--lim-config", default="configs/lim.yaml", help="the linear baseline (default configs/lim.yaml)")
     p.add_argument("--grid", default="5.625", help="grid of the synthetic climate, degrees")
     p.add_argument("--start", default="1978-10")
     p.add_argument("--end", default="2024-12")
@@ -135,6 +137,7 @@ def _main(argv: list[str]) -> int:
     args = add_debug_flag(_parser()).parse_args(argv)
     out = Path(args.out)
     synth, train, runs, scores = out / "synthetic", out / "train", out / "runs", out / "diagnostics"
+    realisations, train_lim, runs_lim = out / "synthetic-members", out / "train-lim", out / "runs-lim"
     log: list[dict] = []
     t0 = time.perf_counter()
 
@@ -142,11 +145,18 @@ def _main(argv: list[str]) -> int:
         _run([_bin("md-synth"), "--out", str(synth), "--grid", args.grid, "--start", args.start,
               "--end", args.end, "--seed", "0"], log)
     _run([_bin("md-describe"), str(synth)], log)
+    if not (realisations / "manifest.json").exists():  # member 0 = the reference, 1..5 its other weather
+        _run([_bin("md-synth"), "--out", str(realisations), "--grid", args.grid, "--start", args.start,
+              "--end", args.end, "--seed", "0", "--members", "6"], log)
 
     finished = _training_finished(train)
     if not finished:
         _run([_bin("emulator-train"), "--config", args.config, "--data", str(synth), "--out", str(train),
               "--device", args.device] + (["--resume"] if finished is False else []), log)
+
+    if not (train_lim / "checkpoint").exists():  # the linear stochastic baseline: fitted in seconds
+        _run([_bin("emulator-train"), "--config", args.lim_config, "--data", str(synth), "--out", str(train_lim)],
+             log)
 
     rollouts = []
     for exp in EXPERIMENTS:
@@ -160,8 +170,20 @@ def _main(argv: list[str]) -> int:
                          "--model-name", args.model_name] + (["--resume"] if status else []))
     _run_parallel(rollouts, _parallel_jobs(args), log)
 
+    # the linear stochastic baseline's runs, one after another (about 20 s each on one core)
+    for exp in EXPERIMENTS:
+        status = _run_status(runs_lim / exp)
+        if status != "complete":
+            _run([_bin("emulator-run"), "--checkpoint", str(train_lim / "checkpoint"), "--experiment", exp,
+                  "--members", str(args.members), "--start", args.start, "--end", args.end,
+                  "--out", str(runs_lim / exp), "--seed", "0", "--model-name", "LIM"]
+                 + (["--resume"] if status else []), log)
+
+    scenarios = [f"{model}:{exp}={root / exp}" for model, root in ((args.model_name, runs), ("LIM", runs_lim))
+                 for exp in SCENARIOS]
     _run([_bin("md-diagnose"), "--ensemble", f"{args.model_name}={runs / 'historical'}",
-          "--reference", str(synth), "--scenario", f"p2k={runs / 'p2k'}", "--scenario", f"p4k={runs / 'p4k'}",
+          "--ensemble", f"LIM={runs_lim / 'historical'}", "--reference", str(synth),
+          "--noise-floor", str(realisations), *[a for s in scenarios for a in ("--scenario", s)],
           "--out", str(scores), "--report", "html,pdf"], log)
 
     total = time.perf_counter() - t0
@@ -169,7 +191,9 @@ def _main(argv: list[str]) -> int:
         total, ", ".join(f"{s['step']} {s['seconds']:.0f} s" for s in log)))
     print(f"  synthetic climate : {synth}")
     print(f"  trained emulator  : {train / 'checkpoint'}")
-    print(f"  ensembles (AI-MIP): {runs}/{{historical,p2k,p4k}}")
+    print(f"  linear baseline   : {train_lim / 'checkpoint'}")
+    print(f"  ensembles (AI-MIP): {runs}/{{historical,p2k,p4k}}, LIM: {runs_lim}/{{historical,p2k,p4k}}")
+    print(f"  noise floor       : {realisations} (members 1-5: the reference's own other weather)")
     print(f"  metrics           : {scores / 'metrics.json'}")
     print(f"  report            : {scores / 'report' / 'index.html'}  (PDF: {scores / 'report' / 'report.pdf'})")
     return 0
