@@ -19,7 +19,8 @@ import xarray as xr
 
 from ..data.contract import field_names
 from ..data.errors import InputError
-from ..data.grid import grid_of
+from ..data.grid import NAMED_GRIDS, Grid, equiangular, grid_of
+from . import healpix
 from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variables
 from .combine import Piece, concat_time, merge_on_common_months, stack_members
 from .coords import check_same_grid, standard_coords
@@ -48,6 +49,19 @@ def check_same_levels(fields: dict[str, xr.DataArray], source: str) -> None:
                          source)
 
 
+def healpix_target_grid(ds: xr.Dataset) -> Grid:
+    """The named lat-lon grid nearest a HEALPix submission's resolution and not finer (else the coarsest).
+
+    A HEALPix pixel spans sqrt(4 pi / (12 nside^2)) rad = 58.6 / nside degrees (0.92 deg for
+    cBottle's nside 64 -> the 1 degree grid, AI-MIP's analysis grid). md-diagnose then coarsens
+    conservatively to the common grid of all inputs, as for any submission.
+    """
+    npix = ds.sizes["cell"] if "cell" in ds.dims else 12 * ds.sizes["height"] * ds.sizes["width"]
+    spacing = 58.6 / healpix.nside_of(npix)
+    coarser = [d for d in sorted(NAMED_GRIDS) if d >= 0.999 * spacing]
+    return equiangular(coarser[0] if coarser else max(NAMED_GRIDS))
+
+
 def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool = True) -> xr.Dataset:
     """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
     names = []
@@ -73,11 +87,18 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     index = member_indices(labels)
     pieces: dict[tuple[str, int], list[Piece]] = {}
     grids = {}
+    regridded: set[str] = set()
     for path, name in zip(paths, names):
         var = catalogue_entry(name.var)
         if var is None or (wanted is not None and var.name not in wanted):
             continue
-        ds = standard_coords(open_netcdf(path), path)
+        ds = open_netcdf(path)
+        layout = healpix.is_healpix(ds)
+        if layout is not None:  # cBottle / DLESyM: onto a lat-lon grid of about their resolution
+            target = healpix_target_grid(ds)
+            ds = healpix.to_latlon(ds, target, source=path)
+            regridded.add(f"{ds.attrs['healpix_source']} -> {target.resolution:g} degree")
+        ds = standard_coords(ds, path)
         grids[path] = grid_of(ds)
         field = name.var if name.var in ds.data_vars else None
         if field is None:
@@ -123,6 +144,8 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
         notes.append(f"{', '.join(geopotential)} converted from geopotential (divided by g0 = 9.80665)")
     ds.attrs["found"] = (f"{model} {experiment}: {len(paths)} files, {len(members)} member(s) "
                          f"({', '.join(label_of[m] for m in members)}), variables {', '.join(sorted(fields))}")
+    if regridded:
+        notes.append(f"regridded conservatively from HEALPix ({', '.join(sorted(regridded))})")
     if notes:
         ds.attrs["reader_notes"] = "; ".join(notes)
     if len(members) == 1:
