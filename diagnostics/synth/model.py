@@ -346,7 +346,8 @@ def make_run(model: Model, start: Month, end: Month, seed: int, members: int = 1
 def progress(run: Run, desc: str = "md-synth", enabled: bool = True) -> Iterator[None]:
     """Show a tqdm bar over the generated (variable, chunk) blocks of ``run``, eager or streamed."""
     total = run.members * len(run.chunks) * len(catalogue.STATE_VARIABLES)
-    with tqdm(total=total, desc=desc, unit="block", leave=False, disable=not enabled) as bar:
+    # disable=None: drawn only on a terminal (no redraws in log files)
+    with tqdm(total=total, desc=desc, unit="block", leave=False, disable=None if enabled else True) as bar:
         run.on_chunk = lambda: bar.update(1)
         try:
             yield

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import os
 import re
+import sys
 from pathlib import Path
 
 from diagnostics.data.errors import InputError
@@ -75,7 +76,7 @@ def run_command(args: argparse.Namespace, cfg) -> int:
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
     out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
-    state = run_lim(lim, forcing, initial, cfg, out, identity, resume=args.resume, progress=not args.no_progress)
+    state = run_lim(lim, forcing, initial, cfg, out, identity, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())  # bars on a terminal only
     s = state.summary
     rate = s.get("member_months_per_s")
     print(f"emulator-run: LIM {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
