@@ -6,5 +6,5 @@ Modules, one building block each: :mod:`.sht` (transforms and grid resampling),
 (the network and its loss); inference in :mod:`.stepper` (the ``Stepper`` protocol the
 rollout runs, and ``DiffusionStepper``) and :mod:`.seeding`; training in :mod:`.config`
 (typed variants), :mod:`.data`, :mod:`.checkpoint`, :mod:`.ema`, :mod:`.validation`,
-:mod:`.train`; the AI-MIP rollout in :mod:`.forcing`, :mod:`.rollout`, :mod:`.run_state`.
+:mod:`.train`; the AI-MIP rollout in :mod:`.forcing`, :mod:`.rollout`, :mod:`.run_state`; the LIM baseline in :mod:`.lim`.
 """

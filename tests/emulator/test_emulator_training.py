@@ -20,7 +20,7 @@ from emulator.data import parse_channels
 from emulator.denoiser import LatentSkip
 from emulator.model import DataSpec, MonthlyDiffusion
 from emulator.stepper import DiffusionStepper
-from emulator.toy_data import write_toy_dataset
+from tests.emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer, build_model, prepare_data
 from emulator.validation import diffusion_offset, pair_ids
 

@@ -32,7 +32,7 @@ from emulator.lim.operator import fit_operator
 from emulator.lim.rollout import run_lim
 from emulator.model import DataSpec
 from emulator.rollout import RolloutConfig
-from emulator.toy_data import make_toy_dataset, write_toy_dataset
+from tests.emulator.toy_data import make_toy_dataset, write_toy_dataset
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 TOY_LIM = """type: lim

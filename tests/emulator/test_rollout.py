@@ -31,7 +31,7 @@ from emulator.cli.run import main as run_main
 from emulator.forcing import ForcingReader, initial_state
 from emulator.stepper import DiffusionStepper
 from emulator.rollout import RolloutConfig, member_generators, run_rollout
-from emulator.toy_data import write_toy_dataset
+from tests.emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
