@@ -30,11 +30,15 @@ __all__ = ["NAO_LAT", "NAO_LON", "NH_LAT", "seasonal_mean", "select_domain", "le
 #: NAO domain: 20-80N, 90W-40E (lon 270..360 and 0..40 on a 0..360 grid).
 NAO_LAT: tuple[float, float] = (20.0, 80.0)
 NAO_LON: tuple[float, float] = (-90.0, 40.0)
-#: Band of the NAO sign rule: positive NAO has low pressure near Iceland.
-NAO_SIGN_LAT: tuple[float, float] = (60.0, 80.0)
-#: Northern Hemisphere domain of the leading Z500 EOF, and the polar cap of its sign rule.
+#: Bands of the NAO sign rule (inside the domain): positive NAO has low pressure near Iceland
+#: and high pressure near the Azores, i.e. the pattern's mean over the northern band minus its
+#: mean over the southern band is negative (a dipole, as station indices define the NAO: a
+#: pattern with a domain-wide offset cannot flip it).
+NAO_SIGN_LAT: tuple[tuple[float, float], tuple[float, float]] = ((55.0, 80.0), (20.0, 45.0))
+#: Northern Hemisphere domain of the leading Z500 EOF, and its sign rule: polar cap (60-90N)
+#: minus mid-latitudes (30-55N) negative (low heights over the pole: positive annular mode).
 NH_LAT: tuple[float, float] = (0.0, 90.0)
-NH_SIGN_LAT: tuple[float, float] = (60.0, 90.0)
+NH_SIGN_LAT: tuple[tuple[float, float], tuple[float, float]] = ((60.0, 90.0), (30.0, 55.0))
 
 
 def select_domain(field: xr.DataArray, lat: tuple[float, float],
@@ -107,11 +111,17 @@ def leading_eofs(anomalies: xr.DataArray, n: int = 3, ddof: int = 1,
     return out
 
 
-def _orient(result: xr.Dataset, sign_lat: tuple[float, float]) -> xr.Dataset:
-    """Flip the leading mode so its pattern's area-weighted mean over ``sign_lat`` is negative."""
-    band = result["pattern"].isel(mode=0)
-    band = band.isel(lat=np.flatnonzero((band["lat"].values >= sign_lat[0]) & (band["lat"].values <= sign_lat[1])))
-    if float(global_mean(band)) > 0:
+def _band_mean(pattern: xr.DataArray, lat: tuple[float, float]) -> float:
+    """Area-weighted mean of ``pattern`` (lat, lon) over the latitudes ``lat[0]..lat[1]``."""
+    rows = np.flatnonzero((pattern["lat"].values >= lat[0]) & (pattern["lat"].values <= lat[1]))
+    return float(global_mean(pattern.isel(lat=rows)))
+
+
+def _orient(result: xr.Dataset, sign_lat: tuple[tuple[float, float], tuple[float, float]]) -> xr.Dataset:
+    """Flip the leading mode so that its pattern's area-weighted mean over the northern band
+    ``sign_lat[0]`` minus that over the southern band ``sign_lat[1]`` is negative."""
+    pattern = result["pattern"].isel(mode=0)
+    if _band_mean(pattern, sign_lat[0]) - _band_mean(pattern, sign_lat[1]) > 0:
         sign = xr.ones_like(result["mode"], dtype=float)
         sign[0] = -1.0
         result = result.assign(pattern=result["pattern"] * sign, pc=result["pc"] * sign)
@@ -127,7 +137,8 @@ def _season_anomalies(field: xr.DataArray, season: str, lat: tuple[float, float]
 
 
 def _modes(field: xr.DataArray, season: str, lat: tuple[float, float], lon: tuple[float, float] | None,
-           n: int, sign_lat: tuple[float, float], member_dim: str, pooled: bool) -> xr.Dataset:
+           n: int, sign_lat: tuple[tuple[float, float], tuple[float, float]], member_dim: str,
+           pooled: bool) -> xr.Dataset:
     anom = _season_anomalies(field, season, lat, lon)
     if member_dim not in anom.dims:
         return _orient(leading_eofs(anom, n), sign_lat)
@@ -155,8 +166,9 @@ def nao(field: xr.DataArray, season: str = "DJF", n: int = 1, member_dim: str = 
     """North Atlantic Oscillation: leading EOFs of seasonal-mean anomalies of monthly Z500 or
     sea-level pressure over 20-80N, 90W-40E (default DJF; see :func:`leading_eofs`).
 
-    Sign rule: positive NAO = low pressure near Iceland, i.e. mode 0 is flipped when the
-    area-weighted mean of its pattern over 60-80N (inside the domain) is positive. Modes
+    Sign rule: positive NAO = low pressure near Iceland and high near the Azores, i.e. mode 0
+    is flipped when the area-weighted mean of its pattern over 55-80N minus that over 20-45N
+    (inside the domain) is positive. Modes
     beyond the first keep the sign eofs gives. Anomalies are about the time mean of the
     seasonal means; ``field`` is monthly with ``time``, ``lat``, ``lon`` (+ ``member``).
     """
@@ -168,7 +180,8 @@ def nh_eof1(field: xr.DataArray, season: str = "DJF", member_dim: str = "member"
     """Leading EOF of seasonal-mean Z500 anomalies over 0-90N, all longitudes (default DJF).
 
     Sign rule (annular-mode convention, like the NAO's): the pattern's area-weighted mean
-    over the polar cap 60-90N is negative (low heights over the pole, positive phase).
+    over the polar cap 60-90N minus that over 30-55N is negative (low heights over the pole,
+    positive phase).
     """
     return _modes(field, season, NH_LAT, None, 1, NH_SIGN_LAT, member_dim, pooled)
 

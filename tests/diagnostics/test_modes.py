@@ -145,3 +145,28 @@ def test_select_domain_same_box_in_either_longitude_convention():
     np.testing.assert_array_equal(a["lon"].values, b["lon"].values)
     np.testing.assert_array_equal(a.values, b.values)
     assert a.sizes["lat"] == int(np.sum((grid.lat >= 20) & (grid.lat <= 80)))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_nao_sign_is_fixed_by_the_dipole_not_by_a_domain_wide_offset(sign):
+    """An NAO whose pattern carries a large in-phase offset over the whole domain: the mean over
+    the Iceland band alone is positive, yet the pattern is the positive NAO (low near Iceland
+    relative to the Azores). The dipole rule keeps its sign; a one-band rule flipped it."""
+    grid = equiangular(5.625)
+    rng = np.random.default_rng(3)
+    axis = monthly_axis(Month(1979, 12), Month(2019, 2))
+    nt = axis.sizes["time"]
+    lat, lon = grid.lat[:, None] * np.ones(grid.lon.size), np.ones(grid.lat.size)[:, None] * grid.lon
+    dlon = (lon + 30.0 + 180.0) % 360.0 - 180.0  # distance in longitude from 30W
+    dipole = -8.0 * np.exp(-(((lat - 65) / 8) ** 2 + (dlon / 30) ** 2)) \
+        + 8.0 * np.exp(-(((lat - 38) / 8) ** 2 + (dlon / 30) ** 2))
+    mode = dipole + 6.0  # the offset: positive over all of 60-80N
+    pc = rng.normal(size=nt)
+    values = 1.0e5 + sign * pc[:, None, None] * mode[None] + 0.3 * rng.normal(size=(nt, *grid.shape))
+    field = xr.DataArray(values, dims=("time", "lat", "lon"), coords={"time": axis["time"], **grid.coords()},
+                         name="psl", attrs={"units": "Pa"})
+    pattern = nao(field)["pattern"].isel(mode=0)
+    assert float(pattern.sel(lat=slice(60, 80)).mean()) > 0  # the one-band rule would have flipped it
+    planted = select_domain(xr.DataArray(dipole, dims=("lat", "lon"), coords=grid.coords()), (20.0, 80.0),
+                            (-90.0, 40.0))
+    assert float(pattern_correlation(pattern, planted)) > 0.9
