@@ -19,7 +19,7 @@ import xarray as xr
 
 from .data import experiments
 from .data.errors import InputError
-from .data.grid import Grid
+from .data.grid import Grid, coverage_problem
 from .data.timeaxis import Period, month_index, period_of, select_period
 from .io.regrid import regrid
 
@@ -62,20 +62,14 @@ def safe_model_name(name: str) -> str:
 
 
 def check_global(grid: Grid, source: str) -> None:
-    """InputError unless ``grid`` is a global regular grid (needed to align and area-weight)."""
-    lat, lon = grid.lat, grid.lon
-    if lat.size < 3 or lon.size < 4:
-        raise InputError(f"grid {lat.size}x{lon.size} is too small to align with other grids", source)
-    dlat = np.abs(np.diff(lat)).max()
-    dlon = np.diff(lon)
-    uniform_lon = np.allclose(dlon, dlon[0], rtol=1e-3)
-    covers_lon = abs(lon.size * dlon[0] - 360.0) < 1e-3 * 360.0
-    covers_lat = lat.min() <= -90.0 + dlat + 1e-6 and lat.max() >= 90.0 - dlat - 1e-6
-    if not (uniform_lon and covers_lon and covers_lat):
-        raise InputError(
-            f"grid {lat.size}x{lon.size} spanning lat {lat.min():.2f}..{lat.max():.2f}, "
-            f"lon {lon.min():.2f}..{lon.max():.2f} cannot be aligned with the other inputs: "
-            "expected a global regular latitude-longitude grid", source)
+    """InputError unless ``grid`` is a global regular grid (needed to align and area-weight);
+    the rule is :func:`diagnostics.data.grid.coverage_problem`, the readers' and regridding's too."""
+    if grid.lat.size < 3 or grid.lon.size < 4:
+        raise InputError(f"grid {grid.lat.size}x{grid.lon.size} is too small to align with other grids", source)
+    problem = coverage_problem(grid)
+    if problem is not None:
+        raise InputError(f"{problem}: cannot be aligned with the other inputs; expected a global regular "
+                         "latitude-longitude grid", source)
 
 
 def common_grid(grids: list[Grid]) -> Grid:
