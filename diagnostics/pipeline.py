@@ -69,6 +69,7 @@ class Config:
     variables: list[str] | None = None
     scheduler: str | None = None
     noise_floor: str | None = None  # other realisations of the reference's climate (--noise-floor)
+    nino34: str = "relative"  # relative (AI-MIP) or absolute (CVDP / PMP) Nino-3.4 index (--nino34-index)
     members_max: int | None = None
     baselines: bool = True
     spectra: bool = True
@@ -414,7 +415,8 @@ def load_inputs(cfg: Config, res: Results, specs: Specs | None = None) -> Inputs
 
 
 # --------------------------------------------------------------------------- Nino-3.4
-def nino_index(inputs: Inputs, res: Results, clim_period: Period) -> tuple[xr.DataArray | None, str]:
+def nino_index(inputs: Inputs, res: Results, clim_period: Period,
+               cfg_nino34: str = "relative") -> tuple[xr.DataArray | None, str]:
     """The Niño-3.4 index (K) from the ensembles' forcing tos, else the reference tos, else the
     reference ts over ocean (land masked with sftlf where given)."""
     source, tos = "", None
@@ -436,13 +438,14 @@ def nino_index(inputs: Inputs, res: Results, clim_period: Period) -> tuple[xr.Da
         res.skip("nino34", "no tos in the ensembles or the reference and no ts in the reference")
         return None, ""
     try:
-        index = nino34.nino34_index(tos, climatology_period=clim_period).compute()
+        index = nino34.nino34_index(tos, relative=cfg_nino34 == "relative", climatology_period=clim_period).compute()
     except ValueError as exc:
         res.skip("nino34", str(exc))
         return None, ""
+    index.attrs["convention"] = nino34.convention(cfg_nino34 == "relative")
     res.add(key(REFERENCE, "nino34", "index_std", period="all"), index.std("time", ddof=1))
     res.add_field(index, "nino34_index", REFERENCE, "nino34", period="all", units="K",
-                  description=f"relative Nino-3.4 index (3-month running mean) from the {source}")
+                  description=f"{nino34.convention(cfg_nino34 == 'relative')} from the {source}")
     return index, source
 
 
@@ -625,6 +628,7 @@ def provenance(cfg: Config, inputs: Inputs, scheduler_name: str, nino_source: st
         "calendar": str(inputs.reference["time"].values[0].calendar)
         if inputs.reference.sizes["time"] and hasattr(inputs.reference["time"].values[0], "calendar") else "",
         "nino34_index_source": nino_source,
+        "nino34_index_convention": cfg.nino34,
         "scheduler": scheduler_name,
         "spread_skill_correction": SPREAD_SKILL_NOTE,
     }
@@ -634,7 +638,8 @@ def fingerprint(cfg: Config, inputs: Inputs) -> str:
     """Identity of a run for resuming: inputs (paths, sizes, modification times; zarr stores file by file), periods and options."""
     doc = {"files": file_identity(set(_flat_paths(inputs.paths))), "window": str(inputs.window), "variables": inputs.variables,
            "members_max": cfg.members_max, "baselines": cfg.baselines, "spectra": cfg.spectra,
-           "seed": cfg.seed, "ensembles": cfg.ensembles, "scenarios": cfg.scenarios}
+           "seed": cfg.seed, "ensembles": cfg.ensembles, "scenarios": cfg.scenarios,
+           "noise_floor": cfg.noise_floor, "nino34": cfg.nino34}
     return digest(doc)
 
 
@@ -682,7 +687,7 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
     if inputs.window.train is None:
         _say(f"no train period in the common months: anomalies use the climatology of {inputs.window.all}")
     with scheduler(cfg.scheduler) as sched_name:
-        index, nino_source = nino_index(inputs, res, clim_period)
+        index, nino_source = nino_index(inputs, res, clim_period, cfg.nino34)
         var_results = {var: Results(say=say_once) for var in inputs.variables}
         plans = {var: plan_variable(var, inputs, cfg, index, clim_period, var_results[var])
                  for var in inputs.variables}

@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
                         "or a physics model's large ensemble): scored like an ensemble, named "
                         f"'{NOISE_FLOOR}', the best any model can do; members equal to the reference "
                         "(md-synth's member 0) are left out")
+    p.add_argument("--nino34-index", choices=("relative", "absolute"), default="relative",
+                   help="Nino-3.4 convention of the ENSO regressions: relative (AI-MIP, default: box anomaly "
+                        "minus the 20S-20N mean anomaly) or absolute (CVDP / PMP; amplitudes ~10 %% apart)")
     p.add_argument("--variables", nargs="+", default=None, metavar="VAR",
                    help="score only these variables (tas ta zg ... or tas,ta); default: all in common")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local[:N]",
@@ -94,7 +97,7 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
     """The pipeline's configuration from parsed arguments (``argv`` is recorded in the provenance)."""
     return Config(ensembles=args.ensemble, reference=args.reference, out=Path(args.out),
                   train=args.train_period, test=args.test_period, scenarios=args.scenario,
-                  variables=args.variables, scheduler=args.scheduler, noise_floor=args.noise_floor,
+                  variables=args.variables, scheduler=args.scheduler, noise_floor=args.noise_floor, nino34=args.nino34_index,
                   members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
                   progress=not args.no_progress, seed=args.seed, debug=args.debug,
                   command=shlex.join(["md-diagnose", *argv]))

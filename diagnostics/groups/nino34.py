@@ -35,11 +35,12 @@ class Nino34Regression(Group):
             res.add_field(v["model"], "nino34_regression", model, ch.label, period="all",
                           units=da.attrs.get("units", "") + " K-1", long_name="regression on the Nino-3.4 index",
                           description=f"regression of {model} monthly anomalies on the Nino-3.4 index "
-                                      "(members pooled), per K of the index")
+                                      f"(members pooled), per K of the {ctx.index.attrs.get('convention', 'index')}")
             if subject.first:
                 res.add_field(v["reference"], "nino34_regression", REFERENCE, ch.label, period="all",
                               units=ref.attrs.get("units", "") + " K-1",
                               long_name="regression on the Nino-3.4 index",
-                              description="regression of reference monthly anomalies on the Nino-3.4 index, per K")
+                              description="regression of reference monthly anomalies on the Nino-3.4 index, per K "
+                                          f"of the {ctx.index.attrs.get('convention', 'index')}")
 
         batch.add(lazy, each_channel(ctx.channels, done))

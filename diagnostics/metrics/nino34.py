@@ -38,6 +38,15 @@ def box_mean(field: xr.DataArray, lat: tuple[float, float],
     return out
 
 
+def convention(relative: bool = True) -> str:
+    """The index convention in words, for attributes (amplitudes under the two differ by ~10 %)."""
+    if relative:
+        return ("relative Nino-3.4 index (AI-MIP: 5S-5N 170-120W SST anomaly minus the 20S-20N mean SST "
+                "anomaly, 3-month centred running mean)")
+    return ("absolute Nino-3.4 index (CVDP / PMP: 5S-5N 170-120W SST anomaly from its monthly "
+            "climatology, 3-month centred running mean)")
+
+
 def nino34_index(tos: xr.DataArray, relative: bool = True, smooth: int | None = 3,
                  climatology_period: Period | str | None = None) -> xr.DataArray:
     """Niño-3.4 SST anomaly index in K, dims (time,) (plus ``member`` if ``tos`` has one).

@@ -57,3 +57,27 @@ def test_noise_floor_errors_are_one_line(dirs, tmp_path, capsys):
     assert main(["--ensemble", str(dirs / "ens"), "--noise-floor", str(dirs / "ref"), *base]) == 2
     err = capsys.readouterr().err.strip()
     assert "a noise floor needs 2 or more" in err and err.count("\n") == 0
+
+
+def test_nino34_convention_is_named_and_absolute_is_an_option(tmp_path, capsys):
+    """The regressions say which Nino-3.4 index they are per K of; --nino34-index absolute
+    (CVDP / PMP) gives other amplitudes than the AI-MIP relative index."""
+    from diagnostics.synth.climate import synthesize
+
+    data, _ = synthesize(GRID, Month.parse("2000-01"), Month.parse("2009-12"), seed=4, members=2)
+    write_prepared(data[["tas", "tos", "time_bnds"]].isel(member=0, drop=True), tmp_path / "ref",
+                   {"fingerprint": "r"})
+    write_aimip(data[["tas", "tos", "time_bnds"]], tmp_path / "ens", "ENS", "aimip")
+    ratios = {}
+    for conv in ("relative", "absolute"):
+        out = tmp_path / conv
+        assert main(["--ensemble", str(tmp_path / "ens"), "--reference", str(tmp_path / "ref"), "--out", str(out),
+                     "--nino34-index", conv, *FAST]) == 0, capsys.readouterr().err
+        doc = json.loads((out / "metrics.json").read_text())
+        assert doc["provenance"]["nino34_index_convention"] == conv
+        import xarray as xr
+        with xr.open_dataset(out / "metrics.nc") as ds:
+            idx = [ds[v] for v in ds.data_vars if ds[v].attrs.get("diagnostic") == "nino34_index"][0]
+            assert idx.attrs["description"].startswith(f"{conv} Nino-3.4 index")
+        ratios[conv] = doc["metrics"]["reference.nino34.index_std.all"]
+    assert ratios["relative"] != ratios["absolute"]
