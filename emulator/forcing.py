@@ -13,6 +13,7 @@ float32 rounding (half a unit in the last place, 1.5e-5 K near 290 K).
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import xarray as xr
@@ -129,3 +130,36 @@ def initial_state(path: str | os.PathLike, spec: DataSpec, month: Month) -> np.n
     if bad:
         raise InputError(f"the initial state of {month} holds NaN in {bad}", path)
     return out
+
+
+_DATE = re.compile(r"^\d{4}-?\d{2}$")
+
+
+def forcing_directory(given: str | None, recorded: str | None, checkpoint: str | os.PathLike) -> str:
+    """The forcing dataset of a run: ``--forcing`` when given, else the dataset the checkpoint
+    was trained on; one-line errors when neither exists."""
+    forcing_dir = given or recorded
+    if not forcing_dir:
+        raise InputError("the checkpoint does not record its dataset; give --forcing DIR", checkpoint)
+    if not os.path.exists(forcing_dir):
+        raise InputError("forcing dataset not found (give --forcing DIR: a prepared dataset with tos and siconc)",
+                         forcing_dir)
+    return forcing_dir
+
+
+def resolve_initial_state(given: str | None, forcing_dir: str, spec: DataSpec,
+                          start: Month) -> tuple[np.ndarray, str]:
+    """The initial state of a run and its identity (``path@YYYY-MM``) from ``--initial-state``:
+    absent -> the forcing dataset's month ``start``; ``YYYY-MM`` -> that month of the forcing
+    dataset; a prepared dataset directory -> its month ``start``."""
+    if given is None:
+        return initial_state(forcing_dir, spec, start), f"{forcing_dir}@{start}"
+    if _DATE.match(given) and not os.path.isdir(given):
+        try:
+            when = Month.parse(given)
+        except ValueError as exc:
+            raise InputError(f"--initial-state: {exc}") from None
+        return initial_state(forcing_dir, spec, when), f"{forcing_dir}@{when}"
+    if os.path.isdir(given):
+        return initial_state(given, spec, start), f"{os.path.abspath(given)}@{start}"
+    raise InputError("--initial-state: expected a prepared dataset directory or a month YYYY-MM", given)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 from diagnostics.data.timeaxis import Month
 
-_DATE = re.compile(r"^\d{4}-?\d{2}$")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,46 +62,32 @@ def _month(text: str, flag: str) -> Month:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from ..rollout import RolloutConfig  # torch import after the cheap checks keeps --help fast
+    from ..lim.checkpoint import is_lim_checkpoint
+    from ..rollout import RolloutConfig, check_out_dir  # torch import after the cheap checks keeps --help fast
 
+    lim = is_lim_checkpoint(args.checkpoint)
     cfg = RolloutConfig(experiment=args.experiment, members=args.members, start=_month(args.start, "--start"),
                         end=_month(args.end, "--end"), sst_offset=args.sst_offset, seed=args.seed,
                         sampler=args.sampler, steps=args.steps, perturb=args.perturb,
-                        model_name=args.model_name or "MD-1p5", format=args.format).check()
+                        model_name=args.model_name or ("LIM" if lim else "MD-1p5"), format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
 
-    from ..lim.checkpoint import is_lim_checkpoint
-
-    if is_lim_checkpoint(args.checkpoint):  # a linear inverse model (emulator/lim): its own runner
-        from ..lim.cli import run_command
-        return run_command(args, cfg)
-    from .. import checkpoint
-    from ..forcing import ForcingReader, initial_state
-    from ..rollout import check_out_dir, run_rollout
-    from ..train import resolve_device
-
     out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
     check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
+    if lim:  # a linear inverse model (emulator/lim): its own runner
+        from ..lim.cli import run_command
+        return run_command(args, cfg, out)
+    from .. import checkpoint
+    from ..forcing import ForcingReader, forcing_directory, resolve_initial_state
+    from ..rollout import run_rollout
+    from ..train import resolve_device
+
     meta = checkpoint.read_meta(args.checkpoint)
-    forcing_dir = args.forcing or checkpoint.config_of(meta).data.path
-    if not forcing_dir:
-        raise InputError("the checkpoint does not record its dataset; give --forcing DIR", args.checkpoint)
-    if not Path(forcing_dir).exists():
-        raise InputError("forcing dataset not found (give --forcing DIR: a prepared dataset with tos and siconc)",
-                         forcing_dir)
+    forcing_dir = forcing_directory(args.forcing, checkpoint.config_of(meta).data.path, args.checkpoint)
     spec = checkpoint.spec_from_meta(meta)
     forcing = ForcingReader(forcing_dir, spec, cfg.start, cfg.end, cfg.offset)
-    init = args.initial_state
-    if init is None:
-        initial, init_id = initial_state(forcing_dir, spec, cfg.start), f"{forcing_dir}@{cfg.start}"
-    elif _DATE.match(init) and not os.path.isdir(init):
-        when = _month(init, "--initial-state")
-        initial, init_id = initial_state(forcing_dir, spec, when), f"{forcing_dir}@{when}"
-    elif os.path.isdir(init):
-        initial, init_id = initial_state(init, spec, cfg.start), f"{os.path.abspath(init)}@{cfg.start}"
-    else:
-        raise InputError("--initial-state: expected a prepared dataset directory or a month YYYY-MM", init)
+    initial, init_id = resolve_initial_state(args.initial_state, forcing_dir, spec, cfg.start)
 
     device = resolve_device(args.device)
     model = checkpoint.load_model(meta["_dir"], device=device, weights=args.weights)

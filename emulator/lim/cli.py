@@ -6,15 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 from pathlib import Path
-
-from diagnostics.data.errors import InputError
-from diagnostics.data.timeaxis import Month
-
-_DATE = re.compile(r"^\d{4}-?\d{2}$")
-MODEL_NAME = "LIM"
 
 
 def fit_command(args: argparse.Namespace) -> int:
@@ -36,46 +29,23 @@ def fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _month(text: str, flag: str) -> Month:
-    try:
-        return Month.parse(text)
-    except ValueError as exc:
-        raise InputError(f"{flag}: {exc}") from None
-
-
-def run_command(args: argparse.Namespace, cfg) -> int:
+def run_command(args: argparse.Namespace, cfg, out: Path) -> int:
     """``emulator-run --checkpoint LIMDIR ...``; ``cfg`` is the checked :class:`RolloutConfig`
     (its sampler and steps do not apply to a LIM; --device, --batch-size and --weights neither)."""
     from diagnostics.io.writer import read_manifest
 
-    from ..forcing import ForcingReader, initial_state
+    from ..forcing import ForcingReader, forcing_directory, resolve_initial_state
     from . import checkpoint
     from .rollout import run_lim
 
-    cfg = dataclasses.replace(cfg, model_name=args.model_name or MODEL_NAME).check()
     lim, meta = checkpoint.load(args.checkpoint)
-    forcing_dir = args.forcing or checkpoint.config_of(meta).data.path
-    if not forcing_dir:
-        raise InputError("the checkpoint does not record its dataset; give --forcing DIR", args.checkpoint)
-    if not Path(forcing_dir).exists():
-        raise InputError("forcing dataset not found (give --forcing DIR: a prepared dataset with tos and siconc)",
-                         forcing_dir)
+    forcing_dir = forcing_directory(args.forcing, checkpoint.config_of(meta).data.path, args.checkpoint)
     forcing = ForcingReader(forcing_dir, lim.spec, cfg.start, cfg.end, cfg.offset)
-    init = args.initial_state
-    if init is None:
-        initial, init_id = initial_state(forcing_dir, lim.spec, cfg.start), f"{forcing_dir}@{cfg.start}"
-    elif _DATE.match(init) and not os.path.isdir(init):
-        when = _month(init, "--initial-state")
-        initial, init_id = initial_state(forcing_dir, lim.spec, when), f"{forcing_dir}@{when}"
-    elif os.path.isdir(init):
-        initial, init_id = initial_state(init, lim.spec, cfg.start), f"{os.path.abspath(init)}@{cfg.start}"
-    else:
-        raise InputError("--initial-state: expected a prepared dataset directory or a month YYYY-MM", init)
+    initial, init_id = resolve_initial_state(args.initial_state, forcing_dir, lim.spec, cfg.start)
     manifest = read_manifest(forcing_dir) or {}
     identity = {"checkpoint_sha256": meta["sha256"]["lim.safetensors"], "model": "lim",
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
-    out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
     state = run_lim(lim, forcing, initial, cfg, out, identity, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())  # bars on a terminal only
     s = state.summary
     rate = s.get("member_months_per_s")
