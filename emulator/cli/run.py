@@ -18,6 +18,8 @@ from pathlib import Path
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 from diagnostics.data.timeaxis import Month
 
+from ..guidance.cli import add_guide_arguments, parse_guide
+
 _DATE = re.compile(r"^\d{4}-?\d{2}$")
 
 
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", default="MD-1p5", help="model name in file names (default MD-1p5)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_guide_arguments(p)
     add_debug_flag(p)
     return p
 
@@ -69,6 +72,8 @@ def _main(argv: list[str]) -> int:
                         format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.guide:
+        parse_guide(args.guide)  # a bad spec fails before the checkpoint loads
 
     from .. import checkpoint
     from ..forcing import ForcingReader, initial_state
@@ -97,6 +102,10 @@ def _main(argv: list[str]) -> int:
 
     device = resolve_device(args.device)
     model = checkpoint.load_model(meta["_dir"], device=device, weights=args.weights)
+    if args.guide:  # docs/guidance.md
+        from ..guidance.cli import guided_stepper
+
+        model = guided_stepper(model, cfg.sampler, cfg.steps, args, meta)
     from diagnostics.io.writer import read_manifest
 
     manifest = read_manifest(forcing_dir) or {}
