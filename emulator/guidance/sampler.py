@@ -55,15 +55,13 @@ class GuidanceConfig:
     """How strongly and how the sampler is guided.
 
     ``method`` mmps or dps; ``cg_iters`` conjugate-gradient steps of MMPS (>= 1; a 1-D
-    observation is solved exactly by one); ``newton`` MMPS relinearisations per step (1: MMPS
-    as published; more for a strongly nonlinear decoder, see :func:`mmps_estimate`); ``zeta`` the DPS step (latent units per whitened
+    observation is solved exactly by one); ``zeta`` the DPS step (latent units per whitened
     residual norm); ``start`` the first diffusion time that is guided (1 = every step but
     the first, see the module docstring; smaller values guide only the last, low-noise steps).
     """
 
     method: Method = "mmps"
     cg_iters: int = 3
-    newton: int = 1
     zeta: float = 1.0
     start: float = 1.0
 
@@ -72,8 +70,6 @@ class GuidanceConfig:
             raise ValueError(f"guidance method must be one of {METHODS}, got {self.method!r}")
         if self.cg_iters < 1:
             raise ValueError(f"cg_iters must be >= 1, got {self.cg_iters}")
-        if self.newton < 1:
-            raise ValueError(f"newton must be >= 1, got {self.newton}")
         if not 0.0 < self.start <= 1.0:
             raise ValueError(f"start must be in (0, 1], got {self.start}")
         return self
@@ -103,45 +99,34 @@ def _vjp(out: torch.Tensor, inp: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def mmps_estimate(z: torch.Tensor, v_hat: torch.Tensor, s: torch.Tensor, observe: Callable[[torch.Tensor], torch.Tensor],
-                  y: torch.Tensor, sigma_y: torch.Tensor, cg_iters: int, newton: int = 1) -> torch.Tensor:
+                  y: torch.Tensor, sigma_y: torch.Tensor, cg_iters: int) -> torch.Tensor:
     """MMPS clean estimate ``E[z0 | z_s, y]`` (see the module docstring).
 
     ``z`` the noisy latent with ``requires_grad`` and ``v_hat`` the velocity computed from it
     (graph kept); ``s`` the scalar diffusion time; ``y [B, D]`` and ``sigma_y`` ([D] or [B, D]).
-    ``newton`` > 1 relinearises ``observe`` at the corrected estimate (iterated extended Kalman
-    update, Gauss-Newton on the Gaussian-prior x nonlinear-likelihood posterior):
-    ``x_{k+1} = x_hat + Cov J_k^T u_k``, ``(Sigma_y + J_k Cov J_k^T) u_k = y - A(x_k) - J_k (x_hat - x_k)``;
-    one iteration is MMPS as published.
     """
     a, sg = alpha_sigma(s)
     gamma = sg ** 2 / a
     z0 = a * z - sg * v_hat
-    x_hat = z0.detach()
-    x = x_hat
-    for _ in range(max(1, newton)):
-        xk = x.detach().requires_grad_()
-        with torch.enable_grad():
-            y_k = observe(xk)
-            dual = torch.zeros_like(y_k, requires_grad=True)
-            # J^T w as a function of w: its vjp is the jvp J t (double-vjp trick; forward-mode
-            # AD would need every custom autograd.Function in the decoder to define a jvp)
-            jt_dual = torch.autograd.grad(y_k, xk, dual, create_graph=True)[0]
+    x0 = z0.detach().requires_grad_()
+    with torch.enable_grad():
+        y_hat = observe(x0)
+        dual = torch.zeros_like(y_hat, requires_grad=True)
+        # J^T w as a function of w: its vjp is the jvp J t (double-vjp trick; forward-mode AD
+        # would need every custom autograd.Function in the decoder to define a jvp)
+        jt_dual = torch.autograd.grad(y_hat, x0, dual, create_graph=True)[0]
 
-        def jvp(t: torch.Tensor) -> torch.Tensor:
-            return torch.autograd.grad(jt_dual, dual, t, retain_graph=True)[0]
+    def jvp(t: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad(jt_dual, dual, t, retain_graph=True)[0]
 
-        def cov_jt(u: torch.Tensor) -> torch.Tensor:  # Tweedie covariance times J_k^T u
-            return gamma * _vjp(z0, z, _vjp(y_k, xk, u))
+    def cov_jt(u: torch.Tensor) -> torch.Tensor:  # Tweedie covariance times J^T u
+        return gamma * _vjp(z0, z, _vjp(y_hat, x0, u))
 
-        def matvec(u: torch.Tensor) -> torch.Tensor:
-            return sigma_y ** 2 * u + jvp(cov_jt(u))
+    def matvec(u: torch.Tensor) -> torch.Tensor:
+        return sigma_y ** 2 * u + jvp(cov_jt(u))
 
-        rhs = (y - y_k).detach()
-        if x is not x_hat:
-            rhs = rhs - jvp(x_hat - xk.detach())
-        u = batched_cg(matvec, rhs, cg_iters)
-        x = (x_hat + cov_jt(u)).detach()
-    return x
+    u = batched_cg(matvec, (y - y_hat).detach(), cg_iters)
+    return (z0 + cov_jt(u)).detach()
 
 
 def guided_sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], noise: torch.Tensor, steps: int,
@@ -175,7 +160,7 @@ def guided_sample(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
             with torch.enable_grad():
                 v = velocity(zg, s)
                 if cfg.method == "mmps":
-                    z0 = mmps_estimate(zg, v, grid[i], observe, y, sigma_y, cfg.cg_iters, cfg.newton)
+                    z0 = mmps_estimate(zg, v, grid[i], observe, y, sigma_y, cfg.cg_iters)
                     a_s, sg_s = alpha_sigma(grid[i])
                     eps = ((z - a_s * z0) / sg_s).detach()
                 else:
