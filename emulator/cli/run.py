@@ -18,6 +18,7 @@ from pathlib import Path
 from diagnostics.data.errors import InputError, add_debug_flag, cli_entry
 from diagnostics.data.timeaxis import Month
 
+from ..guidance.cli import add_guide_arguments, parse_guide
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
                                                                "terminal)")
+    add_guide_arguments(p)
     add_debug_flag(p)
     return p
 
@@ -72,9 +74,13 @@ def _main(argv: list[str]) -> int:
                         model_name=args.model_name or ("LIM" if lim else "MD-1p5"), format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.guide:
+        parse_guide(args.guide)  # a bad spec fails before the checkpoint loads
 
     out = Path(args.out) if args.out else Path("outputs") / f"{cfg.model_name}-{args.experiment}"
     check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
+    if lim and args.guide:
+        raise InputError("--guide steers the diffusion sampler; a linear inverse model has none", args.checkpoint)
     if lim:  # a linear inverse model (emulator/lim): its own runner
         from ..lim.cli import run_command
         return run_command(args, cfg, out)
@@ -91,6 +97,10 @@ def _main(argv: list[str]) -> int:
 
     device = resolve_device(args.device)
     model = checkpoint.load_model(meta["_dir"], device=device, weights=args.weights)
+    if args.guide:  # docs/guidance.md
+        from ..guidance.cli import guided_stepper
+
+        model = guided_stepper(model, cfg.sampler, cfg.steps, args, meta)
     from diagnostics.io.writer import read_manifest
 
     manifest = read_manifest(forcing_dir) or {}
