@@ -111,7 +111,7 @@ def main() -> None:
               file=sys.stderr)
         raise SystemExit(2)
     ds = open_prepared_dataset(args.data)
-    truth = xr.open_dataset(truth_file)
+    truth = xr.open_dataset(truth_file, engine="netcdf4")
     period, train = Period.parse(args.period), Period.parse(args.train_period)
     index = month_index(ds["time"])
     targets = np.flatnonzero((index >= period.start.index) & (index <= period.end.index))

@@ -79,7 +79,7 @@ def main() -> None:
     base = free_run_mean(model, split, args.members, 0.0, args.sampler, args.seed)
     warm = free_run_mean(model, split, args.members, args.offset, args.sampler, args.seed)
     response = (warm - base) / args.offset
-    truth = xr.open_dataset(Path(args.data) / "truth.nc")
+    truth = xr.open_dataset(Path(args.data) / "truth.nc", engine="netcdf4")
     w = area_weights(np.asarray(model.spec.lat)).values[:, None]
 
     def gmean(a: np.ndarray) -> float:

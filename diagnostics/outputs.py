@@ -196,7 +196,7 @@ def load_partial(out_dir: str | os.PathLike, fingerprint: str, variable: str) ->
     if names:
         nc = d / f"{variable}.nc"
         try:
-            with xr.open_dataset(nc, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
+            with xr.open_dataset(nc, engine="netcdf4", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
                 for name in names:
                     res.fields[name] = ds[name].load()
         except Exception as exc:  # noqa: BLE001 - netCDF4/h5netcdf raise assorted types for broken files

@@ -183,7 +183,7 @@ def load(metrics_dir: str | Path) -> MetricsDir:
     nc = path / NC_NAME
     if nc.exists():
         try:
-            with xr.open_dataset(nc, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
+            with xr.open_dataset(nc, engine="netcdf4", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as ds:
                 fields = ds.load()
         except Exception as exc:  # netCDF4/h5netcdf raise assorted types for corrupt files
             raise InputError(f"cannot read as netCDF ({type(exc).__name__}: {exc}); "

@@ -143,6 +143,13 @@ def mask_default_fill(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+#: The engine every netCDF file is opened with (netCDF-3 and netCDF-4/HDF5 alike). Naming it keeps
+#: xarray from trying every installed backend: its cfgrib backend imports ecCodes, whose bundled
+#: libraries crash the interpreter at exit once pyproj (cartopy, the report) is loaded too
+#: (``double free or corruption``, exit 134, measured with eccodes 2.50 and pyproj 3.7).
+NETCDF_ENGINE = "netcdf4"
+
+
 def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Dataset:
     """Open one netCDF file lazily with cftime times, in time chunks of :func:`netcdf_time_chunk`.
 
@@ -151,7 +158,8 @@ def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Datase
     float variables without a declared fill is masked (:func:`mask_default_fill`).
     """
     try:
-        ds = xr.open_dataset(path, decode_times=_CFTIME if decode_times else False, decode_timedelta=False)
+        ds = xr.open_dataset(path, engine=NETCDF_ENGINE, decode_times=_CFTIME if decode_times else False,
+                             decode_timedelta=False)
         dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
         return mask_default_fill(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:

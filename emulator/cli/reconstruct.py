@@ -96,7 +96,7 @@ def read_obs(path: str, spec) -> tuple[list[Month], dict[str, np.ndarray], np.nd
     if not Path(path).is_file():
         raise InputError("observation file not found", path)
     try:
-        ds = xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+        ds = xr.open_dataset(path, engine="netcdf4", decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read the observation file ({exc})", path) from None
     for need in ("time", "lat", "lon"):
