@@ -163,8 +163,27 @@ def open_netcdf(path: str | os.PathLike, decode_times: bool = True) -> xr.Datase
         dim = next((d for d in ("time", "valid_time") if d in ds.dims), None)
         return mask_default_fill(ds.chunk({dim: netcdf_time_chunk(ds, dim)} if dim else {}))
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as exc:
-        raise InputError(f"cannot read as netCDF ({library_reason(exc)}); expected a netCDF-3 or "
+        reason = library_reason(exc) if has_netcdf_signature(path) else "not a netCDF-3 or netCDF-4/HDF5 file"
+        raise InputError(f"cannot read as netCDF ({reason}); expected a netCDF-3 or "
                          "netCDF-4 file (.nc)", path) from None
+
+
+def has_netcdf_signature(path: str | os.PathLike) -> bool:
+    """Whether the file starts like netCDF-3 (``CDF`` + version byte) or HDF5 (its 8-byte signature,
+    which HDF5 may place at 0, 512, 1024, ... bytes); an unreadable file counts as one (the open
+    error then says why)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head[:3] == b"CDF" and head[3:4] in (b"\x01", b"\x02", b"\x05"):
+                return True
+            for offset in (0, 512, 1024, 2048, 4096):
+                f.seek(offset)
+                if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                    return True
+    except OSError:
+        return True
+    return False
 
 
 GRIB_HELP = ("GRIB is read with cfgrib and ecCodes (pip install cfgrib eccodes); without them, convert "

