@@ -1,9 +1,9 @@
 """The PDF report: the same sections paginated (A4 landscape) with a table of contents.
 
-Written with matplotlib's PdfPages: a title page with what was compared, the contents
-(sections, figures and tables with page numbers), then one page per figure (the PNG of
-the HTML report, with its number and caption) or table. The long "All metrics" table is
-left to the HTML report.
+Written with matplotlib's PdfPages: a title page with what was compared, the scorecard
+(page 2), the contents (sections, figures and tables with page numbers), then one page per
+figure (the PNG of the HTML report, with its number and caption) or table; the "All figures"
+appendix comes after the main sections. The long "All metrics" table is left to the HTML report.
 """
 
 from __future__ import annotations
@@ -89,11 +89,21 @@ def _title_page(pdf, sections, title, subtitle, created):
     plt.close(fig)
 
 
-def _contents(pdf, sections, body, first_body_page, n_toc, title):
+def front_pages(body) -> int:
+    """How many leading body pages are the overview's (the scorecard), printed before the contents."""
+    return next((i for i, (sec, _, _) in enumerate(body) if sec.id != "overview"), len(body))
+
+
+def page_of(i: int, n_front: int, n_toc: int) -> int:
+    """Page number of body page i: the front pages follow the title page, the rest the contents."""
+    return 2 + i if i < n_front else 2 + n_toc + i
+
+
+def _contents(pdf, sections, body, n_front, n_toc, title):
     entries: list[tuple[str, int, bool]] = []
     seen = set()
     for i, (sec, item, chunk) in enumerate(body):
-        page = first_body_page + i
+        page = page_of(i, n_front, n_toc)
         if sec.id not in seen:
             seen.add(sec.id)
             entries.append((sec.title, page, True))
@@ -103,7 +113,7 @@ def _contents(pdf, sections, body, first_body_page, n_toc, title):
             entries.append((label, page, False))
     entries += [(f"{s.title} (HTML report only)", 0, True) for s in sections if s.id in HTML_ONLY]
     for p in range(n_toc):
-        fig = _page(title, 2 + p, "Contents")
+        fig = _page(title, 2 + n_front + p, "Contents")
         fig.text(0.06, 0.92, "Contents" if p == 0 else "Contents (continued)", fontsize=16, weight="bold", va="top")
         y = 0.86
         for label, page, top in entries[p * TOC_LINES_PER_PAGE:(p + 1) * TOC_LINES_PER_PAGE]:
@@ -194,13 +204,14 @@ def write(sections: list[Section], out: Path, fig_dir: Path, title: str, subtitl
           errors: dict[str, str]) -> Path:
     """Write the paginated PDF atomically; returns ``out``."""
     body, n_toc = _plan(sections)
-    first_body = 2 + n_toc
+    n_front = front_pages(body)
     with atomic_path(out) as tmp, PdfPages(tmp, metadata={
             "Title": title, "Creator": "md-report", "CreationDate": dt.datetime.now(dt.timezone.utc)}) as pdf:
         _title_page(pdf, sections, title, subtitle, created)
-        _contents(pdf, sections, body, first_body, n_toc, title)
         for i, (sec, item, chunk) in enumerate(body):
-            fig = _page(title, first_body + i, sec.title)
+            if i == n_front:
+                _contents(pdf, sections, body, n_front, n_toc, title)
+            fig = _page(title, page_of(i, n_front, n_toc), sec.title)
             if item is None:
                 _section_page(fig, sec)
             elif isinstance(item, Table):
@@ -209,4 +220,6 @@ def write(sections: list[Section], out: Path, fig_dir: Path, title: str, subtitl
                 _figure_page(fig, item, fig_dir / f"{item.spec.name}.png", errors.get(item.spec.name))
             pdf.savefig(fig)
             plt.close(fig)
+        if n_front == len(body):
+            _contents(pdf, sections, body, n_front, n_toc, title)
     return out
