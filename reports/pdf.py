@@ -144,7 +144,7 @@ def _figure_page(fig, item: Figure, png: Path, error: str | None):
 
 def _table_page(fig, table: Table, rows: list, chunk: int):
     """A table as a matplotlib table: first column the row labels, header wrapped, cells coloured."""
-    head = [""] + [_wrap(f"{g}: {h}" if table.groups else h, 12) for g, h in zip(_group_labels(table), table.header)]
+    head = [""] + [_wrap(h, 10 if table.groups else 12) for h in table.header]
     text = [[_wrap(label, 22)] + [c.text for c in cells] for label, cells in rows]
     colours = [["#f3f5f9"] + [c.colour or "white" for c in cells] for _, cells in rows]
     ncol = len(head)
@@ -160,22 +160,23 @@ def _table_page(fig, table: Table, rows: list, chunk: int):
                    bbox=[0, 0, 1, 1])
     tab.auto_set_font_size(False)
     size = 7 if ncol > 10 else 8
+    shade = [k % 2 for k, (_, span) in enumerate(table.groups) for _ in range(span)]  # alternate groups
     for (i, j), cell in tab.get_celld().items():
         cell.get_text().set_fontsize(size - 1 if i == 0 else size)
         if i == 0:
-            cell.set_facecolor("#f3f5f9")
+            cell.set_facecolor("#dde3ee" if j > 0 and shade and shade[j - 1] else "#f3f5f9")
         if j == 0 and i > 0:
             cell.get_text().set_horizontalalignment("left")
             cell.PAD = 0.03
+    start = 0
+    for label, span in table.groups:  # the group labels (metrics) above their columns
+        x0 = 0.04 + 0.92 * (widths[0] + start * widths[-1])
+        fig.text(x0 + 0.92 * span * widths[-1] / 2, 0.873, _wrap(label, max(6, int(5.5 * span))), fontsize=7,
+                 weight="bold", ha="center", va="bottom")
+        start += span
     legend = "\n".join(f"{k}: {v}" for k, v in table.legend)
     fig.text(0.04, 0.84 - height, _wrap(table.caption, 190) + ("\n" + legend if legend else ""), fontsize=8,
              va="top")
-
-
-def _group_labels(table: Table) -> list[str]:
-    if not table.groups:
-        return [""] * len(table.header)
-    return [g for g, span in table.groups for _ in range(span)]
 
 
 def _section_page(fig, sec: Section):

@@ -52,6 +52,10 @@ CLIMATOLOGY_BASELINE = "baseline-climatology"
 SCALE_NAMES = ("std_global", "interannual_std")
 #: background of the noise-floor cells: neutral, they are the yardstick, not a score
 FLOOR_COLOUR = "#e3e7f0"
+FLOOR_RULE_TEXT = ("neutral; where it has a value the others are coloured by their distance from it: biases "
+                   "(|x| - |floor|) / reference std; CRPS ratio green at the floor's, yellow at climatology's; "
+                   "correlations yellow 0.1 below the floor, red 0.2 below; ratios yellow 10 % off the floor's, "
+                   "red 21 % off")
 
 
 @dataclass(frozen=True)

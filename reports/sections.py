@@ -342,7 +342,7 @@ def overview(md: MetricsDir) -> Section:
             "period and annual mean where available (hover a cell for its metrics.json key). Green good, yellow "
             "fair, red poor, by the rules below." + floor,
             header, rows, groups_, legend=[(c.label, c.rule_text) for c in sc.columns]
-            + ([(labels.NOISE_FLOOR_LABEL, "colour of the others: distance from this column (docs/reports.md)")]
+            + ([(labels.NOISE_FLOOR_LABEL, scorecard.FLOOR_RULE_TEXT)]
                if sc.floor else [])))
     else:
         sec.notes.append("No headline metrics found in metrics.json (none of the scorecard metric names "
