@@ -354,32 +354,47 @@ def overview(md: MetricsDir) -> Section:
     return sec
 
 
-def bias_figure(md: MetricsDir, g: dict) -> Figure | None:
-    """Bias maps of one period/season, one panel per model (titled with md-diagnose's mean and RMS)."""
-    fields = sorted((d for d in md.select(diagnostic="bias", **g) if attr(d, "model") != REFERENCE),
-                    key=lambda d: model_order(md, attr(d, "model")))
-    if not fields:
+def bias_figure(md: MetricsDir, gs: list[dict], what: str = "") -> Figure | None:
+    """Bias maps (titled with md-diagnose's mean and RMS): rows models, one column per group of ``gs``
+    (one group: the models side by side, three per row)."""
+    rows, units = [], ""
+    models = sorted({attr(d, "model") for g in gs for d in md.select(diagnostic="bias", **g)} - {REFERENCE},
+                    key=lambda m: model_order(md, m))
+    for m in models:
+        row = []
+        for g in gs:
+            da = find_one(md, diagnostic="bias", model=m, **g)
+            if da is None:
+                continue
+            d, units = display_units(da)
+            tag = "" if len(gs) == 1 else ", " + ", ".join(v for v in (g.get("period", ""), g.get("season", "")) if v)
+            row.append(Panel(diff_title(labels.model(m) + tag, d, units, bias_stats(md, m, g)), d, "diff"))
+        if row:
+            rows.append(row)
+    if not rows:
         return None
-    panels, units = [], ""
-    for da in fields:
-        m = attr(da, "model")
-        d, units = display_units(da)
-        panels.append(Panel(diff_title(labels.model(m), d, units, bias_stats(md, m, g)), d, "diff"))
-    _, div = colour_maps(g.get("channel", ""), units)
-    rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
-    name = labels.channel(g.get("channel", ""))
-    w = when(md, g.get("period", ""), g.get("season", ""), g.get("scenario", ""))
-    spec = FigureSpec("maps", slug("bias", g.get("channel", ""), g.get("period", ""), g.get("season", ""),
-                                   g.get("scenario", "")), f"{name} bias, {w}".rstrip(", "),
-                      short_caption(md, f"{name}: model minus reference time mean, one panel per model", g, units,
-                                    "Look for large-scale patterns, not single cells; red = model too high."),
+    if len(gs) == 1:  # one map per model: fill rows of three
+        flat = [p for r in rows for p in r]
+        rows = [flat[i:i + 3] for i in range(0, len(flat), 3)]
+    g0 = gs[0]
+    _, div = colour_maps(g0.get("channel", ""), units)
+    name = labels.channel(g0.get("channel", ""))
+    w = when(md, g0.get("period", ""), g0.get("season", "")) if len(gs) == 1 else what
+    spec = FigureSpec("maps", slug("bias", g0.get("channel", ""), *(f"{g.get('period', '')}-{g.get('season', '')}"
+                                                                      for g in gs)),
+                      f"{name} bias, {w}".rstrip(", "),
+                      short_caption(md, f"{name}: model minus reference time mean"
+                                    + (", one panel per model" if len(gs) == 1 else f", rows models, columns {what}"),
+                                    g0 if len(gs) == 1 else {}, units,
+                                    "Look for large-scale patterns; red = model too high."),
                       panels=rows, units={"diff": units}, options={"cmap_diff": div})
     return Figure(spec)
 
 
 def climatology(md: MetricsDir) -> Section:
-    """Per channel: the bias maps of the preferred period's annual mean as the headline; the model
-    climatology once (model | reference | bias) and the DJF / JJA and other periods' biases in the appendix."""
+    """Per channel: the bias maps of the preferred period's annual mean as the headline; in the
+    appendix the model climatology once (model | reference | bias), the preferred period's seasonal
+    biases in one figure, and the other periods' annual-mean biases in one figure."""
     sec = Section("climatology", "Climatology and bias",
                   intro="Time-mean bias of each model (headline), with the climatologies in the appendix.")
     gs = groups(md, "bias") or groups(md, "climatology")
@@ -388,14 +403,14 @@ def climatology(md: MetricsDir) -> Section:
         sec.notes.append(f"Maps are drawn for the annual mean, DJF and JJA; {', '.join(omitted)} are in metrics.nc "
                          "and their bias numbers in the All metrics table.")
     diag = "bias" if groups(md, "bias") else "climatology"
-    best = preferred_period(md, diag)
+    left_out = False
     for ch in dict.fromkeys(g["channel"] for g in gs):
         mine = [g for g in gs if g["channel"] == ch and g["season"] in MAP_SEASONS]
         head = next((g for g in mine if is_preferred(md, diag, g)), mine[0] if mine else None)
         if head is None:
             continue
         label = labels.channel(ch)
-        fig = bias_figure(md, head)
+        fig = bias_figure(md, [head])
         full = map_figure(md, "climatology", head, f"{label} climatology", diff_diagnostic="bias",
                           name_prefix="climatology", how="Model and reference share one scale.")
         if fig is not None:
@@ -404,15 +419,15 @@ def climatology(md: MetricsDir) -> Section:
         if full is not None:
             full.headline = fig is None
             sec.items.append(full)
-        for g in mine:  # other seasons of the headline period, annual means of the other periods
-            if g is head or not ((g["period"] == head["period"]) or g["season"] in ("ANN", "")):
-                continue
-            other_fig = bias_figure(md, g) or map_figure(md, "climatology", g, f"{label} climatology",
-                                                          name_prefix="climatology", how="")
-            if other_fig is not None:
-                sec.items.append(other_fig)
-    if best and any(g["period"] != best and g["season"] not in ("ANN", "") for g in gs):
-        sec.notes.append(f"Seasonal maps are drawn for the {best} period only; those of other periods are in "
+        seasonal = [g for g in mine if g["period"] == head["period"] and g is not head]
+        periods = [g for g in mine if g["period"] != head["period"] and g["season"] == head["season"]]
+        left_out |= len(mine) > 1 + len(seasonal) + len(periods)
+        for extra, what in ((seasonal, f"seasons of period {md.period_label(head['period'])}"),
+                            (periods, f"periods ({head['season'] or 'all months'})")):
+            if extra and (f := bias_figure(md, extra, what)) is not None:
+                sec.items.append(f)
+    if left_out:
+        sec.notes.append("Seasonal bias maps are drawn for the headline period; those of the other periods are in "
                          "metrics.nc.")
     if not sec.items:
         sec.notes.append("No climatology or bias fields in metrics.nc; section skipped.")

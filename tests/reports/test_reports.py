@@ -372,6 +372,9 @@ def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
     # the model climatology once per variable (in the appendix)
     assert sorted(f.spec.name for f in appendix if f.spec.name.startswith("climatology")) == [
         "climatology-pr-test-ann", "climatology-tas-test-ann", "climatology-zg500-test-ann"]
+    # the seasonal biases of each variable in one figure: rows models, columns DJF | JJA
+    seasonal = next(f for f in appendix if f.spec.name == "bias-tas-test-djf-test-jja")
+    assert [len(r) for r in seasonal.spec.panels] == [2] * 3
     numbers = [f.number for s in secs for f in s.figures]
     assert numbers == list(range(1, len(numbers) + 1))
     assert all(len(f.spec.caption) < 260 for s in secs for f in s.figures)  # one-line captions
