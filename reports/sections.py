@@ -294,8 +294,6 @@ def map_figure(md: MetricsDir, diagnostic: str, g: dict, title: str, how: str, d
     if not rows:
         return None
     seq, div = colour_maps(g.get("channel", ""), units)
-    candidates = md.select(diagnostic=diagnostic, **g) + md.select(diagnostic=diff_diagnostic or "", **g)
-    da0 = next((d for d in candidates if attr(d, "model") != REFERENCE), candidates[0])  # describes a model field
     layout = ("model | reference | model − reference" if len(rows[0]) == 3 else
               "one panel per model" if len(rows[0]) == 1 else "field | difference")
     caption = short_caption(md, f"{title} ({layout})", g, units, how)

@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
