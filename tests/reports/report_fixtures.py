@@ -243,8 +243,9 @@ def trim_for_example(metrics: Path, out: Path) -> Path:
     return out
 
 
-def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
-    """Regenerate docs/example-report/ and docs/report-screenshot.png (README)."""
+def make_example(docs: Path, work: Path, from_diagnose: bool = True, source: Path | None = None) -> None:
+    """Regenerate docs/example-report/ and docs/report-screenshot.png (README); ``source``: an existing
+    md-diagnose output (e.g. ``make demo``'s outputs/demo/diagnostics) to trim and render instead."""
     import os
     import shutil
 
@@ -252,10 +253,13 @@ def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
     from reports.render import render_report
 
     docs, work = Path(docs).resolve(), Path(work)
+    source = Path(source).resolve() if source is not None else None
     here = os.getcwd()
     os.chdir(work)  # relative paths in the example's provenance, not a temp dir
     try:
-        if from_diagnose:
+        if source is not None:
+            metrics = trim_for_example(source, Path("demo"))
+        elif from_diagnose:
             metrics = trim_for_example(synthetic_diagnose(Path("synthetic")), Path("example"))
         else:
             metrics = build(Path("fixture"), seasons=("ANN",))
@@ -274,10 +278,12 @@ def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
         os.chdir(here)
 
 
-if __name__ == "__main__":  # python -m tests.reports.report_fixtures docs/ [--fixture]
+if __name__ == "__main__":  # python -m tests.reports.report_fixtures docs/ [--fixture | --from METRICS_DIR]
     import sys
     import tempfile
 
+    args = sys.argv[1:]
+    src = Path(args[args.index("--from") + 1]) if "--from" in args else None
     with tempfile.TemporaryDirectory() as tmp:
-        make_example(Path(sys.argv[1] if len(sys.argv) > 1 else "docs"), Path(tmp),
-                     from_diagnose="--fixture" not in sys.argv)
+        make_example(Path(args[0] if args else "docs"), Path(tmp), from_diagnose="--fixture" not in args,
+                     source=src)
