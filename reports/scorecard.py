@@ -260,7 +260,8 @@ def build(md: MetricsDir, models: list[str] | None = None) -> Scorecard:
             have = [m for m in shown_models if (row, col.key, m) in cells]
             column_models[col.key] = [m for m in shown_models if m in have or m in column_models.get(col.key, [])]
     used_cols = [c for c in COLUMNS if any(k[1] == c.key for k in cells)]
-    used_rows = [r for r in rows if any(k[0] == r for k in cells)]
+    # a row only the noise floor or the baselines have (a variable no model predicts) is not shown
+    used_rows = [r for r in rows if any(k[0] == r and k[2] in models for k in cells)]
     # rows whose only unit-bearing values are CRPS ratios need no units
     row_units = {r: units[r] if any((r, c.key, m) in cells for c in used_cols if c.rule == "scale"
                                     for m in column_models.get(c.key, [])) else "" for r in used_rows}

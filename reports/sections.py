@@ -158,6 +158,13 @@ def is_preferred(md: MetricsDir, diagnostic: str, g: dict) -> bool:
             and not g.get("scenario", ""))
 
 
+def period_groups(md: MetricsDir, diagnostic: str) -> list[dict]:
+    """Groups of a diagnostic drawn as figures: those of the preferred period (or without a period).
+    The fields of the other periods stay in metrics.nc and their numbers in the tables (figure budget)."""
+    best = preferred_period(md, diagnostic)
+    return [g for g in groups(md, diagnostic) if g.get("period", "") in (best, "")]
+
+
 def sentence(text: str) -> str:
     """'period test, season DJF' -> 'Period test, season DJF. ' (only the first letter raised)."""
     return f"{text[0].upper()}{text[1:]}. " if text else ""
@@ -166,10 +173,17 @@ def sentence(text: str) -> str:
 def groups(md: MetricsDir, diagnostic: str, keys=("channel", "period", "season", "scenario")) -> list[dict]:
     """Distinct attribute combinations of a diagnostic's fields, in a stable report order."""
     seen: dict[tuple, dict] = {}
-    for da in md.select(diagnostic=diagnostic):
-        k = tuple(attr(da, a) for a in keys)
+    models: dict[tuple, set[str]] = {}
+    for _, a in md._index:  # attributes only: building every field would cost ~1 ms each
+        if a.get("diagnostic", "") != diagnostic:
+            continue
+        k = tuple(a.get(name, "") for name in keys)
         seen.setdefault(k, dict(zip(keys, k)))
-    out = list(seen.values())
+        models.setdefault(k, set()).add(a.get("model", ""))
+    # a variable only the noise floor (and the reference or baselines) has is nothing to compare
+    floor = scorecard.noise_floor(md)
+    real = set(md.ensembles) - {floor}
+    out = [g for k, g in seen.items() if floor not in models[k] or models[k] & real or not real]
 
     def rank(g):
         return (order_key(md, g.get("channel", "")),
@@ -435,7 +449,7 @@ def climatology(md: MetricsDir) -> Section:
 def zonal(md: MetricsDir) -> Section:
     sec = Section("zonal", "Zonal-mean bias by pressure level",
                   intro="Zonal-mean model minus reference as pressure-latitude sections.")
-    for g in groups(md, "zonal_bias"):
+    for g in period_groups(md, "zonal_bias"):
         fields = sorted(md.select(diagnostic="zonal_bias", **g), key=lambda d: model_order(md, attr(d, "model")))
         panels, units = [], ""
         for da in fields:
@@ -466,7 +480,7 @@ def trends_variability(md: MetricsDir) -> Section:
     for diag, label, diverging, how in (
             ("trend", "trend", True, "Compare the sign and pattern of the trends."),
             ("std_anomaly", "std of monthly anomalies", False, "Red difference = model too variable.")):
-        for g in groups(md, diag):
+        for g in period_groups(md, diag):
             fig = map_figure(md, diag, g, f"{labels.channel(g['channel'])} {label}", diverging_fields=diverging,
                              how=how)
             if fig:
@@ -507,7 +521,7 @@ def series_lines(md: MetricsDir, fields: list[xr.DataArray], ref: xr.DataArray |
 def enso(md: MetricsDir) -> Section:
     sec = Section("enso", "ENSO: Niño-3.4 teleconnections",
                   intro="Regression of monthly anomalies on the Niño-3.4 index (E3 of AI-MIP) and the index itself.")
-    for g in groups(md, "nino34_regression"):
+    for g in period_groups(md, "nino34_regression"):
         fig = map_figure(md, "nino34_regression", g, f"{labels.channel(g['channel'])} regression on Niño-3.4",
                          diverging_fields=True, central_longitude=180.0,
                          how="Per K of the index; compare the pattern and amplitude of the teleconnection.")
@@ -627,7 +641,7 @@ def skill(md: MetricsDir) -> Section:
                         "factor sqrt(2), red at 2.", colour_rule=ratio_col)
     if t:
         sec.items.append(t)
-    for g in groups(md, "crps_map"):
+    for g in period_groups(md, "crps_map"):
         fields = sorted(md.select(diagnostic="crps_map", **g), key=lambda d: model_order(md, attr(d, "model")))
         panels, units = [], ""
         for da in fields:
@@ -640,7 +654,7 @@ def skill(md: MetricsDir) -> Section:
                                            f"{labels.channel(g['channel'])} CRPS, "
                                            f"{when(md, g['period'], g['season'])}", caption,
                                            panels=rows, units={"abs": units}, options={"cmap_abs": "magma_r"})))
-    for g in groups(md, "rank_histogram"):
+    for g in period_groups(md, "rank_histogram"):
         fields = sorted(md.select(diagnostic="rank_histogram", **g), key=lambda d: model_order(md, attr(d, "model")))
         panels = [Panel(labels.model(attr(d, "model")), d.dropna(d.dims[0], how="all"), "abs")
                   for d in fields if d.ndim == 1]
@@ -881,6 +895,15 @@ def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) 
         secs.append(oth)
     app = appendix(secs)
     if app.items:
+        skipped = sorted({p for d in ("zonal_bias", "trend", "std_anomaly", "nino34_regression", "crps_map",
+                                      "rank_histogram") for p in md.values("period", diagnostic=d)}
+                         - {preferred_period(md, d) for d in ("zonal_bias", "trend", "std_anomaly",
+                                                              "nino34_regression", "crps_map", "rank_histogram")}
+                         - {""})
+        if skipped:
+            app.notes.append(f"Zonal, trend, variability, ENSO, CRPS-map and rank-histogram figures are drawn for "
+                             f"the headline period only; those of the {', '.join(skipped)} period(s) are in "
+                             "metrics.nc, their numbers in the All metrics table.")
         secs.append(app)
     secs += [provenance(md, command, created, versions), all_metrics(md)]
     n_fig = n_tab = 0
