@@ -377,3 +377,21 @@ def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
     numbers = [f.number for s in secs for f in s.figures]
     assert numbers == list(range(1, len(numbers) + 1))
     assert all(len(f.spec.caption) < 260 for s in secs for f in s.figures)  # one-line captions
+
+
+def test_a_variable_only_the_noise_floor_has_is_left_out(tmp_path):
+    d = report_fixtures.build(tmp_path, seasons=("ANN",), noise_floor=True)
+    info = json.loads((d / "metrics.json").read_text())
+    info["channels"].append("psl")  # the reference's realisations have psl, no model does
+    info["metrics"]["noise-floor.psl.bias_mean.test.ANN"] = 10.0
+    (d / "metrics.json").write_text(json.dumps(info))
+    import xarray as xr
+    with xr.open_dataset(d / "metrics.nc") as ds:
+        ds = ds.load()
+    ds["bias__noise-floor__psl__test__ANN"] = ds["bias__noise-floor__tas__test__ANN"].assign_attrs(channel="psl")
+    ds.to_netcdf(d / "metrics2.nc")
+    (d / "metrics2.nc").replace(d / "metrics.nc")
+    md = metricsdir.load(d)
+    assert "psl" not in scorecard.build(md).rows and "tas" in scorecard.build(md).rows
+    names = [f.spec.name for s in sections.build(md, "", "", {}) for f in s.figures]
+    assert "bias-tas-test-ann" in names and not any("psl" in n for n in names)
