@@ -249,8 +249,9 @@ def build(md: MetricsDir, models: list[str] | None = None) -> Scorecard:
                 if model == floor:
                     colour = FLOOR_COLOUR
                 else:
-                    b = (floor_badness(md, col, row, key, x, floor_hit) if floor_hit is not None
-                         else _badness(md, col, model, row, key, x))
+                    b = floor_badness(md, col, row, key, x, floor_hit) if floor_hit is not None else None
+                    if b is None:  # no floor value, or its rule is undefined (floor CRPS >= climatology's)
+                        b = _badness(md, col, model, row, key, x)
                     colour = None if b is None else badness_colour(b)
                 qual = ".".join(key.qualifiers)
                 tip = f"{model}.{row}.{key.metric}" + (f".{qual}" if qual else "") + f" = {x:.4g}; {col.rule_text}"
