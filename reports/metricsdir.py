@@ -95,9 +95,12 @@ class MetricsDir:
 
     def values(self, attr: str, **attrs: str) -> list[str]:
         """Distinct values of one attribute among the fields matching ``attrs``, in file order."""
+        # from the attribute index: building the fields themselves (xarray) would cost ~1 ms each
+        want = {k: str(v) for k, v in attrs.items()}
         seen: dict[str, None] = {}
-        for da in self.select(**attrs):
-            seen.setdefault(str(da.attrs.get(attr, "")), None)
+        for _, a in self._index:
+            if all(a.get(k, "") == v for k, v in want.items()):
+                seen.setdefault(a.get(attr, ""), None)
         return list(seen)
 
     def scalar(self, model: str, channel: str, metric: str, qualifiers: tuple[str, ...] = ()) -> float | None:

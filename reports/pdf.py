@@ -1,9 +1,9 @@
 """The PDF report: the same sections paginated (A4 landscape) with a table of contents.
 
-Written with matplotlib's PdfPages: a title page with what was compared, the contents
-(sections, figures and tables with page numbers), then one page per figure (the PNG of
-the HTML report, with its number and caption) or table. The long "All metrics" table is
-left to the HTML report.
+Written with matplotlib's PdfPages: a title page with what was compared, the scorecard
+(page 2), the contents (sections, figures and tables with page numbers), then one page per
+figure (the PNG of the HTML report, with its number and caption) or table; the "All figures"
+appendix comes after the main sections. The long "All metrics" table is left to the HTML report.
 """
 
 from __future__ import annotations
@@ -89,11 +89,21 @@ def _title_page(pdf, sections, title, subtitle, created):
     plt.close(fig)
 
 
-def _contents(pdf, sections, body, first_body_page, n_toc, title):
+def front_pages(body) -> int:
+    """How many leading body pages are the overview's (the scorecard), printed before the contents."""
+    return next((i for i, (sec, _, _) in enumerate(body) if sec.id != "overview"), len(body))
+
+
+def page_of(i: int, n_front: int, n_toc: int) -> int:
+    """Page number of body page i: the front pages follow the title page, the rest the contents."""
+    return 2 + i if i < n_front else 2 + n_toc + i
+
+
+def _contents(pdf, sections, body, n_front, n_toc, title):
     entries: list[tuple[str, int, bool]] = []
     seen = set()
     for i, (sec, item, chunk) in enumerate(body):
-        page = first_body_page + i
+        page = page_of(i, n_front, n_toc)
         if sec.id not in seen:
             seen.add(sec.id)
             entries.append((sec.title, page, True))
@@ -103,7 +113,7 @@ def _contents(pdf, sections, body, first_body_page, n_toc, title):
             entries.append((label, page, False))
     entries += [(f"{s.title} (HTML report only)", 0, True) for s in sections if s.id in HTML_ONLY]
     for p in range(n_toc):
-        fig = _page(title, 2 + p, "Contents")
+        fig = _page(title, 2 + n_front + p, "Contents")
         fig.text(0.06, 0.92, "Contents" if p == 0 else "Contents (continued)", fontsize=16, weight="bold", va="top")
         y = 0.86
         for label, page, top in entries[p * TOC_LINES_PER_PAGE:(p + 1) * TOC_LINES_PER_PAGE]:
@@ -134,7 +144,7 @@ def _figure_page(fig, item: Figure, png: Path, error: str | None):
 
 def _table_page(fig, table: Table, rows: list, chunk: int):
     """A table as a matplotlib table: first column the row labels, header wrapped, cells coloured."""
-    head = [""] + [_wrap(f"{g}: {h}" if table.groups else h, 12) for g, h in zip(_group_labels(table), table.header)]
+    head = [""] + [_wrap(h, 10 if table.groups else 12) for h in table.header]
     text = [[_wrap(label, 22)] + [c.text for c in cells] for label, cells in rows]
     colours = [["#f3f5f9"] + [c.colour or "white" for c in cells] for _, cells in rows]
     ncol = len(head)
@@ -150,22 +160,23 @@ def _table_page(fig, table: Table, rows: list, chunk: int):
                    bbox=[0, 0, 1, 1])
     tab.auto_set_font_size(False)
     size = 7 if ncol > 10 else 8
+    shade = [k % 2 for k, (_, span) in enumerate(table.groups) for _ in range(span)]  # alternate groups
     for (i, j), cell in tab.get_celld().items():
         cell.get_text().set_fontsize(size - 1 if i == 0 else size)
         if i == 0:
-            cell.set_facecolor("#f3f5f9")
+            cell.set_facecolor("#dde3ee" if j > 0 and shade and shade[j - 1] else "#f3f5f9")
         if j == 0 and i > 0:
             cell.get_text().set_horizontalalignment("left")
             cell.PAD = 0.03
+    start = 0
+    for label, span in table.groups:  # the group labels (metrics) above their columns
+        x0 = 0.04 + 0.92 * (widths[0] + start * widths[-1])
+        fig.text(x0 + 0.92 * span * widths[-1] / 2, 0.873, _wrap(label, max(6, int(5.5 * span))), fontsize=7,
+                 weight="bold", ha="center", va="bottom")
+        start += span
     legend = "\n".join(f"{k}: {v}" for k, v in table.legend)
     fig.text(0.04, 0.84 - height, _wrap(table.caption, 190) + ("\n" + legend if legend else ""), fontsize=8,
              va="top")
-
-
-def _group_labels(table: Table) -> list[str]:
-    if not table.groups:
-        return [""] * len(table.header)
-    return [g for g, span in table.groups for _ in range(span)]
 
 
 def _section_page(fig, sec: Section):
@@ -194,13 +205,14 @@ def write(sections: list[Section], out: Path, fig_dir: Path, title: str, subtitl
           errors: dict[str, str]) -> Path:
     """Write the paginated PDF atomically; returns ``out``."""
     body, n_toc = _plan(sections)
-    first_body = 2 + n_toc
+    n_front = front_pages(body)
     with atomic_path(out) as tmp, PdfPages(tmp, metadata={
             "Title": title, "Creator": "md-report", "CreationDate": dt.datetime.now(dt.timezone.utc)}) as pdf:
         _title_page(pdf, sections, title, subtitle, created)
-        _contents(pdf, sections, body, first_body, n_toc, title)
         for i, (sec, item, chunk) in enumerate(body):
-            fig = _page(title, first_body + i, sec.title)
+            if i == n_front:
+                _contents(pdf, sections, body, n_front, n_toc, title)
+            fig = _page(title, page_of(i, n_front, n_toc), sec.title)
             if item is None:
                 _section_page(fig, sec)
             elif isinstance(item, Table):
@@ -209,4 +221,6 @@ def write(sections: list[Section], out: Path, fig_dir: Path, title: str, subtitl
                 _figure_page(fig, item, fig_dir / f"{item.spec.name}.png", errors.get(item.spec.name))
             pdf.savefig(fig)
             plt.close(fig)
+        if n_front == len(body):
+            _contents(pdf, sections, body, n_front, n_toc, title)
     return out

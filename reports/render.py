@@ -16,7 +16,7 @@ import diagnostics
 from diagnostics.data.errors import InputError
 from diagnostics.data.provenance import versions as package_versions
 
-from . import __version__, html, parallel, pdf, sections
+from . import __version__, html, labels, parallel, pdf, sections
 from .layout import FIGURES_DIR, HTML_NAME, PDF_NAME, REPORT_DIR
 from .metricsdir import load
 
@@ -69,8 +69,8 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
     for name, err in errors.items():
         print(f"md-report: warning: figure {name} failed: {err}", file=sys.stderr)
     title = "AI-MIP evaluation report"
-    subtitle = (f"{', '.join(md.ensembles) or 'no ensembles'} against the reference"
-                + (f"; baselines {', '.join(md.baselines)}" if md.baselines else "")
+    subtitle = (f"{', '.join(map(labels.model, md.ensembles)) or 'no ensembles'} against the reference"
+                + (f"; baselines {', '.join(map(labels.model, md.baselines))}" if md.baselines else "")
                 + f" — {len(specs)} figures from {md.path}")
     result: dict[str, Path] = {"figures": fig_dir}
     if "html" in formats:

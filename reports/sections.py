@@ -17,7 +17,7 @@ import xarray as xr
 from diagnostics.data.grid import global_mean
 from diagnostics.metrics.pattern import weighted_rms
 
-from . import scorecard
+from . import labels, scorecard
 from .figures import FigureSpec, Line, Panel, display_scale, display_units
 from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir, canonical_dims
 from .scorecard import Cell
@@ -35,6 +35,8 @@ MAP_SEASONS = ("ANN", "DJF", "JJA", "")
 class Figure:
     spec: FigureSpec
     number: int = 0
+    headline: bool = False  # shown in its section; the others go to the "All figures" appendix
+    origin: str = ""  # title of the section it belongs to (set when moved to the appendix)
 
     @property
     def src(self) -> str:
@@ -68,6 +70,17 @@ class Section:
     @property
     def tables(self) -> list[Table]:
         return [i for i in self.items if isinstance(i, Table)]
+
+    @property
+    def by_origin(self) -> list[tuple[str, list]]:
+        """Items grouped by the section they came from, in order (the appendix's collapsed groups)."""
+        out: list[tuple[str, list]] = []
+        for item in self.items:
+            origin = getattr(item, "origin", "")
+            if not out or out[-1][0] != origin:
+                out.append((origin, []))
+            out[-1][1].append(item)
+        return out
 
 
 # ---------------------------------------------------------------- helpers
@@ -127,6 +140,31 @@ def when(md: MetricsDir, period: str = "", season: str = "", scenario: str = "")
     return ", ".join(bits)
 
 
+def short_caption(md: MetricsDir, what: str, g: dict, units: str, look: str) -> str:
+    """One line: what is shown, when, units, and what to look at."""
+    w = when(md, g.get("period", ""), g.get("season", ""), g.get("scenario", ""))
+    return f"{what}{'; ' + w if w else ''}. Units: {units or '1'}. {look}".strip()
+
+
+def preferred_period(md: MetricsDir, diagnostic: str) -> str:
+    """The period whose figures are headlines: test, else all, else train, else none."""
+    have = set(md.values("period", diagnostic=diagnostic))
+    return next((p for p in ("test", "all", "train", "") if p in have), "")
+
+
+def is_preferred(md: MetricsDir, diagnostic: str, g: dict) -> bool:
+    """Preferred period and the annual mean (or no season): the group a headline figure shows."""
+    return (g.get("period", "") == preferred_period(md, diagnostic) and g.get("season", "") in ("ANN", "")
+            and not g.get("scenario", ""))
+
+
+def period_groups(md: MetricsDir, diagnostic: str) -> list[dict]:
+    """Groups of a diagnostic drawn as figures: those of the preferred period (or without a period).
+    The fields of the other periods stay in metrics.nc and their numbers in the tables (figure budget)."""
+    best = preferred_period(md, diagnostic)
+    return [g for g in groups(md, diagnostic) if g.get("period", "") in (best, "")]
+
+
 def sentence(text: str) -> str:
     """'period test, season DJF' -> 'Period test, season DJF. ' (only the first letter raised)."""
     return f"{text[0].upper()}{text[1:]}. " if text else ""
@@ -135,10 +173,17 @@ def sentence(text: str) -> str:
 def groups(md: MetricsDir, diagnostic: str, keys=("channel", "period", "season", "scenario")) -> list[dict]:
     """Distinct attribute combinations of a diagnostic's fields, in a stable report order."""
     seen: dict[tuple, dict] = {}
-    for da in md.select(diagnostic=diagnostic):
-        k = tuple(attr(da, a) for a in keys)
+    models: dict[tuple, set[str]] = {}
+    for _, a in md._index:  # attributes only: building every field would cost ~1 ms each
+        if a.get("diagnostic", "") != diagnostic:
+            continue
+        k = tuple(a.get(name, "") for name in keys)
         seen.setdefault(k, dict(zip(keys, k)))
-    out = list(seen.values())
+        models.setdefault(k, set()).add(a.get("model", ""))
+    # a variable only the noise floor (and the reference or baselines) has is nothing to compare
+    floor = scorecard.noise_floor(md)
+    real = set(md.ensembles) - {floor}
+    out = [g for k, g in seen.items() if floor not in models[k] or models[k] & real or not real]
 
     def rank(g):
         return (order_key(md, g.get("channel", "")),
@@ -239,16 +284,16 @@ def map_rows(md: MetricsDir, diagnostic: str, g: dict, diff_diagnostic: str | No
             da = (ref + diff).assign_attrs(units=attr(ref, "units"))
         if da is not None:
             disp, units = display_units(da)
-            row.append(Panel(m, disp, field_scale))
+            row.append(Panel(labels.model(m), disp, field_scale))
             if ref_disp is not None:
                 row.append(Panel("reference", ref_disp, field_scale))
         if diff is not None:
             d, units = display_units(diff)
-            row.append(Panel(diff_title(m, d, units, bias_stats(md, m, sel) if diff_diagnostic == "bias" else None),
-                             d, "diff"))
+            row.append(Panel(diff_title(labels.model(m), d, units,
+                                        bias_stats(md, m, sel) if diff_diagnostic == "bias" else None), d, "diff"))
         elif da is not None and ref is not None:
             d = display_units(da)[0] - ref_disp
-            row.append(Panel(diff_title(m, d, units), d, "diff"))
+            row.append(Panel(diff_title(labels.model(m), d, units), d, "diff"))
         if row:
             rows.append(row)
     if not rows and ref_disp is not None:
@@ -263,14 +308,9 @@ def map_figure(md: MetricsDir, diagnostic: str, g: dict, title: str, how: str, d
     if not rows:
         return None
     seq, div = colour_maps(g.get("channel", ""), units)
-    candidates = md.select(diagnostic=diagnostic, **g) + md.select(diagnostic=diff_diagnostic or "", **g)
-    da0 = next((d for d in candidates if attr(d, "model") != REFERENCE), candidates[0])  # describes a model field
-    layout = "; ".join(
-        ["left: each model", "middle: the reference", "right: model minus reference"] if len(rows[0]) == 3 else
-        ["each panel one model"] if len(rows[0]) == 1 else ["left: field", "right: difference"])
-    caption = (f"{description(da0)} {title}: {layout}; rows: {', '.join(models) or 'reference'}. "
-               f"{sentence(when(md, g.get('period', ''), g.get('season', ''), g.get('scenario', '')))}"
-               f"Units: {units or 'dimensionless'}. {how}")
+    layout = ("model | reference | model − reference" if len(rows[0]) == 3 else
+              "one panel per model" if len(rows[0]) == 1 else "field | difference")
+    caption = short_caption(md, f"{title} ({layout})", g, units, how)
     spec = FigureSpec("maps", slug(name_prefix or diagnostic, g.get("channel", ""), g.get("period", ""),
                                    g.get("season", ""), g.get("scenario", "")),
                       f"{title}, {when(md, g.get('period', ''), g.get('season', ''), g.get('scenario', ''))}".rstrip(", "),
@@ -290,54 +330,117 @@ def overview(md: MetricsDir) -> Section:
     scen = inputs.get("scenarios") or {}
     periods = prov.get("periods") or {}
     facts = [
-        ("Models (ensembles)", ", ".join(f"{m} ({members[m]} members)" if m in members else m for m in md.ensembles) or "none"),
-        ("Baselines", ", ".join(md.baselines) or "none"),
+        ("Models (ensembles)", ", ".join(f"{labels.model(m)} ({members[m]} members)" if m in members
+                                         else labels.model(m) for m in md.ensembles) or "none"),
+        ("Baselines", ", ".join(map(labels.model, md.baselines)) or "none"),
         ("Scenarios", "; ".join(f"{m}: {', '.join(s)}" for m, s in scen.items()) or "historical only"),
         ("Reference", ", ".join(map(str, inputs.get("reference") or [])) or "not recorded"),
         ("Periods", "; ".join(f"{k} {v}" for k, v in periods.items()) or "not recorded"),
-        ("Variables", ", ".join(md.channels) or "none listed"),
-        ("Spread-skill", str(prov.get("spread_skill_correction", "not stated"))),
+        ("Variables", ", ".join(map(labels.channel, md.channels)) or "none listed"),
+        ("Spread-skill", labels.prose(str(prov.get("spread_skill_correction", "not stated")))),
     ]
     sec = Section("overview", "Overview", facts=facts,
                   intro="What was compared, and the headline metrics of every evaluated ensemble.")
     sc = scorecard.build(md)
     if sc.rows:
-        multi = len(sc.models) > 1
-        header = [m for _ in sc.columns for m in sc.models] if multi else [c.label for c in sc.columns]
-        groups_ = [(c.label, len(sc.models)) for c in sc.columns] if multi else []
-        rows = [(sc.row_label(r), [sc.cell(r, c.key, m) for c in sc.columns for m in sc.models]) for r in sc.rows]
+        header = [labels.model(m) for c in sc.columns for m in sc.models_of(c.key)]
+        groups_ = [(c.label, len(sc.models_of(c.key))) for c in sc.columns]
+        rows = [(sc.row_label(r), [sc.cell(r, c.key, m) for c in sc.columns for m in sc.models_of(c.key)])
+                for r in sc.rows]
+        floor = (f" The {labels.NOISE_FLOOR_LABEL} column is the reference's own other realisations, the best "
+                 "any emulator can do; the models are coloured by their distance from it." if sc.floor else "")
         sec.items.append(Table(
-            "Scorecard", "Headline metrics per variable/level (rows) and metric (columns)"
-            + (", models side by side" if multi else "") + ", test period and annual mean where available "
-            "(hover a cell for its metrics.json key). Biases and CRPS are in the units after the row name; "
-            "correlations and ratios are dimensionless. Colour: green good, yellow fair, red poor, by the rules "
-            "below; uncoloured where the rule's reference value is missing.",
-            header, rows, groups_, legend=[(c.label, c.rule_text) for c in sc.columns]))
+            "Scorecard", "Models, baselines" + (" and the noise floor" if sc.floor else "") + " side by side, test "
+            "period and annual mean where available (hover a cell for its metrics.json key). Green good, yellow "
+            "fair, red poor, by the rules below." + floor,
+            header, rows, groups_, legend=[(c.label, c.rule_text) for c in sc.columns]
+            + ([(labels.NOISE_FLOOR_LABEL, scorecard.FLOOR_RULE_TEXT)]
+               if sc.floor else [])))
     else:
         sec.notes.append("No headline metrics found in metrics.json (none of the scorecard metric names "
                          "is present); the scorecard is skipped.")
     for s in md.info.get("skipped") or []:
         if isinstance(s, dict):
-            sec.notes.append(f"Skipped by md-diagnose: {s.get('what', '?')} ({s.get('why', 'no reason given')}).")
+            sec.notes.append(f"Skipped by md-diagnose: {labels.channel(str(s.get('what', '?')))} "
+                             f"({s.get('why', 'no reason given')}).")
     return sec
 
 
+def bias_figure(md: MetricsDir, gs: list[dict], what: str = "") -> Figure | None:
+    """Bias maps (titled with md-diagnose's mean and RMS): rows models, one column per group of ``gs``
+    (one group: the models side by side, three per row)."""
+    rows, units = [], ""
+    models = sorted({attr(d, "model") for g in gs for d in md.select(diagnostic="bias", **g)} - {REFERENCE},
+                    key=lambda m: model_order(md, m))
+    for m in models:
+        row = []
+        for g in gs:
+            da = find_one(md, diagnostic="bias", model=m, **g)
+            if da is None:
+                continue
+            d, units = display_units(da)
+            tag = "" if len(gs) == 1 else ", " + ", ".join(v for v in (g.get("period", ""), g.get("season", "")) if v)
+            row.append(Panel(diff_title(labels.model(m) + tag, d, units, bias_stats(md, m, g)), d, "diff"))
+        if row:
+            rows.append(row)
+    if not rows:
+        return None
+    if len(gs) == 1:  # one map per model: fill rows of three
+        flat = [p for r in rows for p in r]
+        rows = [flat[i:i + 3] for i in range(0, len(flat), 3)]
+    g0 = gs[0]
+    _, div = colour_maps(g0.get("channel", ""), units)
+    name = labels.channel(g0.get("channel", ""))
+    w = when(md, g0.get("period", ""), g0.get("season", "")) if len(gs) == 1 else what
+    spec = FigureSpec("maps", slug("bias", g0.get("channel", ""), *(f"{g.get('period', '')}-{g.get('season', '')}"
+                                                                      for g in gs)),
+                      f"{name} bias, {w}".rstrip(", "),
+                      short_caption(md, f"{name}: model minus reference time mean"
+                                    + (", one panel per model" if len(gs) == 1 else f", rows models, columns {what}"),
+                                    g0 if len(gs) == 1 else {}, units,
+                                    "Look for large-scale patterns; red = model too high."),
+                      panels=rows, units={"diff": units}, options={"cmap_diff": div})
+    return Figure(spec)
+
+
 def climatology(md: MetricsDir) -> Section:
+    """Per channel: the bias maps of the preferred period's annual mean as the headline; in the
+    appendix the model climatology once (model | reference | bias), the preferred period's seasonal
+    biases in one figure, and the other periods' annual-mean biases in one figure."""
     sec = Section("climatology", "Climatology and bias",
-                  intro="Time-mean fields of each model and the reference, and their difference.")
-    gs = groups(md, "climatology") or groups(md, "bias")
+                  intro="Time-mean bias of each model (headline), with the climatologies in the appendix.")
+    gs = groups(md, "bias") or groups(md, "climatology")
     omitted = sorted({g["season"] for g in gs if g["season"] not in MAP_SEASONS})
     if omitted:
         sec.notes.append(f"Maps are drawn for the annual mean, DJF and JJA; {', '.join(omitted)} are in metrics.nc "
                          "and their bias numbers in the All metrics table.")
-    for g in [g for g in gs if g["season"] in MAP_SEASONS]:
-        fig = map_figure(md, "climatology", g, f"{g['channel']} climatology", diff_diagnostic="bias",
-                         name_prefix="climatology",
-                         how="Model and reference share one colour scale; the difference uses a diverging scale "
-                             "centred on zero (red/brown: model higher than the reference, blue/green: lower). "
-                             "Where only the bias is stored, the model map is reference + bias.")
-        if fig:
+    diag = "bias" if groups(md, "bias") else "climatology"
+    left_out = False
+    for ch in dict.fromkeys(g["channel"] for g in gs):
+        mine = [g for g in gs if g["channel"] == ch and g["season"] in MAP_SEASONS]
+        head = next((g for g in mine if is_preferred(md, diag, g)), mine[0] if mine else None)
+        if head is None:
+            continue
+        label = labels.channel(ch)
+        fig = bias_figure(md, [head])
+        full = map_figure(md, "climatology", head, f"{label} climatology", diff_diagnostic="bias",
+                          name_prefix="climatology", how="Model and reference share one scale.")
+        if fig is not None:
+            fig.headline = True
             sec.items.append(fig)
+        if full is not None:
+            full.headline = fig is None
+            sec.items.append(full)
+        seasonal = [g for g in mine if g["period"] == head["period"] and g is not head]
+        periods = [g for g in mine if g["period"] != head["period"] and g["season"] == head["season"]]
+        left_out |= len(mine) > 1 + len(seasonal) + len(periods)
+        for extra, what in ((seasonal, f"seasons of period {md.period_label(head['period'])}"),
+                            (periods, f"periods ({head['season'] or 'all months'})")):
+            if extra and (f := bias_figure(md, extra, what)) is not None:
+                sec.items.append(f)
+    if left_out:
+        sec.notes.append("Seasonal bias maps are drawn for the headline period; those of the other periods are in "
+                         "metrics.nc.")
     if not sec.items:
         sec.notes.append("No climatology or bias fields in metrics.nc; section skipped.")
     return sec
@@ -346,7 +449,7 @@ def climatology(md: MetricsDir) -> Section:
 def zonal(md: MetricsDir) -> Section:
     sec = Section("zonal", "Zonal-mean bias by pressure level",
                   intro="Zonal-mean model minus reference as pressure-latitude sections.")
-    for g in groups(md, "zonal_bias"):
+    for g in period_groups(md, "zonal_bias"):
         fields = sorted(md.select(diagnostic="zonal_bias", **g), key=lambda d: model_order(md, attr(d, "model")))
         panels, units = [], ""
         for da in fields:
@@ -358,17 +461,16 @@ def zonal(md: MetricsDir) -> Section:
             continue
         rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
         _, div = colour_maps(g["channel"], units)
-        caption = (f"{description(fields[0])} Zonal-mean bias of {g['channel']}, one panel per model; "
-                   f"{when(md, g['period'], g['season'], g['scenario'])}. Units: {units}. x: latitude, "
-                   "y: pressure (log scale, surface at the bottom). Diverging scale centred on zero: red where the "
-                   "model is higher than the reference.")
+        caption = short_caption(md, f"Zonal-mean bias of {labels.channel(g['channel'])} by pressure and latitude, "
+                                "one panel per model", g, units, "Red = model too high; surface at the bottom.")
         sec.items.append(Figure(FigureSpec("sections", slug("zonal-bias", g["channel"], g["period"], g["season"],
                                                                g["scenario"]),
-                                           f"{g['channel']} zonal-mean bias, {when(md, g['period'], g['season'])}",
+                                           f"{labels.channel(g['channel'])} zonal-mean bias, "
+                                           f"{when(md, g['period'], g['season'])}",
                                            caption, panels=rows, units={"diff": units},
-                                           options={"cmap_diff": div})))
+                                           options={"cmap_diff": div}), headline=is_preferred(md, "zonal_bias", g)))
     if not sec.items:
-        sec.notes.append("No zonal_bias fields (pressure-latitude) in metrics.nc; section skipped.")
+        sec.notes.append("No zonal-mean bias fields (pressure-latitude) in metrics.nc; section skipped.")
     return sec
 
 
@@ -376,16 +478,16 @@ def trends_variability(md: MetricsDir) -> Section:
     sec = Section("variability", "Trends and variability",
                   intro="Linear trends and standard deviation of monthly anomalies.")
     for diag, label, diverging, how in (
-            ("trend", "trend", True, "Model and reference share a diverging scale centred on zero; the right "
-                                     "column is the trend difference."),
-            ("std_anomaly", "standard deviation of anomalies", False,
-             "Model and reference share one scale; right: model minus reference (red: model too variable).")):
-        for g in groups(md, diag):
-            fig = map_figure(md, diag, g, f"{g['channel']} {label}", diverging_fields=diverging, how=how)
+            ("trend", "trend", True, "Compare the sign and pattern of the trends."),
+            ("std_anomaly", "std of monthly anomalies", False, "Red difference = model too variable.")):
+        for g in period_groups(md, diag):
+            fig = map_figure(md, diag, g, f"{labels.channel(g['channel'])} {label}", diverging_fields=diverging,
+                             how=how)
             if fig:
+                fig.headline = diag == "std_anomaly" and is_preferred(md, diag, g)
                 sec.items.append(fig)
     if not sec.items:
-        sec.notes.append("No trend or std_anomaly fields in metrics.nc; section skipped.")
+        sec.notes.append("No trend or anomaly-variability maps in metrics.nc; section skipped.")
     return sec
 
 
@@ -419,26 +521,25 @@ def series_lines(md: MetricsDir, fields: list[xr.DataArray], ref: xr.DataArray |
 def enso(md: MetricsDir) -> Section:
     sec = Section("enso", "ENSO: Niño-3.4 teleconnections",
                   intro="Regression of monthly anomalies on the Niño-3.4 index (E3 of AI-MIP) and the index itself.")
-    for g in groups(md, "nino34_regression"):
-        fig = map_figure(md, "nino34_regression", g, f"{g['channel']} regression on Niño-3.4", diverging_fields=True,
-                         central_longitude=180.0,
-                         how="Coefficient = cov(index, field) / var(index), per kelvin of the index. Model and "
-                             "reference share a diverging scale centred on zero; right: model minus reference.")
+    for g in period_groups(md, "nino34_regression"):
+        fig = map_figure(md, "nino34_regression", g, f"{labels.channel(g['channel'])} regression on Niño-3.4",
+                         diverging_fields=True, central_longitude=180.0,
+                         how="Per K of the index; compare the pattern and amplitude of the teleconnection.")
         if fig:
+            fig.headline = is_preferred(md, "nino34_regression", g)
             sec.items.append(fig)
     for g in groups(md, "nino34_index"):
         fields = md.select(diagnostic="nino34_index", **g)
         ref = next((d for d in fields if attr(d, "model") == REFERENCE), None)
         models = [d for d in fields if attr(d, "model") != REFERENCE]
         lines, units, xlabel = series_lines(md, models, ref)
-        caption = (f"{description(fields[0])} Niño-3.4 index of each member (thin), ensemble mean (thick) and the "
-                   f"reference (black); {when(md, g['period'], g['season'], g['scenario'])}. Units: {units}. "
-                   "Members are not expected to be in phase with the reference except through the prescribed SST.")
+        caption = short_caption(md, "Niño-3.4 index: members (thin), ensemble mean (thick), reference (black)", g,
+                                units, "Members follow the reference only through the prescribed SST.")
         sec.items.append(Figure(FigureSpec("lines", slug("nino34-index", g["channel"], g["period"], g["scenario"]),
                                            f"Niño-3.4 index, {when(md, g['period'])}", caption, lines=lines,
                                            options={"xlabel": xlabel, "ylabel": units, "zero_line": True})))
     if not sec.items:
-        sec.notes.append("No nino34_regression or nino34_index fields in metrics.nc; section skipped.")
+        sec.notes.append("No Niño-3.4 regression maps or index series in metrics.nc; section skipped.")
     return sec
 
 
@@ -453,40 +554,38 @@ def modes(md: MetricsDir) -> Section:
             m = attr(da, "model")
             frac = scorecard.find(md, m, g["channel"], ("variance_fraction_model", "variance_fraction"))
             disp, units = display_units(da)
-            panels.append(Panel(m + (f" ({100 * frac[1]:.1f} % of variance)" if frac else ""), disp, "diff_field"))
+            panels.append(Panel(labels.model(m) + (f" ({100 * frac[1]:.1f} % of variance)" if frac else ""), disp,
+                                "diff_field"))
         rows = [panels[i:i + MAX_PANELS_PER_ROW] for i in range(0, len(panels), MAX_PANELS_PER_ROW)]
         _, div = colour_maps(g["channel"], units)
-        caption = (f"{description(fields[0])} Leading EOF pattern of {g['channel']} for the reference and each model "
-                   f"(titles give the fraction of variance explained); "
-                   f"{when(md, g['period'], g['season'], g['scenario'])}. Units: {units} per standard deviation of "
-                   "the PC. Shared diverging scale centred on zero; similar patterns and variance fractions mean the "
-                   "mode is well simulated.")
+        caption = short_caption(md, f"{labels.channel(g['channel'])}: leading EOF of the reference and each model "
+                                "(variance fraction in the titles)", g, f"{units} per PC std",
+                                "Similar patterns and variance fractions = the mode is well simulated.")
         sec.items.append(Figure(FigureSpec("maps", slug("eof-pattern", g["channel"], g["period"], g["season"]),
-                                           f"{g['channel']} leading EOF, {when(md, g['period'], g['season'])}",
+                                           f"{labels.channel(g['channel'])} leading EOF, "
+                                           f"{when(md, g['period'], g['season'])}",
                                            caption, panels=rows, units={"diff_field": units},
-                                           options={"cmap_diff_field": div})))
+                                           options={"cmap_diff_field": div}), headline=True))
     for g in groups(md, "eof_pc"):
         fields = md.select(diagnostic="eof_pc", **g)
         ref = next((d for d in fields if attr(d, "model") == REFERENCE), None)
         lines, units, xlabel = series_lines(md, [d for d in fields if attr(d, "model") != REFERENCE], ref)
-        caption = (f"{description(fields[0])} Principal component of {g['channel']} for each model and the reference "
-                   f"(black); {when(md, g['period'], g['season'], g['scenario'])}. Units: {units or '1'} "
-                   "(standardised). Compare the amplitude (PC standard deviation) rather than the phase: free-running "
-                   "members need not follow the observed sequence.")
+        caption = short_caption(md, f"{labels.channel(g['channel'])} principal component, models and the reference "
+                                "(black)", g, units or "1", "Compare the amplitude, not the phase.")
         sec.items.append(Figure(FigureSpec("lines", slug("eof-pc", g["channel"], g["period"], g["season"]),
-                                           f"{g['channel']} principal component, {when(md, g['period'], g['season'])}",
+                                           f"{labels.channel(g['channel'])} principal component, "
+                                           f"{when(md, g['period'], g['season'])}",
                                            caption, lines=lines,
                                            options={"xlabel": xlabel, "ylabel": "standardised PC" if units in ("", "1")
                                                     else units, "zero_line": True})))
     t = qualifier_table(md, lambda k: bool(k.member) and len(k.other) == 1,
                         "Per-member mode statistics",
-                        "Mode statistics of each member against the reference (the figures and the scorecard use "
-                        "the members pooled): pattern_corr (1), rms (field units), variance fractions (1), "
-                        "pc_std_ratio (1). Rows model.mode.statistic, columns members.")
+                        "Mode statistics of each member against the reference (the scorecard uses the members "
+                        "pooled); RMS in field units, the rest dimensionless.")
     if t:
         sec.items.append(t)
     if not sec.items:
-        sec.notes.append("No eof_pattern or eof_pc fields in metrics.nc; section skipped.")
+        sec.notes.append("No EOF patterns or principal components in metrics.nc; section skipped.")
     return sec
 
 
@@ -507,15 +606,15 @@ def _metric_table(md: MetricsDir, title: str, caption: str, names: tuple[str, ..
                 continue
             key, x = hit
             colour = None
-            if colour_rule is not None:
+            if colour_rule is not None and colour_rule.rule != "baseline":  # raw CRPS is not coloured by a ratio
                 b = scorecard._badness(md, colour_rule, m, ch, key, x)
                 colour = None if b is None else scorecard.badness_colour(b)
             cells.append(Cell(f"{x * factor:.3g}", colour, f"{m}.{ch}.{key.metric}.{'.'.join(key.qualifiers)}"))
         if any(c.text != "–" for c in cells):
-            rows.append((f"{ch} ({units})" if units else ch, cells))
+            rows.append((f"{labels.channel(ch)} ({units})" if units else labels.channel(ch), cells))
     if not rows:
         return None
-    return Table(title, caption, used_models, rows)
+    return Table(title, caption, [labels.model(m) for m in used_models], rows)
 
 
 def skill(md: MetricsDir) -> Section:
@@ -523,55 +622,53 @@ def skill(md: MetricsDir) -> Section:
                   intro="Probabilistic skill of the ensembles against the reference and the baselines.")
     crps_col = next(c for c in scorecard.COLUMNS if c.key == "crps")
     ss_col = next(c for c in scorecard.COLUMNS if c.key == "spread_skill")
-    t = _metric_table(md, "CRPS", "Ensemble CRPS per variable (rows) for each ensemble and baseline (columns), test "
-                      "period where available, in the units after the row name; lower is better. Colour: CRPS relative "
-                      "to baseline-climatology (green <= 0.5 times, yellow equal, red >= 1.5 times).",
+    t = _metric_table(md, "CRPS", "CRPS of each ensemble and baseline, test period where available, in the units "
+                      "after the row name; lower is better (the scorecard shows it relative to climatology).",
                       ("crps", "crps_fair"), md.ensembles + md.baselines, crps_col)
     if t:
         sec.items.append(t)
-    corr = str(md.provenance.get("spread_skill_correction", ""))
+    corr = labels.prose(str(md.provenance.get("spread_skill_correction", "")))
     for names, label in ((("spread_skill",), "uncorrected"), (("spread_skill_corrected",), "corrected")):
         t = _metric_table(md, f"Spread-skill ratio ({label})",
-                          f"Ensemble spread / ensemble-mean RMSE ({label}) per variable and ensemble, dimensionless. "
-                          "A reliable ensemble has 1 (corrected) or sqrt(M/(M+1)) (uncorrected, M members); below: "
-                          f"under-dispersive, above: over-dispersive. {corr}", names, md.ensembles, ss_col)
+                          f"Ensemble spread / ensemble-mean RMSE ({label}); reliable = 1 (corrected) or sqrt(M/(M+1)) "
+                          f"(uncorrected, M members), below = under-dispersive. {corr}", names, md.ensembles, ss_col)
         if t:
             sec.items.append(t)
     ratio_col = next(c for c in scorecard.COLUMNS if c.key == "variability")
     t = qualifier_table(md, lambda k: k.metric.endswith("band_ratio") and len(k.other) == 1, "Spectral band ratios",
-                        "Power of the model divided by the power of the reference, summed over wavenumber bands "
-                        "(columns; sh: total wavenumber l, zonal: zonal wavenumber k), test period. 1 is ideal; "
-                        "below 1 at high wavenumbers means too smooth. Colour: |ln ratio|, yellow at a factor "
-                        "sqrt(2), red at 2.", colour_rule=ratio_col)
+                        "Model power / reference power per wavenumber band (of the full fields, not anomalies), "
+                        "test period; 1 is ideal, below 1 at high wavenumbers = too smooth. Colour: yellow at a "
+                        "factor sqrt(2), red at 2.", colour_rule=ratio_col)
     if t:
         sec.items.append(t)
-    for g in groups(md, "crps_map"):
+    for g in period_groups(md, "crps_map"):
         fields = sorted(md.select(diagnostic="crps_map", **g), key=lambda d: model_order(md, attr(d, "model")))
         panels, units = [], ""
         for da in fields:
             disp, units = display_units(da)
-            panels.append(Panel(attr(da, "model"), disp, "abs"))
+            panels.append(Panel(labels.model(attr(da, "model")), disp, "abs"))
         rows = [panels[i:i + 3] for i in range(0, len(panels), 3)]
-        caption = (f"{description(fields[0])} CRPS of {g['channel']} per grid cell, one panel per model; "
-                   f"{when(md, g['period'], g['season'], g['scenario'])}. Units: {units}. Shared scale; lower is "
-                   "better (0 would be a perfect deterministic forecast).")
+        caption = short_caption(md, f"CRPS of {labels.channel(g['channel'])} per grid cell, one panel per model", g,
+                                units, "Lower is better; shared scale.")
         sec.items.append(Figure(FigureSpec("maps", slug("crps-map", g["channel"], g["period"], g["season"]),
-                                           f"{g['channel']} CRPS, {when(md, g['period'], g['season'])}", caption,
+                                           f"{labels.channel(g['channel'])} CRPS, "
+                                           f"{when(md, g['period'], g['season'])}", caption,
                                            panels=rows, units={"abs": units}, options={"cmap_abs": "magma_r"})))
-    for g in groups(md, "rank_histogram"):
+    for g in period_groups(md, "rank_histogram"):
         fields = sorted(md.select(diagnostic="rank_histogram", **g), key=lambda d: model_order(md, attr(d, "model")))
-        panels = [Panel(attr(d, "model"), d.dropna(d.dims[0], how="all"), "abs") for d in fields if d.ndim == 1]
+        panels = [Panel(labels.model(attr(d, "model")), d.dropna(d.dims[0], how="all"), "abs")
+                  for d in fields if d.ndim == 1]
         if not panels:
             continue
         rows = [panels[i:i + MAX_PANELS_PER_ROW] for i in range(0, len(panels), MAX_PANELS_PER_ROW)]
         units = "relative frequency (counts / total)"
-        caption = (f"{description(fields[0])} Rank histogram of {g['channel']} (rank of the reference among the "
-                   f"sorted members), one panel per model; {when(md, g['period'], g['season'], g['scenario'])}. "
-                   f"Units: {units}. Flat (dashed line at 1 / number of ranks) = reliable; U-shaped = under-dispersive; dome = "
-                   "over-dispersive; sloped = biased.")
+        caption = short_caption(md, f"Rank of the reference among the members, {labels.channel(g['channel'])}", g,
+                                units, "Flat = reliable, U = under-dispersive, dome = over-dispersive.")
         sec.items.append(Figure(FigureSpec("bars", slug("rank-histogram", g["channel"], g["period"], g["season"]),
-                                           f"{g['channel']} rank histogram, {when(md, g['period'], g['season'])}",
-                                           caption, panels=rows, units={"abs": units})))
+                                           f"{labels.channel(g['channel'])} rank histogram, "
+                                           f"{when(md, g['period'], g['season'])}",
+                                           caption, panels=rows, units={"abs": units}),
+                                headline=is_preferred(md, "rank_histogram", g)))
     for g in groups(md, "global_mean_series"):
         fields = md.select(diagnostic="global_mean_series", **g)
         scen = g["scenario"]
@@ -589,15 +686,14 @@ def skill(md: MetricsDir) -> Section:
                 y = disp.mean(mdim).values if mdim else disp.values
                 lines.append(Line(f"{m} historical mean", x, y, model_colour(md, m), 1.0, 0.9, dashed=True))
         what = f"scenario {scen}" if scen else "historical"
-        caption = (f"{description(fields[0])} Global-mean {g['channel']} ({what}): each member (thin), ensemble mean "
-                   "(thick)" + (", reference (black)" if ref is not None else "")
-                   + (", historical ensemble mean (dashed)" if scen else "")
-                   + f"; {when(md, g['period'], g['season'], scen) or 'whole record'}. Units: {units}. "
-                   + ("The gap between the thick and the dashed line is the warming response; member spread shows "
-                      "internal variability." if scen else
-                      "Offsets from the reference show global-mean bias; member spread shows internal variability."))
+        caption = short_caption(
+            md, f"Global-mean {labels.channel(g['channel'])} ({labels.qualifier(scen) if scen else what}): members "
+            "(thin), ensemble mean (thick)" + (", reference (black)" if ref is not None else "")
+            + (", historical mean (dashed)" if scen else ""), {**g, "scenario": ""}, units,
+            "The thick-dashed gap is the warming response." if scen else "Offsets from black = global-mean bias.")
         sec.items.append(Figure(FigureSpec("lines", slug("global-mean", g["channel"], g["period"], g["season"], scen),
-                                           f"Global-mean {g['channel']}, {what}", caption, lines=lines,
+                                           f"Global-mean {labels.channel(g['channel'])}, "
+                                           f"{labels.qualifier(scen) if scen else what}", caption, lines=lines,
                                            options={"xlabel": xlabel, "ylabel": units})))
     for diag, label in (("sh_spectrum", "spherical-harmonic power spectrum"), ("zonal_spectrum", "zonal power spectrum")):
         for g in groups(md, diag):
@@ -608,13 +704,15 @@ def skill(md: MetricsDir) -> Section:
             for ln in lines:  # wavenumber 0 (the mean) and empty bins cannot go on log axes
                 keep = (ln.x > 0) & np.isfinite(ln.y) & (ln.y > 0)
                 ln.x, ln.y = ln.x[keep], ln.y[keep]
-            caption = (f"{description(fields[0])} {label.capitalize()} of {g['channel']} per model and the reference "
-                       f"(black); {when(md, g['period'], g['season'], g['scenario'])}. Units: {units}. Log-log axes; "
-                       "a model below the reference at high wavenumbers is too smooth.")
+            caption = short_caption(md, f"{label.capitalize()} of {labels.channel(g['channel'])} (full fields), "
+                                    "models and the reference (black)", g, units,
+                                    "Below black at high wavenumbers = too smooth.")
             sec.items.append(Figure(FigureSpec("lines", slug(diag, g["channel"], g["period"], g["season"]),
-                                               f"{g['channel']} {label}, {when(md, g['period'])}", caption, lines=lines,
+                                               f"{labels.channel(g['channel'])} {label}, {when(md, g['period'])}",
+                                               caption, lines=lines,
                                                options={"xlabel": xlabel, "ylabel": units, "logx": True,
-                                                        "logy": True})))
+                                                        "logy": True}),
+                                    headline=diag == "sh_spectrum" and is_preferred(md, diag, g)))
     if not sec.items:
         sec.notes.append("No CRPS, spread-skill, rank-histogram, global-mean series or spectrum data; section skipped.")
     return sec
@@ -637,22 +735,23 @@ def warming(md: MetricsDir) -> Section:
                 da = next((d for d in fields if attr(d, "model") == m and attr(d, "scenario") == s), None)
                 if da is not None:
                     disp, units = display_units(da)
-                    row.append(Panel(f"{m}, {s}" if s else m, disp, "diff_field"))
+                    row.append(Panel(f"{labels.model(m)}, {labels.qualifier(s)}" if s else labels.model(m), disp,
+                                     "diff_field"))
             if row:
                 rows.append(row)
         _, div = colour_maps(ch, units)
-        caption = (f"{description(fields[0])} Warming response of {ch}: rows models ({', '.join(models)}), columns "
-                   f"scenarios ({', '.join(scens)}). Units: {units}. Diverging scale centred on zero: red = increase.")
-        sec.items.append(Figure(FigureSpec("maps", slug("warming-response", ch), f"{ch} warming response", caption,
-                                           panels=rows, units={"diff_field": units}, options={"cmap_diff_field": div})))
+        caption = short_caption(md, f"Warming response of {labels.channel(ch)} per K of SST warming: rows models, "
+                                "columns scenarios", {}, units, "Red = increase; compare the patterns.")
+        sec.items.append(Figure(FigureSpec("maps", slug("warming-response", ch), f"{labels.channel(ch)} warming response",
+                                           caption, panels=rows, units={"diff_field": units},
+                                           options={"cmap_diff_field": div}), headline=True))
     t = qualifier_table(md, lambda k: bool(k.scenario) and len(k.other) == 1, "Scenario metrics",
-                        "Scalar metrics of the warming runs: model.channel.metric per row, scenario per column "
-                        "(formulas in docs/metrics.md). Per-K responses are in the variable's display units per K "
-                        "of SST warming (given after the row name).", unit_suffix=" K-1")
+                        "Scalar metrics of the warming runs, one column per scenario; per-K responses in the units "
+                        "after the row name (formulas in docs/metrics.md).", unit_suffix=" K-1")
     if t:
         sec.items.append(t)
     if not sec.items:
-        sec.notes.append("No scenario (+2K/+4K) runs were given, or no warming_response fields; section skipped.")
+        sec.notes.append("No scenario (+2K/+4K) runs were given, or no warming-response maps; section skipped.")
     return sec
 
 
@@ -680,7 +779,8 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
         factor, units = 1.0, ""
         if unit_suffix is not None:
             factor, units = display_scale(scorecard.channel_units(channel))
-        label = f"{model}.{channel}.{metric}" + (f" ({units}{unit_suffix})" if units else "")
+        label = (f"{labels.model(model)} — {labels.channel(channel)}: {labels.metric(metric)}"
+                 + (f" ({units}{unit_suffix})" if units else ""))
         cells = []
         for c in cols:
             if c not in values:
@@ -692,7 +792,7 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
                 colour = scorecard.badness_colour(abs(np.log(x)) / np.log(2.0)) if x > 0 else None
             cells.append(Cell(f"{x * factor:.3g}", colour, f"{model}.{channel}.{metric}.{c}"))
         rows.append((label, cells))
-    return Table(title, caption, cols, rows)
+    return Table(title, caption, [labels.qualifier(c) for c in cols], rows)
 
 
 KNOWN = {"climatology", "bias", "zonal_bias", "trend", "std_anomaly", "nino34_regression", "nino34_index",
@@ -709,7 +809,7 @@ def other(md: MetricsDir) -> Section:
         if diag in KNOWN or not diag:
             continue
         disp, units = display_units(da.squeeze(drop=True))
-        label = f"{diag}: {attr(da, 'model')} {attr(da, 'channel')}"
+        label = f"{labels.metric(diag)}: {labels.model(attr(da, 'model'))} {labels.channel(attr(da, 'channel'))}"
         caption = (f"{description(da)} {label}; {when(md, attr(da, 'period'), attr(da, 'season'), attr(da, 'scenario'))}."
                    f" Units: {units or '1'}.")
         name_ = slug("other", diag, attr(da, "model"), attr(da, "channel"), attr(da, "period"), attr(da, "season"),
@@ -751,8 +851,7 @@ def provenance(md: MetricsDir, command: str, created: str, versions: dict[str, s
 
 def all_metrics(md: MetricsDir) -> Section:
     """Every scalar of metrics.json, for lookup (HTML only)."""
-    rows = [(f"{k.model}.{k.channel}.{k.metric}" + ("." + ".".join(k.qualifiers) if k.qualifiers else ""),
-             [Cell("null" if v is None else f"{v:.6g}")]) for k, v in md.scalars.items()]
+    rows = [(labels.key(k), [Cell("null" if v is None else f"{v:.6g}", title=str(k))]) for k, v in md.scalars.items()]
     sec = Section("metrics", "All metrics", intro="Every number of metrics.json (formulas and units: docs/metrics.md).")
     if rows:
         sec.items.append(Table("All metrics", f"{len(rows)} values from metrics.json.", ["value"], rows))
@@ -761,13 +860,51 @@ def all_metrics(md: MetricsDir) -> Section:
     return sec
 
 
+#: the figure budget: at most this many headline figures per section; the rest are in the appendix
+HEADLINE_PER_SECTION = 6
+APPENDIX = "appendix"
+
+
+def appendix(secs: list[Section]) -> Section:
+    """Move every non-headline figure (and headlines beyond the budget) into one "All figures" section,
+    grouped by the section they came from, in order."""
+    app = Section(APPENDIX, "All figures", intro="Every other figure, by section (HTML: click a group to open it).")
+    for sec in secs:
+        keep, n = [], 0
+        for item in sec.items:
+            if isinstance(item, Figure) and (not item.headline or n >= HEADLINE_PER_SECTION):
+                item.origin = sec.title
+                app.items.append(item)
+                continue
+            n += isinstance(item, Figure)
+            keep.append(item)
+        moved = len(sec.items) - len(keep)
+        sec.items = keep
+        if moved:
+            sec.notes.append(f"{moved} more figure{'s' if moved > 1 else ''} of this section in All figures.")
+    return app
+
+
 def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) -> list[Section]:
-    """All sections in report order, figures and tables numbered consecutively, figure names unique."""
+    """All sections in report order (headline figures in their sections, the rest in the "All figures"
+    appendix after them), figures and tables numbered consecutively, figure names unique."""
     secs = [overview(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
     oth = other(md)
     if oth.items or oth.notes:
         secs.append(oth)
+    app = appendix(secs)
+    if app.items:
+        skipped = sorted({p for d in ("zonal_bias", "trend", "std_anomaly", "nino34_regression", "crps_map",
+                                      "rank_histogram") for p in md.values("period", diagnostic=d)}
+                         - {preferred_period(md, d) for d in ("zonal_bias", "trend", "std_anomaly",
+                                                              "nino34_regression", "crps_map", "rank_histogram")}
+                         - {""})
+        if skipped:
+            app.notes.append(f"Zonal, trend, variability, ENSO, CRPS-map and rank-histogram figures are drawn for "
+                             f"the headline period only; those of the {', '.join(skipped)} period(s) are in "
+                             "metrics.nc, their numbers in the All metrics table.")
+        secs.append(app)
     secs += [provenance(md, command, created, versions), all_metrics(md)]
     n_fig = n_tab = 0
     names: set[str] = set()

@@ -18,6 +18,7 @@ import xarray as xr
 
 from diagnostics.data.grid import equiangular
 from diagnostics.data.timeaxis import Month, monthly_axis
+from diagnostics.schema import NOISE_FLOOR
 
 HOSTILE = "<script>alert(1)</script>"
 PERIODS = {"train": "1979-01:2014-12", "test": "2015-01:2024-12"}
@@ -35,14 +36,18 @@ def _attrs(diagnostic, model, channel, units, description, period="", season="",
 
 
 def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tuple[str, ...] = ("ANN", "DJF", "JJA"),
-          hostile: bool = False, members: int = 5, seed: int = 0) -> Path:
-    """Write ``metrics.json`` and ``metrics.nc`` into ``out`` and return ``out``."""
+          hostile: bool = False, members: int = 5, seed: int = 0, noise_floor: bool = False) -> Path:
+    """Write ``metrics.json`` and ``metrics.nc`` into ``out`` and return ``out``.
+
+    With ``noise_floor`` a last ensemble ``noise-floor`` (the perfect model) is added, with planted
+    scalars better than every model's (bias 0.05 / RMS 0.2 of the scale, CRPS 0.7 x climatology,
+    pattern correlations 0.95 / 0.98, ratios 1.0 / 0.97)."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lat, lon = _grid()
     la, lo = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
-    models = tuple(models) + ((HOSTILE,) if hostile else ())
+    models = tuple(models) + ((HOSTILE,) if hostile else ()) + ((NOISE_FLOOR,) if noise_floor else ())
     axis = monthly_axis(Month(2015, 1), Month(2024, 12))
     time = axis["time"].values
     years = np.arange(1979, 2025)
@@ -149,6 +154,16 @@ def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tupl
             metrics[f"{m}.{ch}.std_ratio.all"] = 1.05 + 0.5 * k
             if ch != "ta850":
                 metrics[f"{m}.{ch}.nino34_pattern_corr.all"] = 0.9 - 0.35 * k
+    if noise_floor:
+        for ch, scale in (("tas", 0.5), ("pr", 4e-6), ("zg500", 20.0), ("ta850", 0.8)):
+            metrics[f"{NOISE_FLOOR}.{ch}.bias_mean.test.ANN"] = 0.05 * scale
+            metrics[f"{NOISE_FLOOR}.{ch}.bias_rms.test.ANN"] = 0.2 * scale
+            metrics[f"{NOISE_FLOOR}.{ch}.crps.test"] = 0.7 * 0.5 * scale
+            metrics[f"{NOISE_FLOOR}.{ch}.spread_skill.test"] = np.sqrt(5 / 6)
+            metrics[f"{NOISE_FLOOR}.{ch}.spread_skill_corrected.test"] = 1.0
+            metrics[f"{NOISE_FLOOR}.{ch}.std_ratio.all"] = 1.0
+            if ch != "ta850":
+                metrics[f"{NOISE_FLOOR}.{ch}.nino34_pattern_corr.all"] = 0.95
     metrics["reference.nao_z500.variance_fraction"] = 0.41
     for k, m in enumerate(models):
         metrics[f"{m}.nao_z500.variance_fraction_model"] = 0.36 - 0.05 * k
@@ -156,6 +171,9 @@ def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tupl
         metrics[f"{m}.nao_z500.pc_std_ratio"] = 0.95 - 0.3 * k
         metrics[f"{m}.nao_z500.pattern_corr.member1"] = 0.1  # per-member keys are not headline numbers
         metrics[f"{m}.tas.warming_per_K_global.p2k"] = 1.2 if k == 0 else None
+    if noise_floor:
+        metrics[f"{NOISE_FLOOR}.nao_z500.pattern_corr"] = 0.98
+        metrics[f"{NOISE_FLOOR}.nao_z500.pc_std_ratio"] = 0.97
     metrics["reference.nino34.index_std.all"] = 0.93
     info = {
         "schema": "md-metrics/1",
@@ -173,6 +191,7 @@ def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tupl
         },
         "models": all_models,
         "channels": ["tas", "pr", "zg500", "ta850"],
+        **({"noise_floor": NOISE_FLOOR} if noise_floor else {}),
         "skipped": [{"what": "nao_psl", "why": "psl not in ensemble " + models[0]}],
         "metrics": metrics,
     }
@@ -224,8 +243,9 @@ def trim_for_example(metrics: Path, out: Path) -> Path:
     return out
 
 
-def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
-    """Regenerate docs/example-report/ and docs/report-screenshot.png (README)."""
+def make_example(docs: Path, work: Path, from_diagnose: bool = True, source: Path | None = None) -> None:
+    """Regenerate docs/example-report/ and docs/report-screenshot.png (README); ``source``: an existing
+    md-diagnose output (e.g. ``make demo``'s outputs/demo/diagnostics) to trim and render instead."""
     import os
     import shutil
 
@@ -233,10 +253,13 @@ def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
     from reports.render import render_report
 
     docs, work = Path(docs).resolve(), Path(work)
+    source = Path(source).resolve() if source is not None else None
     here = os.getcwd()
     os.chdir(work)  # relative paths in the example's provenance, not a temp dir
     try:
-        if from_diagnose:
+        if source is not None:
+            metrics = trim_for_example(source, Path("demo"))
+        elif from_diagnose:
             metrics = trim_for_example(synthetic_diagnose(Path("synthetic")), Path("example"))
         else:
             metrics = build(Path("fixture"), seasons=("ANN",))
@@ -255,10 +278,12 @@ def make_example(docs: Path, work: Path, from_diagnose: bool = True) -> None:
         os.chdir(here)
 
 
-if __name__ == "__main__":  # python -m tests.reports.report_fixtures docs/ [--fixture]
+if __name__ == "__main__":  # python -m tests.reports.report_fixtures docs/ [--fixture | --from METRICS_DIR]
     import sys
     import tempfile
 
+    args = sys.argv[1:]
+    src = Path(args[args.index("--from") + 1]) if "--from" in args else None
     with tempfile.TemporaryDirectory() as tmp:
-        make_example(Path(sys.argv[1] if len(sys.argv) > 1 else "docs"), Path(tmp),
-                     from_diagnose="--fixture" not in sys.argv)
+        make_example(Path(args[0] if args else "docs"), Path(tmp), from_diagnose="--fixture" not in args,
+                     source=src)

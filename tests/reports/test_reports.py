@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,8 +29,8 @@ HOSTILE = report_fixtures.HOSTILE
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """One fixture report (two models, a hostile-named third, ANN only) rendered with 2 workers."""
-    d = report_fixtures.build(tmp_path_factory.mktemp("metrics"), seasons=("ANN",), hostile=True)
+    """One fixture report (two models, a hostile-named third, the noise floor, ANN only) rendered with 2 workers."""
+    d = report_fixtures.build(tmp_path_factory.mktemp("metrics"), seasons=("ANN",), hostile=True, noise_floor=True)
     out = render_report(d, formats=("html", "pdf"), jobs=2, progress=False)
     return d, out
 
@@ -128,9 +127,13 @@ def test_pdf_pages_are_numbered_and_not_blank(rendered, tmp_path):
     for p in pages:
         with Image.open(p) as im:
             assert np.asarray(im.convert("L"), dtype=float).std() > 3, p.name
-    info = subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(out["pdf"]), "-"], capture_output=True,
-                          text=True).stdout if shutil.which("pdftotext") else "Contents Figure 1."
-    assert "Contents" in info and "Figure 1." in info
+    if shutil.which("pdftotext"):
+        def page(n):
+            return subprocess.run(["pdftotext", "-f", str(n), "-l", str(n), str(out["pdf"]), "-"],
+                                  capture_output=True, text=True).stdout
+        assert "Table 1. Scorecard" in page(2)  # the scorecard right after the title page
+        toc = page(2 + pdf.front_pages(body))
+        assert "Contents" in toc and "Figure 1." in toc
 
 
 def test_maps_are_drawn_offline_from_the_shipped_coastlines(rendered, tmp_path, monkeypatch):
@@ -172,9 +175,9 @@ def test_maps_are_drawn_offline_from_the_shipped_coastlines(rendered, tmp_path, 
     assert attempts, "the socket guard saw no download attempt: the test could not fail"
 
 
-def test_scorecard_colours_follow_the_stated_rules(rendered):
+def test_scorecard_colours_follow_the_stated_rules(rendered, tmp_path):
     d, _ = rendered
-    md = metricsdir.load(d)
+    md = metricsdir.load(report_fixtures.build(tmp_path, seasons=("ANN",)))  # no noise floor: absolute rules
     sc = scorecard.build(md, ["MD-1p5", "ACE2"])
     # planted (tests/report_fixtures.py): tas scale s = 0.5, baseline-climatology CRPS 0.25
     s, q_ace = 0.5, 2.5
@@ -191,6 +194,7 @@ def test_scorecard_colours_follow_the_stated_rules(rendered):
         assert sc.cell("tas", col, model).colour == scorecard.badness_colour(b), (col, model)
     assert sc.cell("nao_z500", "nao_corr", "ACE2").text == "0.65"  # mode rows; per-member keys ignored
     assert sc.units["pr"] == "mm day-1" and sc.cell("pr", "bias", "MD-1p5").text == f"{0.1 * 4e-6 * 86400:.3g}"
+    assert sc.cell("tas", "crps", "ACE2").text == "1.1"  # CRPS shown as the ratio it is coloured by
     # green / red ends of the scale
     assert scorecard.badness_colour(0.0) != scorecard.badness_colour(1.0)
     html = (d / "report" / "index.html").read_text()
@@ -287,3 +291,107 @@ def test_a_broken_field_becomes_a_note_and_the_rest_renders(tmp_path, capsys):
     text = out["html"].read_text()
     assert "Figure 1 could not be drawn" in text and text.count("<img ") == 1
     assert "warning: figure" in capsys.readouterr().err
+
+
+def test_scorecard_has_the_noise_floor_column_and_the_baselines(rendered):
+    d, out = rendered
+    sc = scorecard.build(metricsdir.load(d))
+    assert sc.floor == "noise-floor" and "noise-floor" not in sc.models
+    for col in sc.columns:  # the floor is a column of every metric, after the models
+        assert sc.models_of(col.key)[:len(sc.models)] == sc.models and "noise-floor" in sc.models_of(col.key)
+    assert sc.models_of("crps")[-2:] == ["baseline-persistence", "baseline-ar1"]
+    assert sc.cell("tas", "crps", "noise-floor").colour == scorecard.FLOOR_COLOUR
+    assert sc.cell("tas", "crps", "baseline-persistence").text == "1.2"  # 0.6 / 0.5 of climatology
+    # planted: models coloured by their distance from the floor (docs/reports.md)
+    cases = {("crps", "MD-1p5"): 0.5 * (0.8 - 0.7) / (1 - 0.7),
+             ("nino34_corr", "ACE2"): (0.95 - 0.55) / 0.2,
+             ("bias_rms", "MD-1p5"): 0.4 - 0.2,
+             ("variability", "MD-1p5"): math.log(1.05) / (2 * math.log(1.1))}
+    for (col, model), b in cases.items():
+        assert sc.cell("tas", col, model).colour == scorecard.badness_colour(b), (col, model)
+    assert sc.cell("nao_z500", "nao_corr", "ACE2").colour == scorecard.badness_colour((0.98 - 0.65) / 0.2)
+    text = out["html"].read_text()
+    head = text[:text.index("</table>")]
+    assert head.count("noise floor (perfect model)</th>") == len(sc.columns)
+    assert "<th>AR(1)</th>" in head and "<th>persistence</th>" in head
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees (tag attributes such as tooltips and alt texts excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "script")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.chunks.append(data)
+
+
+def test_no_raw_metric_keys_in_the_visible_text(rendered):
+    d, out = rendered
+    parser = _Visible()
+    html = out["html"].read_text()
+    # the provenance quotes file paths and commands verbatim; every other section (tables, the All metrics
+    # lookup, captions, notes) is checked
+    html = re.sub(r'<section id="provenance">.*?</section>', "", html, flags=re.S)
+    assert "All metrics" in html and "All figures" in html
+    parser.feed(html)
+    text = re.sub(r"\S*/\S*", " ", " ".join(parser.chunks))  # file paths are quoted as they are
+    dotted = re.findall(r"\b[A-Za-z][\w-]*\.[a-z][a-z0-9_]*\.[a-z][A-Za-z0-9_]*\b", text)
+    assert dotted == [], dotted[:5]
+    snake = set(re.findall(r"\b[a-z]+[0-9]*_[a-z0-9_]+\b", text))
+    assert snake == set(), sorted(snake)[:10]
+    for raw in ("baseline-ar1", "baseline-climatology", "noise-floor"):
+        assert raw not in text
+    assert "NAO (Z500)" in text and "noise floor (perfect model)" in text
+
+
+def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
+    d = report_fixtures.build(tmp_path, noise_floor=True)  # ANN, DJF and JJA maps
+    secs = sections.build(metricsdir.load(d), "", "", {})
+    ids = [s.id for s in secs]
+    assert ids.index("appendix") == ids.index("provenance") - 1  # after the main sections
+    main = [s for s in secs if s.id != "appendix"]
+    assert all(len(s.figures) <= sections.HEADLINE_PER_SECTION for s in main)
+    headline = sum(len(s.figures) for s in main)
+    appendix = secs[ids.index("appendix")].figures
+    assert headline <= 12 and len(appendix) >= headline
+    clim = secs[ids.index("climatology")]
+    # one headline per variable, the bias maps (one panel per model), not model | reference | bias
+    assert [f.spec.name for f in clim.figures] == ["bias-tas-test-ann", "bias-pr-test-ann", "bias-zg500-test-ann"]
+    assert all(len(row) <= 3 and all(p.scale == "diff" for p in row) for f in clim.figures for row in f.spec.panels)
+    # the model climatology once per variable (in the appendix)
+    assert sorted(f.spec.name for f in appendix if f.spec.name.startswith("climatology")) == [
+        "climatology-pr-test-ann", "climatology-tas-test-ann", "climatology-zg500-test-ann"]
+    # the seasonal biases of each variable in one figure: rows models, columns DJF | JJA
+    seasonal = next(f for f in appendix if f.spec.name == "bias-tas-test-djf-test-jja")
+    assert [len(r) for r in seasonal.spec.panels] == [2] * 3
+    numbers = [f.number for s in secs for f in s.figures]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert all(len(f.spec.caption) < 260 for s in secs for f in s.figures)  # one-line captions
+
+
+def test_a_variable_only_the_noise_floor_has_is_left_out(tmp_path):
+    d = report_fixtures.build(tmp_path, seasons=("ANN",), noise_floor=True)
+    info = json.loads((d / "metrics.json").read_text())
+    info["channels"].append("psl")  # the reference's realisations have psl, no model does
+    info["metrics"]["noise-floor.psl.bias_mean.test.ANN"] = 10.0
+    (d / "metrics.json").write_text(json.dumps(info))
+    import xarray as xr
+    with xr.open_dataset(d / "metrics.nc") as ds:
+        ds = ds.load()
+    ds["bias__noise-floor__psl__test__ANN"] = ds["bias__noise-floor__tas__test__ANN"].assign_attrs(channel="psl")
+    ds.to_netcdf(d / "metrics2.nc")
+    (d / "metrics2.nc").replace(d / "metrics.nc")
+    md = metricsdir.load(d)
+    assert "psl" not in scorecard.build(md).rows and "tas" in scorecard.build(md).rows
+    names = [f.spec.name for s in sections.build(md, "", "", {}) for f in s.figures]
+    assert "bias-tas-test-ann" in names and not any("psl" in n for n in names)
