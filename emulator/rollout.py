@@ -327,15 +327,21 @@ def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np
                 writer.close()
                 return state
     except RolloutUnstable as exc:
-        writer.fill_from(state.completed)
-        writer.sync()
-        writer.close()
-        state.status, state.message = "unstable", str(exc).split(": ", 1)[-1]
-        state.save(out)
+        _stop_unstable(out, writer, state, exc)
         raise
     finally:
         bar.close()
     return _finish(out, writer, state, cfg, time.perf_counter() - start_time, done)
+
+
+def _stop_unstable(out: Path, writer, state: RunState, exc: RolloutUnstable) -> None:
+    """A member went non-finite: the months not written are filled (the files stay valid, every
+    month present), the files closed, and the run state says why (``status: unstable``)."""
+    writer.fill_from(state.completed)
+    writer.sync()
+    writer.close()
+    state.status, state.message = "unstable", str(exc).split(": ", 1)[-1]
+    state.save(out)
 
 
 def _finish(out: Path, writer, state: RunState, cfg: RolloutConfig, wall: float, done: int) -> RunState:

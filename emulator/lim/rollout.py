@@ -39,7 +39,7 @@ from diagnostics.data.provenance import digest as fingerprint
 from diagnostics.io.stream_writer import AimipStreamWriter, StreamField, ZarrStreamWriter, stream_fields
 from diagnostics.io.writer import atomic_path, file_sha256
 
-from ..rollout import Forcing, RolloutConfig, RolloutUnstable, _finish, _resolve_state, member_seed
+from ..rollout import Forcing, RolloutConfig, RolloutUnstable, _finish, _resolve_state, _stop_unstable, member_seed
 from ..run_state import LATENT_DIR, RunState, drop_stale_latents
 from .model import LinearInverseModel
 
@@ -180,11 +180,7 @@ def run_lim(lim: LinearInverseModel, forcing: Forcing, initial: np.ndarray, cfg:
                 writer.close()
                 return state
     except RolloutUnstable as exc:
-        writer.fill_from(state.completed)
-        writer.sync()
-        writer.close()
-        state.status, state.message = "unstable", str(exc).split(": ", 1)[-1]
-        state.save(out)
+        _stop_unstable(out, writer, state, exc)
         raise
     finally:
         bar.close()
