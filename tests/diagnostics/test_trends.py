@@ -1,4 +1,5 @@
-"""Trends against numpy.polyfit and scipy.stats.linregress."""
+"""Trends (one intercept per calendar month) against numpy.linalg.lstsq with monthly dummies,
+scipy.stats.linregress of deseasonalised series, and closed forms (seasonal cycle -> 0)."""
 
 import dask.array as dsa
 import numpy as np
@@ -29,17 +30,45 @@ def _areas(lat):
     return np.diff(np.sin(np.deg2rad(edges)))
 
 
-def test_trend_map_matches_polyfit_and_linregress():
+def _dummy_fit(x, y):
+    """Slope of y = a_month + b x by lstsq (12 calendar-month dummies + x), independent of the code."""
+    n = x.size
+    design = np.zeros((n, 13))
+    design[np.arange(n), np.arange(n) % 12] = 1.0  # series start in January here
+    design[:, 12] = x
+    return np.linalg.lstsq(design, y, rcond=None)[0][12]
+
+
+def test_trend_map_matches_a_monthly_dummy_regression():
     rng = np.random.default_rng(5)
     planted = rng.normal(size=GRID.shape)
     f = _field(slope_per_decade=planted)
     trend = linear_trend(f)
     assert trend.attrs["units"] == "K decade-1"
     x = np.arange(f.sizes["time"]) / 120.0 + 1990 * 12 / 120.0  # month index in decades
-    fit = np.polyfit(x, f.values.reshape(f.sizes["time"], -1), 1)[0].reshape(GRID.shape)
+    flat = f.values.reshape(f.sizes["time"], -1)
+    fit = np.array([_dummy_fit(x, flat[:, k]) for k in range(flat.shape[1])]).reshape(GRID.shape)
     np.testing.assert_allclose(trend.values, fit, rtol=1e-9, atol=1e-12)
-    lr = stats.linregress(x, f.values[:, 3, 7])
+    # the same as linregress of the series and the time axis both deseasonalised (Frisch-Waugh)
+    y = f.values[:, 3, 7].reshape(-1, 12)
+    xs = x.reshape(-1, 12)
+    lr = stats.linregress((xs - xs.mean(0)).ravel(), (y - y.mean(0)).ravel())
     assert float(trend[3, 7]) == pytest.approx(lr.slope, rel=1e-9)
+
+
+def test_pure_seasonal_cycle_has_zero_trend_over_a_span_of_partial_years():
+    """1978-10..2024-12 (the AI-MIP span, 555 months): a plain OLS leaks the cycle into the slope."""
+    axis = monthly_axis(Month(1978, 10), Month(2024, 12), "noleap")
+    months = np.arange(axis.sizes["time"]) + 9  # calendar month 0..11 of each step (starts in October)
+    cycle = 10.0 * np.cos(2 * np.pi * months / 12.0) + 3.0 * np.sin(4 * np.pi * months / 12.0)
+    da = xr.DataArray(250.0 + cycle, dims="time", coords={"time": axis["time"]}, attrs={"units": "K"})
+    assert abs(float(linear_trend(da))) < 1e-10
+    t = np.arange(months.size) / 120.0
+    leak = np.polyfit(t, da.values, 1)[0]
+    assert abs(leak) > 0.01  # what the old monthly OLS gave (K per decade)
+    # a planted trend on top is recovered exactly, the cycle removed
+    assert float(linear_trend(da + 0.25 * xr.DataArray(t, dims="time", coords={"time": axis["time"]}))) == \
+        pytest.approx(0.25, rel=1e-10)
 
 
 def test_global_mean_trend_and_partial_nan():
@@ -47,11 +76,11 @@ def test_global_mean_trend_and_partial_nan():
     w = _areas(GRID.lat)
     series = (f.values * w[None, :, None]).sum(axis=(1, 2)) / (w.sum() * GRID.shape[1])
     x = np.arange(f.sizes["time"]) / 120.0
-    assert float(global_mean_trend(f)) == pytest.approx(stats.linregress(x, series).slope, rel=1e-9)
+    assert float(global_mean_trend(f)) == pytest.approx(_dummy_fit(x, series), rel=1e-9)
     # a cell missing its first year uses only its valid months
     g = f.copy()
     g[:12, 2, 2] = np.nan
-    assert float(linear_trend(g)[2, 2]) == pytest.approx(np.polyfit(x[12:], f.values[12:, 2, 2], 1)[0], rel=1e-9)
+    assert float(linear_trend(g)[2, 2]) == pytest.approx(_dummy_fit(x[12:], f.values[12:, 2, 2]), rel=1e-9)
     g[:, 4, 4] = np.nan
     assert np.isnan(float(linear_trend(g)[4, 4]))
 
