@@ -370,8 +370,13 @@ def enso_coefficient(da: xr.DataArray, index: xr.DataArray, period: Period = ENS
         raise ValueError(f"the index {index.name!r} is finite in {int(finite.sum())} of the {values.size} months "
                          f"of {period}; more than {MIN_PERIOD_COVERAGE:.0%} are needed")
     sub = sub.isel(time=np.flatnonzero(finite))
-    out = xr.apply_ufunc(_regression_kernel, sub, input_core_dims=[["time"]], kwargs={"index": values[finite]},
-                         dask="parallelized", output_dtypes=[np.float64], dask_gufunc_kwargs=_DASK)
+    if sub.chunks is None:
+        out = xr.apply_ufunc(_regression_kernel, sub, input_core_dims=[["time"]], kwargs={"index": values[finite]},
+                             output_dtypes=[np.float64])
+    else:  # the same sums as time reductions: dask streams them chunk by chunk, no whole-time chunk
+        ip = values[finite] - values[finite].mean()
+        weights = xr.DataArray(ip, dims="time", coords={"time": sub["time"]})
+        out = (sub.astype(np.float64) * weights).mean("time", skipna=True) / np.mean(ip**2)
     out = _with_units(out, f"{da.attrs.get('units', '')} K-1", f"{da.name or 'field'} ENSO coefficient")
     out.attrs["months_used"] = int(finite.sum())
     return out
@@ -446,10 +451,15 @@ def daily_departure_std(daily: xr.DataArray, monthly: xr.DataArray | None = None
     position = np.searchsorted(mon_index, months) if np.all(np.diff(mon_index) > 0) else None
     if position is None or not np.array_equal(mon_index[position], months):
         raise ValueError("monthly means must be in time order, one per month")
-    out = xr.apply_ufunc(_departure_std_kernel, sub, mon,
-                         input_core_dims=[["time"], ["month"]], kwargs={"month_of_day": position},
-                         dask="parallelized", output_dtypes=[np.float64],
-                         dask_gufunc_kwargs=_DASK)
+    if sub.chunks is None and mon.chunks is None:
+        out = xr.apply_ufunc(_departure_std_kernel, sub, mon,
+                             input_core_dims=[["time"], ["month"]], kwargs={"month_of_day": position},
+                             output_dtypes=[np.float64])
+    else:  # the same statistic as time reductions, so dask streams the days chunk by chunk
+        on_days = mon.astype(np.float64).isel(month=xr.DataArray(position, dims="time"))
+        on_days = on_days.drop_vars([c for c in on_days.coords if "time" in on_days[c].dims or c == "month"])
+        dep = sub.astype(np.float64) - on_days.assign_coords(time=sub["time"])
+        out = dep.std("time", ddof=0, skipna=True)
     return _with_units(out, daily.attrs.get("units", ""), "std of daily departures from the monthly mean")
 
 
