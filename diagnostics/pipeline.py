@@ -90,6 +90,8 @@ class Inputs:
     paths: dict
     grid_note: str
     variables: list[str]
+    #: daily (``day`` table) fields by subject name ("reference" too) and store name, for E4
+    daily: dict[str, dict[str, xr.DataArray]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -411,7 +413,9 @@ def load_inputs(cfg: Config, res: Results, specs: Specs | None = None) -> Inputs
     onto_common_levels(opened)
     window = clip_periods(cfg, onto_common_months(opened, res), res)
     variables = scored_variables(cfg, opened, res)
-    return Inputs(opened.reference, opened.ensembles, opened.scenarios, window, opened.paths, grid_note, variables)
+    daily = groups.aimip.daily_inputs(opened.paths, grid_of(opened.reference), variables, res)
+    return Inputs(opened.reference, opened.ensembles, opened.scenarios, window, opened.paths, grid_note, variables,
+                  daily)
 
 
 # --------------------------------------------------------------------------- Nino-3.4
@@ -521,6 +525,7 @@ def plan_variable(var: str, inputs: Inputs, cfg: Config, index: xr.DataArray | N
     ctx = groups.Context(var=var, is_3d=catalogue.variable(var).is_3d, ref=ref,
                          channels=_channels(inputs.reference, var), periods=w.periods(), window=w.all,
                          clim_period=clim_period, index=index, spectra=cfg.spectra,
+                         ref_daily=inputs.daily.get("reference", {}).get(var),
                          spectra_period=("test", w.test) if w.test is not None else ("all", w.all))
     first = next(n for n, d in inputs.ensembles.items() if var in d.data_vars)
     subjects = [groups.Subject("reference", "reference", ref, ctx.periods)]
@@ -528,7 +533,8 @@ def plan_variable(var: str, inputs: Inputs, cfg: Config, index: xr.DataArray | N
         if var in d.data_vars:
             runs = inputs.scenarios.get(n, {})
             subjects.append(groups.Subject(n, "ensemble", d[var], ctx.periods, first=n == first, scenarios={
-                scen: sds[var] if var in sds.data_vars else None for scen, sds in runs.items()}))
+                scen: sds[var] if var in sds.data_vars else None for scen, sds in runs.items()},
+                daily=inputs.daily.get(n, {}).get(var)))
     if cfg.baselines and w.train is not None and w.test is not None:
         n_members = max(2, max(s.da.sizes["member"] for s in subjects if s.kind == "ensemble"))
         try:

@@ -123,6 +123,8 @@ class Subject:
     periods: dict[str, Period]
     first: bool = False
     scenarios: dict[str, xr.DataArray | None] = field(default_factory=dict)
+    #: the subject's daily (``day`` table) field of this variable, when its files hold one (E4)
+    daily: xr.DataArray | None = None
 
     @property
     def store_maps(self) -> bool:
@@ -131,7 +133,7 @@ class Subject:
 
     def on(self, sel: Callable[[xr.DataArray], xr.DataArray]) -> "Subject":
         """The same subject with ``sel`` applied to its field (one level of a 3-D variable)."""
-        return Subject(self.name, self.kind, sel(self.da), self.periods, self.first, self.scenarios)
+        return Subject(self.name, self.kind, sel(self.da), self.periods, self.first, self.scenarios, self.daily)
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,13 @@ class Context:
     spectra_period: tuple[str, Period]
     index: xr.DataArray | None = None
     spectra: bool = True
+    #: the reference's daily field of this variable, when its files hold one (E4)
+    ref_daily: xr.DataArray | None = None
 
     def on(self, chs: list[Channel], sel: Callable[[xr.DataArray], xr.DataArray]) -> "Context":
         """The context of a subset of the channels (``sel`` picks their level)."""
         return Context(self.var, self.is_3d, sel(self.ref), chs, self.periods, self.window, self.clim_period,
-                       self.spectra_period, self.index, self.spectra)
+                       self.spectra_period, self.index, self.spectra, self.ref_daily)
 
 
 class Group(ABC):

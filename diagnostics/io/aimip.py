@@ -25,9 +25,12 @@ from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variabl
 from .combine import Piece, concat_time, merge_on_common_months, stack_members
 from .coords import check_same_grid, standard_coords
 from .files import open_netcdf
-from .names import AIMIP_NAME, MONTHLY_TABLES, AimipName, member_indices, parse_name
+from .names import AIMIP_NAME, DAILY_TABLES, MONTHLY_TABLES, AimipName, member_indices, parse_name
 
-__all__ = ["AIMIP_NAME", "AimipName", "member_indices", "parse_name", "read_aimip"]
+__all__ = ["AIMIP_NAME", "AimipName", "member_indices", "parse_name", "read_aimip", "read_daily"]
+
+#: Store names of the daily fields E4 scores (T850 from ``ta``, Z500 from ``zg``).
+DAILY_VARIABLES: tuple[str, ...] = ("ta", "zg500")
 
 def _one_value(names: list[AimipName], attr: str, what: str, paths: list[str]) -> str:
     values = sorted({getattr(n, attr) for n in names})
@@ -153,3 +156,57 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     if used_tos:
         ds.attrs["ts_from"] = "tos (the submission has no ts)"
     return ds
+
+
+def _daily_axis_checked(da: xr.DataArray, source: str) -> xr.DataArray:
+    """``da`` in time order; InputError naming ``source`` when a time stamp repeats."""
+    order = np.argsort(da["time"].values, kind="stable")
+    da = da.isel(time=order)
+    values = da["time"].values
+    if values.size > 1 and not all(a < b for a, b in zip(values[:-1], values[1:])):
+        dup = next(a for a, b in zip(values[:-1], values[1:]) if not a < b)
+        raise InputError(f"daily time stamp {dup} is given twice; give each day once", source)
+    return da
+
+
+def read_daily(paths: list[str], variables: tuple[str, ...] = DAILY_VARIABLES) -> dict[str, xr.DataArray]:
+    """The ``day``-table fields of AI-MIP files (one model), by store name, ``member`` dim always.
+
+    Each file goes through the monthly reader's conversions (:func:`.cmip.to_contract`: units,
+    geopotential -> height, the catalogue's levels; HEALPix -> lat-lon). Files of a member are
+    joined in time (the first 15 and the last 12 months are separate files), members are indexed
+    as the monthly files are (:func:`.names.member_indices`) and stacked on the days they share.
+    Time stays daily (the file's own stamps, cftime). A variable without day files is absent.
+    """
+    named = [(p, parse_name(p)) for p in paths]
+    named = [(p, n) for p, n in named if n is not None and n.table in DAILY_TABLES]
+    wanted = wanted_file_variables(list(variables))
+    index = member_indices(sorted({n.member for _, n in named}))
+    pieces: dict[str, dict[int, list[xr.DataArray]]] = {}
+    for path, name in named:
+        var = catalogue_entry(name.var)
+        if var is None or (wanted is not None and var.name not in wanted):
+            continue
+        ds = open_netcdf(path)
+        if healpix.is_healpix(ds) is not None:
+            ds = healpix.to_latlon(ds, healpix_target_grid(ds), source=path)
+        ds = standard_coords(ds, path)
+        if name.var not in ds.data_vars:
+            raise InputError(f"file holds no variable {name.var!r} (found {field_names(ds)})", path)
+        converted = to_contract(name.var, ds[name.var], path)
+        if converted is not None and converted[0] in variables:
+            pieces.setdefault(converted[0], {}).setdefault(index[name.member], []).append(converted[1])
+    out: dict[str, xr.DataArray] = {}
+    for store, by_member in pieces.items():
+        source = f"daily {store} files of {os.path.dirname(named[0][0]) or '.'}"
+        members = []
+        for m in sorted(by_member):
+            chunks = sorted(by_member[m], key=lambda d: d["time"].values[0])
+            joined = chunks[0] if len(chunks) == 1 else xr.concat(chunks, dim="time", join="override",
+                                                                  coords="minimal", compat="override")
+            members.append(_daily_axis_checked(joined, source).expand_dims(member=[m]))
+        stacked = xr.concat(members, dim="member", join="inner", coords="minimal", compat="override")
+        if stacked.sizes["time"] == 0:
+            raise InputError(f"the members' daily {store} files share no day", source)
+        out[store] = stacked
+    return out

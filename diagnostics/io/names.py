@@ -23,6 +23,8 @@ _RIPF = re.compile(r"^r(\d+)i(\d+)p(\d+)f(\d+)$")
 _REALISATION = re.compile(r"^r(\d+)")
 #: CMIP tables of monthly and fixed fields, the ones a monthly evaluation reads.
 MONTHLY_TABLES = ("Amon", "Omon", "SImon", "Lmon", "fx", "Ofx")
+#: CMIP tables of daily fields: AI-MIP's ``day`` files (first 15 and last 12 months), read for E4.
+DAILY_TABLES = ("day",)
 _VERSION = re.compile(r"^v\d{8}$")
 
 
@@ -74,11 +76,11 @@ class DrsFound:
     summary: str
 
 
-def find_drs_files(directory: str | os.PathLike) -> DrsFound:
+def find_drs_files(directory: str | os.PathLike, tables: tuple[str, ...] = MONTHLY_TABLES) -> DrsFound:
     """The monthly netCDF files of a CMIP DRS tree below ``directory`` (any level of it).
 
-    Files must follow the AI-MIP/CMIP name; tables other than :data:`MONTHLY_TABLES` (``day``,
-    ``6hrPlev``, ...) are left out; where a ``v{YYYYMMDD}`` version directory has siblings, only
+    Files must follow the AI-MIP/CMIP name; tables other than ``tables`` (by default
+    :data:`MONTHLY_TABLES`; ``day``, ``6hrPlev``, ... left out) are left out; where a ``v{YYYYMMDD}`` version directory has siblings, only
     the latest version is read. The summary names tables, members, variables and versions.
     """
     root = str(directory)
@@ -91,7 +93,7 @@ def find_drs_files(directory: str | os.PathLike) -> DrsFound:
             if not f.endswith(".nc"):
                 continue
             name = parse_name(f)
-            if name is None or name.table not in MONTHLY_TABLES:
+            if name is None or name.table not in tables:
                 key = "unnamed" if name is None else name.table
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
@@ -116,3 +118,31 @@ def find_drs_files(directory: str | os.PathLike) -> DrsFound:
     return DrsFound(files=chosen, summary="; ".join(notes))
 
 
+
+
+def find_daily_files(directory: str | os.PathLike) -> DrsFound:
+    """The ``day`` table files below ``directory`` (flat or a DRS tree, latest version only)."""
+    return find_drs_files(directory, tables=DAILY_TABLES)
+
+
+def daily_files_beside(monthly_files: list[str]) -> DrsFound:
+    """The ``day`` files that belong with a submission's monthly files.
+
+    In a DRS tree the daily files of a member sit beside its ``Amon`` directory
+    (``{member}/day/{var}/...``), so each monthly file's member directory (the parent of its
+    table directory) is searched; a flat directory of files is searched itself.
+    """
+    roots: set[str] = set()
+    for path in monthly_files:
+        parts = os.path.abspath(str(path)).split(os.sep)
+        name = parse_name(path)
+        where = [i for i, part in enumerate(parts[:-1]) if name is not None and part == name.table]
+        roots.add(os.sep.join(parts[:where[-1]]) if where else os.path.dirname(os.path.abspath(str(path))))
+    files, notes = [], []
+    for root in sorted(r for r in roots if os.path.isdir(r)):
+        found = find_daily_files(root)
+        if found.files:
+            files.extend(found.files)
+            notes.append(found.summary)
+    files = sorted(set(files))
+    return DrsFound(files=files, summary="; ".join(notes) if notes else "no day-table files")
