@@ -25,6 +25,7 @@ from .cmip import catalogue_entry, to_contract, ts_from_tos, wanted_file_variabl
 from .combine import Piece, concat_time, merge_on_common_months, stack_members
 from .coords import check_same_grid, standard_coords
 from .files import open_netcdf
+from .levels import huss_from_tdas
 from .names import AIMIP_NAME, DAILY_TABLES, MONTHLY_TABLES, AimipName, member_indices, parse_name
 
 __all__ = ["AIMIP_NAME", "AimipName", "member_indices", "parse_name", "read_aimip", "read_daily"]
@@ -65,6 +66,20 @@ def healpix_target_grid(ds: xr.Dataset) -> Grid:
     return equiangular(coarser[0] if coarser else max(NAMED_GRIDS))
 
 
+def huss_from_dewpoint(fields: dict[str, xr.DataArray]) -> bool:
+    """Add ``huss`` from ``tdas`` and ``ps`` when only the dewpoint is given (ERA5, some submissions).
+
+    :func:`.levels.huss_from_tdas` with the official constants (ai2cm/AIMIP
+    ``convert_tdas_to_huss``: applied when tdas and ps exist and huss does not). Returns
+    whether it was added; ``fields`` is changed in place.
+    """
+    if "huss" in fields or "tdas" not in fields or "ps" not in fields:
+        return False
+    tdas, ps = xr.align(fields["tdas"], fields["ps"], join="inner")
+    fields["huss"] = huss_from_tdas(tdas, ps)
+    return True
+
+
 def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool = True) -> xr.Dataset:
     """Read AI-MIP per-variable files (one model, one experiment, any members and time chunks)."""
     names = []
@@ -86,6 +101,8 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     model = _one_value(names, "model", "model", paths)
     experiment = _one_value(names, "experiment", "experiment", paths)
     wanted = wanted_file_variables(variables, tos_for_ts=True)
+    if wanted is not None and "huss" in wanted:  # huss may have to come from the dewpoint (huss_from_dewpoint)
+        wanted |= {"tdas", "ps"}
     labels = sorted({n.member for n in names})
     index = member_indices(labels)
     pieces: dict[tuple[str, int], list[Piece]] = {}
@@ -136,6 +153,9 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
             fields[store] = by_member[members[0]]
         else:
             fields[store] = stack_members(by_member, label_of, store, source)
+    if huss_from_dewpoint(fields):
+        notes.append("huss derived from tdas and ps (Tetens formula with ECMWF's constants, as the "
+                     "official evaluation's compute_huss_from_tdas)")
     check_same_levels(fields, source)
     if not fields:
         raise InputError("no variable is complete for every member", source)
