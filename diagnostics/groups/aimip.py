@@ -169,7 +169,8 @@ class AimipE2(Group):
 class AimipE3(Group):
     """E3 per period (train, test, all): each member's regression map on the relative, 3-month
     smoothed Nino-3.4 index and the cos-lat RMSE of its difference from the reference's map
-    (``aimip_enso_rmse``), median / min / max over members; field: the member-mean map."""
+    (``aimip_enso_rmse``), median / min / max over members; field: the member-mean map of the
+    whole window (``all``) and the reference's."""
 
     name = "aimip_e3"
     stage = "single_pass"
@@ -207,6 +208,8 @@ class AimipE3(Group):
                 for m in (p["member"].values if "member" in p["coefficient_rmse"].dims else []):
                     res.add(key(subject.name, ch.label, "aimip_enso_rmse", period=per, member=_member_label(m)),
                             p["coefficient_rmse"].sel(member=m))
+                if per != "all":  # maps of the whole window only: the train/test numbers are in metrics.json
+                    continue
                 desc = f"regression on the {convention(True)} (AI-MIP E3: raw field, population moments)"
                 res.add_field(p["coefficient_map"], "aimip_enso_coefficient", subject.name, ch.label, period=per,
                               units=units, description=f"member mean of the maps; {desc}")
