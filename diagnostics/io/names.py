@@ -130,8 +130,10 @@ def daily_files_beside(monthly_files: list[str]) -> DrsFound:
 
     In a DRS tree the daily files of a member sit beside its ``Amon`` directory
     (``{member}/day/{var}/...``), so each monthly file's member directory (the parent of its
-    table directory) is searched; a flat directory of files is searched itself.
+    table directory) is searched; a flat directory of files is searched itself. Only files of
+    the monthly files' model and experiment are kept (a shared directory may hold others).
     """
+    runs = {(n.model, n.experiment) for n in map(parse_name, monthly_files) if n is not None}
     roots: set[str] = set()
     for path in monthly_files:
         parts = os.path.abspath(str(path)).split(os.sep)
@@ -141,8 +143,10 @@ def daily_files_beside(monthly_files: list[str]) -> DrsFound:
     files, notes = [], []
     for root in sorted(r for r in roots if os.path.isdir(r)):
         found = find_daily_files(root)
-        if found.files:
-            files.extend(found.files)
-            notes.append(found.summary)
+        mine = [f for f in found.files if (parse_name(f).model, parse_name(f).experiment) in runs]
+        if mine:
+            files.extend(mine)
+            notes.append(found.summary if len(mine) == len(found.files) else
+                         f"{len(mine)} of {found.summary} (the others belong to other models or experiments)")
     files = sorted(set(files))
     return DrsFound(files=files, summary="; ".join(notes) if notes else "no day-table files")

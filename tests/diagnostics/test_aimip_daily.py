@@ -61,6 +61,10 @@ def test_daily_files_of_a_drs_tree_are_found_beside_the_monthly_ones_and_joined(
     # an older version of one daily file is left out
     _day_file(root / "r1i1p1f1" / "day" / "zg" / "gn" / "v20250101", "zg", np.zeros((len(first), *GRID.shape)),
               first, "r1i1p1f1", 50000.0, "m", "19781001-19781130")
+    # a day file of another experiment in the same tree is not this run's
+    other = _day_file(root / "r1i1p1f1" / "day" / "zg" / "gn" / "v20260101", "zg", np.zeros((len(first), *GRID.shape)),
+                      first, "r1i1p1f1", 50000.0, "m", "19781001-19781129")
+    other.rename(other.with_name(other.name.replace("_aimip_", "_aimip-p2k_")))
     monthly = find_drs_files(root).files
     assert len(monthly) == 2 and all("_Amon_" in f for f in monthly)
     found = daily_files_beside(monthly)
