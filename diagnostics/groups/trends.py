@@ -1,5 +1,8 @@
-"""AI-MIP E2: least-squares trends per decade over the whole evaluation window, of each ensemble and
-of the reference, and the reference's and ensembles' global-mean monthly series."""
+"""Our E2: least-squares trends per decade of the monthly values over the whole evaluation window (one
+intercept per calendar month, so the seasonal cycle does not leak into the slope:
+:func:`diagnostics.metrics.trends.linear_trend`), of each ensemble and of the reference, and the
+reference's and ensembles' global-mean monthly series. The official E2 (trends of annual means,
+per member, train and test) is :class:`diagnostics.groups.aimip.AimipE2`."""
 
 from __future__ import annotations
 
