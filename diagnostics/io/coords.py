@@ -18,7 +18,10 @@ from .units import normalise_units
 
 _LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
 _LON_NAMES = ("lon", "longitude", "nav_lon", "x")
-_LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev")
+#: Names of a pressure-level axis: CMOR, ERA5 (old and new CDS), cfgrib, and iris-written files
+#: such as the eofs example data (``pressure``).
+LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev", "pressure")
+_LEVEL_NAMES = LEVEL_NAMES
 
 
 def _rename_first(ds: xr.Dataset, candidates: tuple[str, ...], target: str) -> xr.Dataset:

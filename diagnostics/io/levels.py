@@ -29,14 +29,14 @@ import xarray as xr
 from ..data.catalogue import G0, PLEV_HPA
 from ..data.contract import plev_coord
 from ..data.errors import InputError
-from .coords import level_values_pa
+from .coords import LEVEL_NAMES, level_values_pa
 from .units import specific_humidity_from_dewpoint
 
 Method = Literal["linear", "nearest"]
 #: Levels within this many Pa (or this relative difference) are the same level.
 LEVEL_ATOL_PA = 0.01
 LEVEL_RTOL = 1e-6
-_LEVEL_DIMS = ("plev", "level", "pressure_level", "isobaricInhPa", "lev")
+_LEVEL_DIMS = LEVEL_NAMES
 
 
 def _level_dim(da: xr.DataArray, source: str) -> str:
