@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import xarray as xr
 
+from ..data.contract import BELOW_GROUND_MASKED
 from ..data.grid import area_weights
 from ..data.timeaxis import Period
 from .climatology import in_period
@@ -38,3 +39,19 @@ def scored_fraction(model: xr.DataArray, reference: xr.DataArray, period: Period
     valid = complete_cells(model, period) & complete_cells(reference, period)
     w = area_weights(valid["lat"]) * xr.ones_like(valid["lon"], dtype=float)
     return (w * valid).sum(dims) / w.sum(dims)
+
+
+def finite_fraction(field: xr.DataArray, dims: tuple[str, ...] = SPATIAL_DIMS) -> xr.DataArray:
+    """Area fraction (0..1) of the cells where a map holds data: sum w [finite] / sum w."""
+    w = area_weights(field["lat"]) * xr.ones_like(field["lon"], dtype=float)
+    return (w * field.notnull()).sum(dims) / w.sum(dims)
+
+
+def masked_note(field: xr.DataArray, variable: str) -> str:
+    """``"; scored over 94.1 % of the area: below-ground cells masked"`` for a map of a masked
+    variable (:data:`~diagnostics.data.contract.BELOW_GROUND_MASKED`) that misses cells, else ``""``
+    (a description suffix for metrics.nc fields)."""
+    if variable not in BELOW_GROUND_MASKED:
+        return ""
+    fraction = float(finite_fraction(field))
+    return f"; scored over {100 * fraction:.1f} % of the area: below-ground cells masked" if fraction < 1 else ""

@@ -92,6 +92,8 @@ def scored(tmp_path_factory):
                  "--train-period", TRAIN, "--test-period", TEST, "--variables", "ta", "tas",
                  "--report", "none", "--no-progress", "--no-baselines"]) == 0
     doc = json.loads((out / "metrics.json").read_text())
+    with xr.open_dataset(out / "metrics.nc", engine="netcdf4", decode_times=False) as nc:
+        doc["descriptions"] = {name: nc[name].attrs["description"] for name in nc.data_vars}
     return doc, ref, bias, mask
 
 
@@ -162,3 +164,32 @@ def test_a_cell_missing_one_month_leaves_the_time_mean_not_biases_it():
     assert np.isnan(bias.values[0, 0]) and np.allclose(bias.values.ravel()[1:], 1.0)
     frac = float(coverage.scored_fraction(model, ref))
     assert frac == pytest.approx(0.75)  # four equal cells (+-45 rows have equal area), one left out
+
+
+def test_bias_maps_say_the_area_they_cover(scored):
+    doc, ref, _, mask = scored
+    described = doc["descriptions"]
+    fraction = _wmean((~mask[1000]).astype(float), np.ones(mask[1000].shape, bool), ref["lat"].values)
+    assert described["bias__CM4like__ta1000__train__ANN"].endswith(
+        f"; scored over {100 * fraction:.1f} % of the area: below-ground cells masked")
+    assert "scored over" not in described["bias__CM4like__ta500__train__ANN"]
+    assert "scored over" not in described["bias__CM4like__tas__train__ANN"]
+
+
+def test_eofs_leave_out_a_cell_missing_some_months():
+    """eofs accepts only a fixed mask: a cell missing some months is dropped whole, giving the EOFs
+    of the field without that cell (independent: the same analysis with the cell NaN throughout)."""
+    from diagnostics.metrics.modes import leading_eofs
+
+    rng = np.random.default_rng(3)
+    lat, lon = np.linspace(20, 80, 7), np.arange(12) * 30.0
+    pattern = np.cos(np.deg2rad(lat))[:, None] * np.cos(np.deg2rad(lon))[None, :]
+    data = rng.standard_normal(40)[:, None, None] * pattern + 0.3 * rng.standard_normal((40, 7, 12))
+    field = xr.DataArray(data, dims=("time", "lat", "lon"), coords={"time": np.arange(40), "lat": lat, "lon": lon})
+    intermittent = field.copy()
+    intermittent[5:9, 2, 3] = np.nan  # below ground in four months
+    fixed = field.copy()
+    fixed[:, 2, 3] = np.nan
+    got, want = leading_eofs(intermittent, n=2), leading_eofs(fixed, n=2)
+    np.testing.assert_allclose(got["variance_fraction"].values, want["variance_fraction"].values, rtol=1e-12)
+    np.testing.assert_allclose(got["pattern"].values, want["pattern"].values, rtol=1e-10, equal_nan=True)
