@@ -68,8 +68,9 @@ def select_domain(field: xr.DataArray, lat: tuple[float, float],
 
 def _eof_input(anomalies: xr.DataArray) -> xr.DataArray:
     """A clean numpy-backed (time, lat, lon) DataArray as eofs.xarray wants it (time first,
-    no stray coordinates). eofs takes missing cells only when they are missing at every time:
-    a cell missing some months (a below-ground mask that comes and goes) is left out whole."""
+    no stray coordinates). A cell missing some months (a below-ground mask that comes and goes)
+    is left out whole: eofs 2.0 does the same (measured), made explicit here so the rule does not
+    hang on the eofs version."""
     da = anomalies.transpose("time", "lat", "lon")
     da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
     da = da.astype("float64").compute()

@@ -177,8 +177,8 @@ def test_bias_maps_say_the_area_they_cover(scored):
 
 
 def test_eofs_leave_out_a_cell_missing_some_months():
-    """eofs accepts only a fixed mask: a cell missing some months is dropped whole, giving the EOFs
-    of the field without that cell (independent: the same analysis with the cell NaN throughout)."""
+    """A cell missing some months is dropped whole, giving the EOFs of the field without that cell
+    (independent: the same analysis with the cell NaN throughout)."""
     from diagnostics.metrics.modes import leading_eofs
 
     rng = np.random.default_rng(3)
