@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# torch-harmonics 0.9.3 declares torch>=2.14; --no-deps keeps torch 2.13.0
 	$(BIN)/pip install -q --no-deps torch-harmonics==0.9.3
+	# real CMIP6 CMOR files for tests/diagnostics/test_io_realfiles.py; its iris dependency serves only its loader
+	$(BIN)/pip install -q --no-deps esmvaltool-sample-data==0.0.4
 	touch $(STAMP)
 
 venv: $(STAMP)

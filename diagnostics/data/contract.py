@@ -37,6 +37,15 @@ BELOW_GROUND_MASKED = frozenset({"ta", "ua", "va", "hus", "zg500"})
 BELOW_GROUND_MIN_PA = 50000.0
 #: At 1000 hPa a model's mask covers the land above ~100 m and low-pressure oceans: ~40 %.
 BELOW_GROUND_MAX_FRACTION = 0.6
+#: Levels of fewer cells (regional extracts) are exempt from the fraction rule: over a small patch
+#: the whole level can be under the ground (GFDL-CM4's 1000 hPa over the 2 x 2 North-Pole cells of
+#: ESMValTool's sample data is masked in every cell in 1960-01, the surface pressure being below 1000 hPa).
+BELOW_GROUND_MIN_CELLS = 16
+
+
+#: The netCDF library's default fill of float variables (``NC_FILL_FLOAT``/``NC_FILL_DOUBLE``): cells
+#: never written hold it; readers mask it where a file declares no fill (``io.files.mask_default_fill``).
+NC_DEFAULT_FILL = 9.969209968386869e36
 
 
 def plev_coord(levels_hpa: tuple[int, ...] | list[int] = catalogue.PLEV_HPA) -> xr.DataArray:
@@ -166,7 +175,7 @@ def _level_label(plev_pa: float | None) -> str:
 
 
 def month_value_problems(name: str, values: np.ndarray, var: catalogue.Variable,
-                         plev_pa: np.ndarray | None = None, when: str = "") -> list[str]:
+                         plev_pa: np.ndarray | None = None, when: str = "", nan_note: str | None = None) -> list[str]:
     """Problems of one month of one member: ``values`` is (plev, lat, lon) or (lat, lon).
 
     * NaN/inf: never allowed, except NaN in :data:`NAN_ALLOWED` fields and below-ground NaN
@@ -175,24 +184,32 @@ def month_value_problems(name: str, values: np.ndarray, var: catalogue.Variable,
       as degC is 1.2 "K");
     * ``var.nonnegative`` fields >= 0 (a tolerance of 1e-6 of the range's top).
 
-    ``when`` (e.g. ``" in 1979-08"``) ends the cell counts so the message names the month.
+    ``when`` (e.g. ``" in 1979-08"``) ends the cell counts so the message names the month;
+    ``nan_note`` (where the missing cells may come from, e.g. the netCDF default fill of a file
+    without ``_FillValue``) ends a NaN message.
     """
     values = np.asarray(values)
     finite = np.isfinite(values)
     out: list[str] = []
     nbad = int(values.size - np.count_nonzero(finite))
     if nbad and name not in NAN_ALLOWED:
+        note = f"; {nan_note}" if nan_note else ""
         if name in BELOW_GROUND_MASKED and not np.isinf(values).any():
-            out.extend(_below_ground_problems(name, finite, plev_pa, when))
+            out.extend(p + note for p in _below_ground_problems(name, finite, plev_pa, when))
         else:
             out.append(f"variable {name!r} holds NaN or inf where none may be "
-                       f"({nbad} of {values.size} cells{when})")
+                       f"({nbad} of {values.size} cells{when}){note}")
     count = int(values.size - nbad)
     if count:
         lo, hi = var.valid_range
         ok = np.where(finite, values, 0)
         mean = float(ok.sum(dtype=np.float64) / count)
-        if not lo <= mean <= hi:
+        filled = int(np.count_nonzero(np.abs(np.where(finite, values, 0)) >= 0.5 * NC_DEFAULT_FILL))
+        if filled:  # not units: cells never written, under a fill other than the declared one
+            out.append(f"variable {name!r} holds the netCDF default fill {NC_DEFAULT_FILL:.4g} in {filled} of "
+                       f"{values.size} cells{when} (cells never written, not declared as its _FillValue); "
+                       "expected data or a declared fill")
+        elif not lo <= mean <= hi:
             out.append(f"variable {name!r} has mean {mean:.4g} {var.units}{when}, outside the plausible "
                        f"range {lo:g}..{hi:g}: wrong units?")
         if var.nonnegative:
@@ -224,7 +241,7 @@ def _below_ground_problems(name: str, finite: np.ndarray, plev_pa: np.ndarray | 
             return [f"variable {name!r} holds NaN{_level_label(p)}, above any ground ({bad} of {ok.size} "
                     f"cells{when}); below-ground masking is allowed at {BELOW_GROUND_MIN_PA / 100:g} hPa "
                     "and below only"]
-        if bad > BELOW_GROUND_MAX_FRACTION * ok.size:
+        if bad > BELOW_GROUND_MAX_FRACTION * ok.size and ok.size >= BELOW_GROUND_MIN_CELLS:
             return [f"variable {name!r} holds NaN in {bad} of {ok.size} cells{_level_label(p)}{when}: more "
                     f"than the {BELOW_GROUND_MAX_FRACTION:.0%} a below-ground mask can cover"]
     return []
@@ -246,7 +263,8 @@ def _value_problems(name: str, da: xr.DataArray, var: catalogue.Variable) -> lis
     failure); every month is checked as it is computed by :func:`guard_values`."""
     sample, when = _first(da)
     plev = np.asarray(sample["plev"].values, dtype=float) if "plev" in sample.dims else None
-    return month_value_problems(name, np.asarray(sample.values), var, plev, when)
+    return month_value_problems(name, np.asarray(sample.values), var, plev, when,
+                                da.attrs.get("missing_value_source"))
 
 
 def first_month_missing(da: xr.DataArray) -> int:
@@ -265,7 +283,8 @@ def value_problems(name: str, da: xr.DataArray) -> list[str]:
 
 
 def _check_block(block: np.ndarray, *, variable: str, source: str, dims: tuple[str, ...], months: list[str] | None,
-                 members: list[str] | None, plev_pa: np.ndarray | None, block_info=None) -> np.ndarray:
+                 members: list[str] | None, plev_pa: np.ndarray | None, nan_note: str | None = None,
+                 block_info=None) -> np.ndarray:
     """Raise InputError at the first bad month of ``block`` (dims ``dims``); return it unchanged.
 
     One vectorised pass finds the suspect months: the sum over each month's cells is
@@ -304,7 +323,7 @@ def _check_block(block: np.ndarray, *, variable: str, source: str, dims: tuple[s
             where.append(f"member {members[k]}" if d == "member" and members else
                          months[k] if d == "time" and months else f"{d} {k}")
         found = month_value_problems(name, moved[tuple(index)], var, plev,
-                                     f" in {', '.join(where)}" if where else "")
+                                     f" in {', '.join(where)}" if where else "", nan_note)
         if found:
             raise InputError("; ".join(found[:2]), source)
     return block
@@ -335,7 +354,7 @@ def guard_values(da: xr.DataArray, name: str, source: str) -> xr.DataArray:
         members = [str(m) for m in da["member"].values]
     plev = np.asarray(da["plev"].values, dtype=float) if "plev" in da.dims else None
     kwargs = {"variable": name, "source": str(source), "dims": tuple(da.dims), "months": months,
-              "members": members, "plev_pa": plev}
+              "members": members, "plev_pa": plev, "nan_note": da.attrs.get("missing_value_source")}
     if da.chunks is None:
         _check_block(np.asarray(da.values), **kwargs)
         return da

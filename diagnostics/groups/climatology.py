@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xarray as xr
 
-from ..metrics import climatology
+from ..metrics import climatology, coverage
 from ..outputs import Results
 from ..schema import REFERENCE, key
 from .base import Batch, Channel, Context, Group, Subject, each_channel, label_of, register
@@ -69,7 +69,8 @@ class Bias(Group):
                         res.add_field(b, "bias", model, ch.label, period=pname, season=season, units=units,
                                       long_name=f"time-mean bias, {season}",
                                       description=f"{model} ensemble-mean minus reference time mean over the "
-                                                  f"{pname} period, {season}; positive = model too high")
+                                                  f"{pname} period, {season}; positive = model too high"
+                                                  f"{coverage.masked_note(b, ch.variable)}")
 
                 batch.add(bias, each_channel(ctx.channels, done))
                 if subject.store_maps:

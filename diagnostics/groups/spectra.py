@@ -39,15 +39,30 @@ class Spectra(Group):
         f = climatology.in_period(subject.da, period)
         o = climatology.in_period(ref, period)
         over = [d for d in ("member", "time") if d in f.dims]
+        # masked (below-ground) cells: a spectrum cannot take NaN. SH spectra of a month with a
+        # missing cell are NaN (and the channel's sh_band_ratio skipped below); zonal spectra keep
+        # the latitude rows complete on both sides in every month, the same rows for both.
+        zo_m_rows = spectra.zonal_power_spectrum(f).mean(over, skipna=False)
+        zo_r_rows = spectra.zonal_power_spectrum(o).mean("time", skipna=False)
+        rows = zo_m_rows.notnull().all("k") & zo_r_rows.notnull().all("k")
         lazy = xr.Dataset({
-            "sh_m": spectra.sh_power_spectrum(f).mean(over), "sh_r": spectra.sh_power_spectrum(o).mean("time"),
-            "zo_m": _lat_mean(spectra.zonal_power_spectrum(f).mean(over)).drop_vars("wavelength", errors="ignore"),
-            "zo_r": _lat_mean(spectra.zonal_power_spectrum(o).mean("time")).drop_vars("wavelength", errors="ignore"),
+            "sh_m": spectra.sh_power_spectrum(f).mean(over, skipna=False),
+            "sh_r": spectra.sh_power_spectrum(o).mean("time", skipna=False),
+            "zo_m": _lat_mean(zo_m_rows.where(rows)).drop_vars("wavelength", errors="ignore"),
+            "zo_r": _lat_mean(zo_r_rows.where(rows)).drop_vars("wavelength", errors="ignore"),
+            "rows": _lat_mean(rows.astype(float)),
         })
 
         def done(v: xr.Dataset, ch) -> None:
-            for name, ratios in (("sh_band_ratio", spectra.band_ratio(v["sh_m"], v["sh_r"], BANDS)),
-                                 ("zonal_band_ratio", spectra.band_ratio(v["zo_m"], v["zo_r"], BANDS))):
+            complete = bool(v["sh_m"].notnull().all()) and bool(v["sh_r"].notnull().all())
+            pairs = [("zonal_band_ratio", spectra.band_ratio(v["zo_m"], v["zo_r"], BANDS))]
+            if complete:
+                pairs.insert(0, ("sh_band_ratio", spectra.band_ratio(v["sh_m"], v["sh_r"], BANDS)))
+            else:
+                res.skip(f"{model}.{ch.label}.sh_band_ratio.{pname}",
+                         "missing (below-ground masked) cells: a spherical-harmonic spectrum needs a complete "
+                         f"field; zonal spectra use the {float(v['rows']):.0%} of the area in complete rows")
+            for name, ratios in pairs:
                 for band, value in ratios.items():
                     res.add(key(model, ch.label, name, period=pname, band=band), value)
             sq = f"({ref.attrs.get('units', '')})2"

@@ -68,7 +68,8 @@ class Trend(Group):
         def done(t: xr.Dataset, ch) -> None:
             m, r = ensemble_mean(t["model"]), t["reference"]
             res.add(key(model, ch.label, "trend_global", period="all"), global_mean(m))
-            res.add(key(model, ch.label, "trend_global_diff", period="all"), global_mean(m) - global_mean(r))
+            # over the cells both sides have (a below-ground mask leaves them out of both)
+            res.add(key(model, ch.label, "trend_global_diff", period="all"), global_mean(m - r))
             res.add(key(model, ch.label, "trend_map_rms_diff", period="all"), weighted_rms(m, r))
             if subject.store_maps:
                 res.add_field(m, "trend", model, ch.label, period="all", units=t["model"].attrs.get("units", ""),

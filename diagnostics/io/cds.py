@@ -28,8 +28,9 @@ from ..data.errors import InputError
 from ..data.grid import grid_of
 from . import units as U
 from .combine import Piece, concat_time, merge_on_common_months
-from .coords import check_same_grid, select_levels, single_level, standard_coords
+from .coords import check_same_grid, standard_coords
 from .files import is_grib, open_grib, open_netcdf
+from .levels import contract_level, contract_levels
 
 _DROP = ("number", "expver", "step", "surface", "heightAboveGround", "time_bnds", "time_bounds",
          "meanSea", "depthBelowLandLayer", "entireAtmosphere")
@@ -62,7 +63,7 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
         return None
     da = da.reset_coords(drop=True)
     if var.name == "zg":
-        da = single_level(da, 500, source, name)
+        da = contract_level(da, 500, source, name)
     if var.name == "pr":
         # monthly-mean accumulations are per day; rates (avg_tprate, mtpr) pass through
         da = U.precipitation_to_rate(da, U.SECONDS_PER_DAY)
@@ -71,7 +72,7 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
     if var.is_3d:
         if "plev" not in da.dims:
             raise InputError(f"variable {name!r} should be on pressure levels but has no level axis", source)
-        da = select_levels(da, var.levels, source, name)
+        da = contract_levels(da, var.levels, source, name)
     elif "plev" in da.dims:
         raise InputError(f"variable {name!r} has a level axis but is a single-level field", source)
     if var.kind == "static" and "time" in da.dims:

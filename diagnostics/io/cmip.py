@@ -2,8 +2,10 @@
 
 Conversions are decided by each file's ``units`` attribute (degC -> K, hPa -> Pa,
 % -> fraction), except the documented AI-MIP quirk of geopotential submitted as ``zg``,
-which is also recognised by magnitude. ``zg`` on several levels is reduced to 500 hPa
-(``zg500``); 3-D fields keep the catalogue levels.
+which is recognised by magnitude against the standard atmosphere (:func:`.levels.zg_as_height`).
+``zg`` on several levels is reduced to 500 hPa (``zg500``); 3-D fields are put on the catalogue
+levels they cover by :func:`.levels.contract_levels` (source levels matched within a tolerance,
+a level the source lacks inside its range interpolated linearly in log p, never extrapolated).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from ..data.errors import InputError
 from ..data.grid import grid_of
 from . import units as U
 from .combine import Piece, concat_time, merge_on_common_months
-from .coords import check_same_grid, select_levels, single_level, standard_coords
+from .coords import check_same_grid, standard_coords
 from .files import open_netcdf, open_zarr
+from .levels import contract_level, contract_levels, zg_as_height
 
 _TEMPERATURES = {"ts", "tas", "tdas", "ta", "tos"}
 _PRESSURES = {"ps", "psl"}
@@ -57,9 +60,12 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
         da = U.fraction_from_percent(da)
     elif var.name == "pr":
         da = U.precipitation_to_rate(da, None)
-    elif var.name in ("zg", "orog"):
-        if var.name == "zg":
-            da = single_level(da, var.levels[0], source, name)
+    elif var.name == "zg":
+        # magnitude against the standard atmosphere decides, whatever the units label says
+        da = zg_as_height(contract_level(da, var.levels[0], source, name), level_hpa=var.levels[0], source=source)
+        if "note" in da.attrs:
+            da.attrs["comment"] = f"converted from geopotential: {da.attrs.pop('note')}"
+    elif var.name == "orog":
         if U.is_geopotential(da, first_sample(da)):
             labelled = da.attrs.get("units")
             da = U.geopotential_to_height(da)
@@ -68,7 +74,7 @@ def to_contract(name: str, da: xr.DataArray, source: str) -> tuple[str, xr.DataA
     if var.is_3d:
         if "plev" not in da.dims:
             raise InputError(f"variable {name!r} is a pressure-level field but has no plev axis", source)
-        da = select_levels(da, var.levels, source, name)
+        da = contract_levels(da, var.levels, source, name)
     if var.kind == "static" and "time" in da.dims:
         da = da.isel(time=0, drop=True)
     return var.store_name, U.check_units(name, da, var.units, source)

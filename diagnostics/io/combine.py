@@ -46,7 +46,10 @@ def check_monthly(time: xr.DataArray, source: str) -> None:
         raise InputError(f"time axis is not monotonic increasing (goes back to {_month(bad)})", source)
     if np.any(d > 1):
         gap = idx[:-1][d > 1][0] + 1
-        raise InputError(f"time axis has a gap: month {_month(gap)} is missing", source)
+        # one step a year throughout: seasonal or annual means (the eofs examples' DJF / NDJFM means)
+        hint = (f" ({idx.size} values one year apart: seasonal or annual means, not monthly)"
+                if idx.size > 2 and np.all(d == 12) else "")
+        raise InputError(f"time axis has a gap: month {_month(gap)} is missing{hint}", source)
 
 
 def concat_time(pieces: list[Piece], name: str, guard: bool = True) -> tuple[xr.DataArray, str]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..data.contract import plev_coord
 from ..data.errors import InputError
 from ..data.grid import Grid
 from .units import normalise_units
 
 _LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
 _LON_NAMES = ("lon", "longitude", "nav_lon", "x")
-_LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev")
+#: Names of a pressure-level axis: CMOR, ERA5 (old and new CDS), cfgrib, and iris-written files
+#: such as the eofs example data (``pressure``).
+LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev", "pressure")
+_LEVEL_NAMES = LEVEL_NAMES
 
 
 def _rename_first(ds: xr.Dataset, candidates: tuple[str, ...], target: str) -> xr.Dataset:
@@ -71,41 +73,6 @@ def standard_coords(ds: xr.Dataset, source: str) -> xr.Dataset:
         if pa.size > 1 and np.any(np.diff(pa) > 0):
             ds = ds.isel(plev=np.argsort(-pa, kind="stable"))
     return ds
-
-
-def select_levels(da: xr.DataArray, levels_hpa: tuple[int, ...], source: str, name: str) -> xr.DataArray:
-    """The catalogue levels (hPa) present in ``da`` (plev in Pa), surface first, as contract plev.
-
-    Raises when none of them is present; a subset is kept (the contract allows it).
-    """
-    have = rounded_levels(da, source, name)
-    wanted = [h for h in levels_hpa if h * 100 in set(have)]
-    if not wanted:
-        raise InputError(f"variable {name!r} has levels {sorted(set((have // 100).tolist()))} hPa, "
-                         f"none of the expected {list(levels_hpa)} hPa", source)
-    # select by position on the rounded axis: CMOR files carry float noise (100000.00000001 Pa)
-    out = da.isel(plev=[int(np.flatnonzero(have == h * 100)[0]) for h in wanted])
-    return out.assign_coords(plev=plev_coord(wanted))
-
-
-def rounded_levels(da: xr.DataArray, source: str, name: str) -> np.ndarray:
-    """The ``plev`` axis (Pa) rounded to whole Pa; InputError when two levels round alike."""
-    have = np.round(np.asarray(da["plev"].values, dtype=float)).astype(int)
-    if np.unique(have).size != have.size:
-        raise InputError(f"variable {name!r} has duplicated pressure levels {sorted(have.tolist())} Pa", source)
-    return have
-
-
-def single_level(da: xr.DataArray, level_hpa: int, source: str, name: str) -> xr.DataArray:
-    """The field on one pressure level (hPa) with the ``plev`` axis dropped."""
-    if "plev" not in da.dims:
-        return da
-    have = rounded_levels(da, source, name)
-    if level_hpa * 100 not in set(have):
-        raise InputError(f"variable {name!r} has no {level_hpa} hPa level (levels "
-                         f"{sorted(set((have // 100).tolist()))} hPa)", source)
-    k = int(np.flatnonzero(have == level_hpa * 100)[0])  # by position: the axis may carry float noise
-    return da.isel(plev=k, drop=True).drop_vars("plev", errors="ignore")
 
 
 def check_same_grid(grids: dict[str, Grid]) -> Grid:

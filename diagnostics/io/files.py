@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..data.contract import NC_DEFAULT_FILL
 from ..data.errors import InputError
 from .names import find_drs_files
 from .writer import MANIFEST, PREPARED_STORE
@@ -109,9 +110,12 @@ def netcdf_time_chunk(ds: xr.Dataset, dim: str, target: int = NETCDF_CHUNK_BYTES
     return max(1, target // max(sizes, default=1))
 
 
-#: The netCDF library's default fill of float variables (``NC_FILL_FLOAT``/``NC_FILL_DOUBLE``):
-#: cells never written hold it, and files without a ``_FillValue`` attribute leave it unmasked.
-NC_DEFAULT_FILL = 9.969209968386869e36
+
+
+#: Attribute naming where a field's missing cells may come from (see :func:`mask_default_fill`).
+DEFAULT_FILL_ATTR = "missing_value_source"
+DEFAULT_FILL_NOTE = (f"the file declares no _FillValue: cells holding the netCDF default fill {NC_DEFAULT_FILL:.4g} "
+                     "(never written) are read as missing")
 
 
 def library_reason(exc: Exception) -> str:
@@ -138,7 +142,9 @@ def mask_default_fill(ds: xr.Dataset) -> xr.Dataset:
         if declared or not np.issubdtype(da.dtype, np.floating):
             continue
         masked = da.where(np.abs(da) < 0.5 * NC_DEFAULT_FILL)
-        masked.attrs, masked.encoding = da.attrs, da.encoding
+        masked.attrs, masked.encoding = dict(da.attrs), da.encoding
+        # said in any "holds NaN" message: a NaN here may be a cell the writer never filled
+        masked.attrs[DEFAULT_FILL_ATTR] = DEFAULT_FILL_NOTE
         ds[name] = masked
     return ds
 

@@ -29,14 +29,14 @@ import xarray as xr
 from ..data.catalogue import G0, PLEV_HPA
 from ..data.contract import plev_coord
 from ..data.errors import InputError
-from .coords import level_values_pa
+from .coords import LEVEL_NAMES, level_values_pa
 from .units import specific_humidity_from_dewpoint
 
 Method = Literal["linear", "nearest"]
 #: Levels within this many Pa (or this relative difference) are the same level.
 LEVEL_ATOL_PA = 0.01
 LEVEL_RTOL = 1e-6
-_LEVEL_DIMS = ("plev", "level", "pressure_level", "isobaricInhPa", "lev")
+_LEVEL_DIMS = LEVEL_NAMES
 
 
 def _level_dim(da: xr.DataArray, source: str) -> str:
@@ -70,41 +70,92 @@ def _one_level(da: xr.DataArray, dim: str, have: np.ndarray, want: float, method
     return (1.0 - w) * da.isel({dim: below}, drop=True) + w * da.isel({dim: above}, drop=True)
 
 
+def _check_axis(have: np.ndarray, dim: str, name: str, source: str) -> None:
+    """Pressures must be positive, finite and distinct (two levels within the tolerance are one)."""
+    if not np.all(np.isfinite(have)) or np.any(have <= 0):
+        raise InputError(f"{dim} of {name} holds non-positive or missing pressures", source)
+    for i, p in enumerate(have):
+        if match_level(np.delete(have, i), float(p)) is not None:
+            raise InputError(f"variable {name!r} has duplicated pressure levels "
+                             f"{sorted(np.round(have).astype(int).tolist())} Pa", source)
+
+
 def to_levels(da: xr.DataArray, levels_hpa: tuple[int, ...] = PLEV_HPA, *, method: Method = "linear",
-              coordinate: Literal["logp", "p"] = "logp", outside: Literal["nan", "error"] = "nan",
+              coordinate: Literal["logp", "p"] = "logp", outside: Literal["nan", "error", "drop"] = "nan",
               source: str = "dataset") -> xr.DataArray:
     """``da`` on ``levels_hpa`` as the contract ``plev`` (Pa, surface first), lazily.
 
     y(p) = (1 - w) x(p_b) + w x(p_a), w = (ln p - ln p_b) / (ln p_a - ln p_b) between the
     bracketing source levels p_b > p > p_a (``coordinate="p"``: the same in p); a level within
     ``LEVEL_ATOL_PA`` / ``LEVEL_RTOL`` of a source level is that level, unchanged.
+    ``outside``: a level beyond the source's range is NaN (``"nan"``), refused (``"error"``) or
+    left out (``"drop"``: the readers' choice, as the contract allows a subset of the levels;
+    InputError when no level is left). ``vertical_interpolation`` names the interpolated levels
+    (absent when every level was a source level).
     """
-    if method not in ("linear", "nearest") or coordinate not in ("logp", "p"):
-        raise ValueError(f"method {method!r} / coordinate {coordinate!r}")
+    if method not in ("linear", "nearest") or coordinate not in ("logp", "p") or \
+            outside not in ("nan", "error", "drop"):
+        raise ValueError(f"method {method!r} / coordinate {coordinate!r} / outside {outside!r}")
     dim = _level_dim(da, source)
+    name = str(da.name or "field")
     have = level_values_pa(da[dim])
-    if not np.all(np.isfinite(have)) or np.any(have <= 0):
-        raise InputError(f"{dim} of {da.name or 'field'} holds non-positive or missing pressures", source)
+    _check_axis(have, dim, name, source)
     missing: list[int] = []
+    interpolated: list[int] = []
+    kept: list[int] = []
     pieces = []
     for hpa in levels_hpa:
         one = _one_level(da, dim, have, hpa * 100.0, method, coordinate)
         if one is None:
             missing.append(hpa)
+            if outside == "drop":
+                continue
             one = xr.full_like(da.isel({dim: 0}, drop=True), np.nan, dtype=np.result_type(da.dtype, np.float32))
+        elif match_level(have, hpa * 100.0) is None:
+            interpolated.append(hpa)
+        kept.append(hpa)
         pieces.append(one.drop_vars([c for c in one.coords if dim in da[c].dims], errors="ignore"))
     if missing and outside == "error":
-        raise InputError(f"{da.name or 'field'} has levels {have.max() / 100:g}..{have.min() / 100:g} hPa, "
+        raise InputError(f"{name} has levels {have.max() / 100:g}..{have.min() / 100:g} hPa, "
                          f"cannot give {', '.join(map(str, missing))} hPa without extrapolating", source)
-    out = xr.concat(pieces, dim="plev", coords="minimal", compat="override").assign_coords(plev=plev_coord(levels_hpa))
+    if not pieces:
+        raise InputError(f"variable {name!r} has levels {sorted(set(np.round(have / 100).astype(int).tolist()))} "
+                         f"hPa, none of the expected {list(levels_hpa)} hPa (nor a level between two of them)",
+                         source)
+    out = xr.concat(pieces, dim="plev", coords="minimal", compat="override").assign_coords(plev=plev_coord(kept))
     out = out.transpose(*[d if d != dim else "plev" for d in da.dims])
     out.attrs = dict(da.attrs)
-    out.attrs["vertical_interpolation"] = (f"{method} in {'log p' if coordinate == 'logp' else 'p'} from "
-                                           f"{have.size} source levels, never extrapolated")
+    if interpolated:
+        out.attrs["vertical_interpolation"] = (
+            f"{' '.join(map(str, interpolated))} hPa {'nearest source level' if method == 'nearest' else method}"
+            f"{'' if method == 'nearest' else ' in log p' if coordinate == 'logp' else ' in p'} from "
+            f"{have.size} source levels, never extrapolated")
     if missing:
-        out.attrs["levels_not_available"] = " ".join(map(str, missing)) + " hPa (outside the source levels: NaN)"
+        out.attrs["levels_not_available"] = " ".join(map(str, missing)) + (
+            " hPa (outside the source levels: left out)" if outside == "drop" else
+            " hPa (outside the source levels: NaN)")
     out.name = da.name
     return out
+
+
+def contract_levels(da: xr.DataArray, levels_hpa: tuple[int, ...], source: str, name: str) -> xr.DataArray:
+    """The readers' level selection: ``da`` (a ``plev`` axis in Pa) on the catalogue levels it
+    covers, surface first, as contract ``plev``; levels a source lacks inside its range are
+    interpolated linearly in log p, levels outside it are left out (:func:`to_levels`)."""
+    return to_levels(da.rename(name) if da.name != name else da, levels_hpa, outside="drop", source=source)
+
+
+def contract_level(da: xr.DataArray, level_hpa: int, source: str, name: str) -> xr.DataArray:
+    """The field on one pressure level (hPa), the level axis dropped; a field without a level
+    axis is returned as it is (already on its level, e.g. a ``zg500`` file)."""
+    if not any(d in da.dims for d in _LEVEL_DIMS):
+        return da
+    have = level_values_pa(da[_level_dim(da, source)])
+    inside = match_level(have, level_hpa * 100.0) is not None or have.min() < level_hpa * 100.0 < have.max()
+    if not inside:
+        raise InputError(f"variable {name!r} has no {level_hpa} hPa level (levels "
+                         f"{sorted(set(np.round(have / 100).astype(int).tolist()))} hPa)", source)
+    return contract_levels(da, (level_hpa,), source, name).isel(plev=0, drop=True)
 
 
 # ----------------------------------------------------------------------------- geopotential

@@ -21,8 +21,9 @@ from ..data import catalogue
 from ..data.errors import InputError
 from ..data.timeaxis import Period, to_monthly_axis
 from . import units as U
-from .coords import select_levels, single_level, standard_coords
+from .coords import standard_coords
 from .files import open_zarr
+from .levels import contract_level, contract_levels
 
 _PRECIP = re.compile(r"^total_precipitation(?:_(\d+)hr)?$")
 def wb2_variable(name: str) -> catalogue.Variable | None:
@@ -68,14 +69,14 @@ def to_contract(name: str, da: xr.DataArray, step_s: float, source: str) -> tupl
         return None
     da = da.reset_coords(drop=True)
     if var.name == "zg":
-        da = single_level(da, 500, source, name)
+        da = contract_level(da, 500, source, name)
     if var.name == "pr":
         da = U.accumulation_to_rate(da, _precip_window(name, step_s)) if \
             U.normalise_units(da.attrs.get("units")) in ("m", "") else U.precipitation_to_rate(da, None)
     else:
         da = U.era5_to_catalogue_units(var, da)
     if var.is_3d:
-        da = select_levels(da, var.levels, source, name)
+        da = contract_levels(da, var.levels, source, name)
     if var.kind == "static" and "time" in da.dims:
         da = da.isel(time=0, drop=True)
     return var.store_name, U.check_units(name, da, var.units, source)

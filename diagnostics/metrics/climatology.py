@@ -18,6 +18,12 @@ Conventions (the same everywhere in :mod:`diagnostics.metrics`):
   by the caller and a field that misses months of a period is an error, not a shorter mean.
 * **Ensembles**: a ``member`` dim is kept by time means; biases are those of the ensemble
   mean (mean over members of the time mean).
+* **Missing cells** (below-ground masks of ``ta``/``ua``/``va``/``hus``/``zg500`` in physical
+  models, SST over land): a time mean, seasonal mean or ensemble mean is NaN at a cell that misses
+  any of its months (or members), so a mask that comes and goes with the surface pressure cannot
+  bias a mean towards the months it left; area-weighted statistics of the maps then use the cells
+  both sides have, weights renormalised (:mod:`.pattern`, :func:`diagnostics.data.grid.global_mean`;
+  :mod:`.coverage` gives the area fraction scored).
 
 All reductions are xarray reductions, so dask-backed inputs stay lazy.
 """
@@ -90,7 +96,9 @@ def seasonal_mean(field: xr.DataArray, season: str = "DJF") -> xr.DataArray:
     selected = field.isel(time=positions)
     middle = selected["time"].values[n // 2::n]
     time_coords = [c for c in selected.coords if "time" in selected[c].dims]
-    out = selected.drop_vars(time_coords).coarsen(time=n).mean()
+    # groups of n consecutive months; a missing month makes its season NaN (coarsen's mean would skip it)
+    grouped = selected.drop_vars(time_coords).coarsen(time=n).construct(time=("season_index", "season_month"))
+    out = grouped.mean("season_month", skipna=False).rename(season_index="time")
     out = out.assign_coords(time=("time", middle, field["time"].attrs),
                             year=("time", years))
     out.attrs = dict(field.attrs)
@@ -106,9 +114,9 @@ def time_mean(field: xr.DataArray, period: Period | str | None = None, season: s
     """
     field = in_period(field, period)
     if season == "ANN":
-        out = field.mean("time")
+        out = field.mean("time", skipna=False)  # a cell missing a month is left out, not biased
     else:
-        out = seasonal_mean(field, season).mean("time")
+        out = seasonal_mean(field, season).mean("time", skipna=False)
     out.attrs = dict(field.attrs)
     return out
 
@@ -142,7 +150,7 @@ def monthly_anomalies(field: xr.DataArray, climatology_period: Period | str | No
 
 
 def _ensemble_mean(field: xr.DataArray, member_dim: str) -> xr.DataArray:
-    return field.mean(member_dim, keep_attrs=True) if member_dim in field.dims else field
+    return field.mean(member_dim, keep_attrs=True, skipna=False) if member_dim in field.dims else field
 
 
 def bias_map(model: xr.DataArray, reference: xr.DataArray, period: Period | str | None = None,

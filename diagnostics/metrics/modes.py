@@ -68,10 +68,13 @@ def select_domain(field: xr.DataArray, lat: tuple[float, float],
 
 def _eof_input(anomalies: xr.DataArray) -> xr.DataArray:
     """A clean numpy-backed (time, lat, lon) DataArray as eofs.xarray wants it (time first,
-    no stray coordinates)."""
+    no stray coordinates). A cell missing some months (a below-ground mask that comes and goes)
+    is left out whole: eofs 2.0 does the same (measured), made explicit here so the rule does not
+    hang on the eofs version."""
     da = anomalies.transpose("time", "lat", "lon")
     da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
-    return da.astype("float64").compute()
+    da = da.astype("float64").compute()
+    return da.where(da.notnull().all("time"))
 
 
 def leading_eofs(anomalies: xr.DataArray, n: int = 3, ddof: int = 1,

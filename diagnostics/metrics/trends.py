@@ -84,8 +84,10 @@ def trend_difference(model: xr.DataArray, reference: xr.DataArray, period: Perio
     the slope being linear). Returns ``map`` (model - reference trend per cell), ``rms``
     (area-weighted RMS of that map), ``model_global`` and ``reference_global`` (area-weighted
     means of the trend maps, equal to the trends of the global-mean series when the NaN
-    mask is constant in time) and ``global_difference`` = model_global - reference_global;
-    units per decade.
+    mask is constant in time) and ``global_difference``, the area-weighted mean of ``map``
+    over the cells both sides have (weights renormalised: a below-ground mask on one side
+    leaves those cells out of both; equal to model_global - reference_global when no cell is
+    missing); units per decade.
     """
     m = linear_trend(model, period)
     if member_dim in m.dims:
@@ -100,5 +102,5 @@ def trend_difference(model: xr.DataArray, reference: xr.DataArray, period: Perio
     diff = m - r
     diff.attrs = {"units": m.attrs.get("units", ""), "long_name": "trend difference (model - reference)"}
     m_global, r_global = global_mean(m), global_mean(r)
-    return {"map": diff, "rms": weighted_rms(m, r), "global_difference": m_global - r_global,
+    return {"map": diff, "rms": weighted_rms(m, r), "global_difference": global_mean(diff),
             "model_global": m_global, "reference_global": r_global}

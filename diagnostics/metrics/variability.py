@@ -56,6 +56,13 @@ def _pooled_std(std: xr.DataArray, member_dim: str) -> xr.DataArray:
     return np.sqrt((std**2).mean(member_dim)) if member_dim in std.dims else std
 
 
+def _joint_ratio(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """Ratio of the area-weighted global means of maps ``a`` and ``b`` over the cells both have
+    (a below-ground mask on one side leaves those cells out of both means)."""
+    both = a.notnull() & b.notnull()
+    return global_mean(a.where(both)) / global_mean(b.where(both))
+
+
 def variability_ratio(model: xr.DataArray, reference: xr.DataArray,
                       climatology_period: Period | str | None = None,
                       period: Period | str | None = None,
@@ -66,7 +73,7 @@ def variability_ratio(model: xr.DataArray, reference: xr.DataArray,
       ``std_model``/``std_reference``: :func:`anomaly_std`; the model's ensemble value is
       sqrt(mean over members of the variance); ``std_model_members`` keeps the members.
       ``std_ratio`` = std_model / std_reference per cell; ``std_ratio_global`` = ratio of
-      the area-weighted global means of the two std maps.
+      the area-weighted global means of the two std maps over the cells both have.
       ``lag1_model`` (mean over members of the per-member r1), ``lag1_reference``,
       ``lag1_ratio`` per cell and ``lag1_ratio_global`` (ratio of the global means), and
       ``lag1_difference`` = lag1_model - lag1_reference (safer where r1 is near 0).
@@ -86,10 +93,10 @@ def variability_ratio(model: xr.DataArray, reference: xr.DataArray,
     out = xr.Dataset({
         "std_model": std_m, "std_reference": std_r, "std_model_members": std_members,
         "std_ratio": std_m / std_r,
-        "std_ratio_global": global_mean(std_m) / global_mean(std_r),
+        "std_ratio_global": _joint_ratio(std_m, std_r),
         "lag1_model": r1_m, "lag1_reference": r1_r,
         "lag1_ratio": r1_m / r1_r,
-        "lag1_ratio_global": global_mean(r1_m) / global_mean(r1_r),
+        "lag1_ratio_global": _joint_ratio(r1_m, r1_r),
         "lag1_difference": r1_m - r1_r,
     })
     return out

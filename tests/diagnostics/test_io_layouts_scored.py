@@ -1,0 +1,140 @@
+"""Issue 14 layouts scored from their directories by md-diagnose, each with a planted bias recovered:
+
+* the reference as ESMValTool native6 ERA5 files (``native6_ERA5_an_v1_Amon_{var}_2012-2015.nc``,
+  bounds variables, Gregorian, ``zg`` on 19 levels);
+* a GFDL-CM4-like physics model as a CMIP DRS tree (``Inst/CM4like/amip/r1i1p{N}f1/Amon/{var}/gr1/
+  v20180701``): members told apart by the physics index, Julian calendar, 19 levels in Pa, bounds, and
+  ``zg`` holding geopotential (m2 s-2) mislabelled ``m``;
+* a cBottle-like HEALPix submission (``cell`` dim with lat/lon, nested order, members ``r1i1p{N}f1``),
+  regridded conservatively (healpy pixel geometry) onto the reference grid.
+
+Every member is reference + b + o_m with member offsets o_m summing to zero, so the ensemble-mean bias
+is b everywhere (HEALPix: on a spatially uniform field, which conservative regridding keeps exactly).
+"""
+
+from __future__ import annotations
+
+import json
+
+import cftime
+import healpy as hp
+import numpy as np
+import pytest
+import xarray as xr
+
+from diagnostics.cli.diagnose import main
+from diagnostics.data.catalogue import G0
+from diagnostics.data.grid import equiangular
+from diagnostics.data.timeaxis import Month
+from diagnostics.io.levels import standard_height
+from diagnostics.synth.climate import synthesize
+
+START, END = Month(2012, 1), Month(2015, 12)
+TRAIN, TEST = "2012-01:2013-12", "2014-01:2015-12"
+PLEV19 = np.array([1000, 925, 850, 700, 600, 500, 400, 300, 250, 200, 150, 100, 70, 50, 30, 20, 10, 5, 1]) * 100.0
+BIAS = {"tas": 0.7, "zg": -15.0}  # K, m
+OFFSETS = (-0.2, 0.2)
+
+
+def _times(n: int, calendar: str) -> tuple[np.ndarray, np.ndarray]:
+    t = np.array([cftime.datetime(2012 + k // 12, k % 12 + 1, 16, calendar=calendar) for k in range(n)])
+    b = np.array([[cftime.datetime(2012 + k // 12, k % 12 + 1, 1, calendar=calendar),
+                   cftime.datetime(2012 + (k + 1) // 12, (k + 1) % 12 + 1, 1, calendar=calendar)] for k in range(n)])
+    return t, b
+
+
+def _cmor(path, var, data, units, lat, lon, calendar, plev=None):
+    """One CMOR-like file: bounds for time/lat/lon, the declared fill, plev in Pa."""
+    time, bnds = _times(data.shape[0], calendar)
+    dims = ("time", "lat", "lon") if plev is None else ("time", "plev", "lat", "lon")
+    step = 180.0 / (lat.size - 1)
+    ds = xr.Dataset({var: (dims, data.astype(np.float32), {"units": units}), "time_bnds": (("time", "bnds"), bnds),
+                     "lat_bnds": (("lat", "bnds"), np.stack([lat - step / 2, lat + step / 2], 1).clip(-90, 90)),
+                     "lon_bnds": (("lon", "bnds"), np.stack([lon - 180 / lon.size, lon + 180 / lon.size], 1))},
+                    coords={"time": ("time", time, {"bounds": "time_bnds"}), "lat": lat, "lon": lon})
+    if plev is not None:
+        ds = ds.assign_coords(plev=("plev", plev, {"units": "Pa", "positive": "down"}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    enc = {v: {"units": "days since 1850-01-01", "calendar": calendar} for v in ("time", "time_bnds")}
+    ds.to_netcdf(path, encoding={**enc, var: {"_FillValue": np.float32(1e20)}})
+
+
+def _zg19(zg500: np.ndarray) -> np.ndarray:
+    """zg on the 19 levels: the standard atmosphere's heights, the given field at 500 hPa."""
+    out = np.broadcast_to(standard_height(PLEV19)[None, :, None, None],
+                          (zg500.shape[0], PLEV19.size) + zg500.shape[1:]).copy()
+    out[:, 5] = zg500
+    return out
+
+
+def _metrics(out) -> dict:
+    return json.loads((out / "metrics.json").read_text())["metrics"]
+
+
+def _diagnose(tmp_path, ensemble: str, reference, variables) -> dict:
+    out = tmp_path / "scores"
+    assert main(["--ensemble", ensemble, "--reference", str(reference), "--out", str(out),
+                 "--train-period", TRAIN, "--test-period", TEST, "--variables", *variables,
+                 "--report", "none", "--no-progress", "--no-baselines", "--no-spectra"]) == 0
+    return _metrics(out)
+
+
+def test_native6_reference_and_a_cm4_like_drs_tree(tmp_path):
+    ref, _ = synthesize(equiangular(11.25), START, END, seed=7, members=1)
+    lat, lon = ref["lat"].values, ref["lon"].values
+    tas, zg = ref["tas"].values, ref["zg500"].values
+    era5 = tmp_path / "ERA5"
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_tas_2012-2015.nc", "tas", tas, "K", lat, lon, "gregorian")
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_zg_2012-2015.nc", "zg", _zg19(zg), "m", lat, lon, "gregorian", PLEV19)
+    exp = tmp_path / "CMIP6" / "NOAA-GFDL" / "CM4like" / "amip"
+    for n, off in enumerate(OFFSETS, start=1):
+        member = f"r1i1p{n}f1"
+        d = exp / member / "Amon"
+        _cmor(d / "tas" / "gr1" / "v20180701" / f"tas_Amon_CM4like_amip_{member}_gr1_201201-201512.nc", "tas",
+              tas + BIAS["tas"] + off, "K", lat, lon, "julian")
+        # geopotential (m2 s-2) labelled "m": detected by magnitude against the standard atmosphere
+        _cmor(d / "zg" / "gr1" / "v20180701" / f"zg_Amon_CM4like_amip_{member}_gr1_201201-201512.nc", "zg",
+              _zg19(zg + BIAS["zg"] + 10 * off) * G0, "m", lat, lon, "julian", PLEV19)
+    m = _diagnose(tmp_path, f"CM4={exp}", era5, ["tas", "zg"])
+    for period in ("train", "test"):
+        for season in ("ANN", "DJF", "JJA"):
+            assert m[f"CM4.tas.bias_mean.{period}.{season}"] == pytest.approx(BIAS["tas"], abs=2e-5)
+            assert m[f"CM4.tas.bias_rms.{period}.{season}"] == pytest.approx(BIAS["tas"], abs=2e-5)
+            # float32 geopotential at 5.5e4 m2 s-2 carries 4e-4 m of rounding per value
+            assert m[f"CM4.zg500.bias_mean.{period}.{season}"] == pytest.approx(BIAS["zg"], abs=2e-3)
+        assert m[f"CM4.tas.spread.{period}"] == pytest.approx(np.std(OFFSETS, ddof=1), abs=2e-5)
+    assert m["CM4.tas.trend_global_diff.all"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_healpix_members_r1i1p_n_f1_regridded_and_scored(tmp_path):
+    grid = equiangular(5.625)  # nside 8's named target grid (33 x 64)
+    months = 48
+    cycle = 280.0 + 5.0 * np.sin(2 * np.pi * np.arange(months) / 12.0)  # uniform in space
+    lat, lon = grid.lat, grid.lon
+    era5 = tmp_path / "ERA5"
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_tas_2012-2015.nc", "tas",
+          cycle[:, None, None] + np.zeros((months, lat.size, lon.size)), "K", lat, lon, "standard")
+    nside = 8
+    npix = 12 * nside * nside
+    plon, plat = hp.pix2ang(nside, hp.nest2ring(nside, np.arange(npix)), lonlat=True)  # nested order
+    d = tmp_path / "cBottle"
+    d.mkdir()
+    time, bnds = _times(months, "standard")
+    for n, off in enumerate(OFFSETS, start=1):
+        values = (cycle[:, None] + BIAS["tas"] + off + np.zeros((months, npix))).astype(np.float32)
+        xr.Dataset({"tas": (("time", "cell"), values, {"units": "K"}), "time_bnds": (("time", "bnds"), bnds)},
+                   coords={"time": ("time", time, {"bounds": "time_bnds"}),
+                           "lat": ("cell", plat, {"units": "degrees_north"}),
+                           "lon": ("cell", (plon + 180.0) % 360.0 - 180.0, {"units": "degrees_east"})}).to_netcdf(
+            d / f"tas_Amon_cBottle-1-3_aimip_r1i1p{n}f1_gn_201201-201512.nc",
+            encoding={v: {"units": "days since 1850-01-01", "calendar": "standard"} for v in ("time", "time_bnds")})
+    m = _diagnose(tmp_path, f"cBottle={d}", era5, ["tas"])
+    # every cell holds the same float32 value, so its rounding (spacing 3e-5 K at 280 K) does not
+    # average out over the grid as it does for the lat-lon layouts: 1e-4 K
+    for period in ("train", "test"):
+        for season in ("ANN", "DJF", "SON"):
+            assert m[f"cBottle.tas.bias_mean.{period}.{season}"] == pytest.approx(BIAS["tas"], abs=1e-4)
+            assert m[f"cBottle.tas.bias_rms.{period}.{season}"] == pytest.approx(BIAS["tas"], abs=1e-4)
+        assert m[f"cBottle.tas.crps.{period}"] == pytest.approx(
+            np.mean(np.abs(BIAS["tas"] + np.array(OFFSETS))) - 0.4 / 4, abs=1e-4)  # 1/(2M^2) sum|o_i - o_j|
+        assert m[f"cBottle.tas.spread.{period}"] == pytest.approx(np.std(OFFSETS, ddof=1), abs=1e-4)
