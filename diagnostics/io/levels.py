@@ -53,9 +53,16 @@ def match_level(have_pa: np.ndarray, want_pa: float) -> int | None:
     return int(np.flatnonzero(close)[0]) if close.any() else None
 
 
+#: The readers interpolate only between source levels at most this factor apart in pressure: the
+#: widest step of the CMIP6 19 levels is 100 -> 70 hPa (1.43), 300 -> 200 hPa is 1.5; a wider gap
+#: (850 -> 500 hPa: 1.7) would be a guess, so that level is left out instead.
+READER_MAX_GAP = 1.5
+
+
 def _one_level(da: xr.DataArray, dim: str, have: np.ndarray, want: float, method: Method,
-               coordinate: str) -> xr.DataArray | None:
-    """The field at ``want`` Pa, or None when it lies outside the source's range."""
+               coordinate: str, max_gap: float | None = None) -> xr.DataArray | None:
+    """The field at ``want`` Pa, or None when it lies outside the source's range (or, with
+    ``max_gap``, between source levels more than that factor apart in pressure)."""
     exact = match_level(have, want)
     if exact is not None:
         return da.isel({dim: exact}, drop=True)
@@ -63,6 +70,8 @@ def _one_level(da: xr.DataArray, dim: str, have: np.ndarray, want: float, method
         return None
     below = int(np.flatnonzero(have > want)[np.argmin(have[have > want])])  # nearest higher pressure
     above = int(np.flatnonzero(have < want)[np.argmax(have[have < want])])
+    if max_gap is not None and have[below] / have[above] > max_gap * (1 + LEVEL_RTOL):
+        return None
     f = np.log if coordinate == "logp" else (lambda x: x)
     w = float((f(want) - f(have[below])) / (f(have[above]) - f(have[below])))  # 0 at below, 1 at above
     if method == "nearest":
@@ -82,7 +91,7 @@ def _check_axis(have: np.ndarray, dim: str, name: str, source: str) -> None:
 
 def to_levels(da: xr.DataArray, levels_hpa: tuple[int, ...] = PLEV_HPA, *, method: Method = "linear",
               coordinate: Literal["logp", "p"] = "logp", outside: Literal["nan", "error", "drop"] = "nan",
-              source: str = "dataset") -> xr.DataArray:
+              source: str = "dataset", max_gap: float | None = None) -> xr.DataArray:
     """``da`` on ``levels_hpa`` as the contract ``plev`` (Pa, surface first), lazily.
 
     y(p) = (1 - w) x(p_b) + w x(p_a), w = (ln p - ln p_b) / (ln p_a - ln p_b) between the
@@ -90,8 +99,9 @@ def to_levels(da: xr.DataArray, levels_hpa: tuple[int, ...] = PLEV_HPA, *, metho
     ``LEVEL_ATOL_PA`` / ``LEVEL_RTOL`` of a source level is that level, unchanged.
     ``outside``: a level beyond the source's range is NaN (``"nan"``), refused (``"error"``) or
     left out (``"drop"``: the readers' choice, as the contract allows a subset of the levels;
-    InputError when no level is left). ``vertical_interpolation`` names the interpolated levels
-    (absent when every level was a source level).
+    InputError when no level is left). ``max_gap``: a level between source levels more than this
+    factor apart in pressure counts as not available too. ``vertical_interpolation`` names the
+    interpolated levels (absent when every level was a source level).
     """
     if method not in ("linear", "nearest") or coordinate not in ("logp", "p") or \
             outside not in ("nan", "error", "drop"):
@@ -105,7 +115,7 @@ def to_levels(da: xr.DataArray, levels_hpa: tuple[int, ...] = PLEV_HPA, *, metho
     kept: list[int] = []
     pieces = []
     for hpa in levels_hpa:
-        one = _one_level(da, dim, have, hpa * 100.0, method, coordinate)
+        one = _one_level(da, dim, have, hpa * 100.0, method, coordinate, max_gap)
         if one is None:
             missing.append(hpa)
             if outside == "drop":
@@ -131,18 +141,21 @@ def to_levels(da: xr.DataArray, levels_hpa: tuple[int, ...] = PLEV_HPA, *, metho
             f"{'' if method == 'nearest' else ' in log p' if coordinate == 'logp' else ' in p'} from "
             f"{have.size} source levels, never extrapolated")
     if missing:
+        why = "outside the source levels" + ("" if max_gap is None else
+                                             f" or between levels more than x{max_gap:g} apart")
         out.attrs["levels_not_available"] = " ".join(map(str, missing)) + (
-            " hPa (outside the source levels: left out)" if outside == "drop" else
-            " hPa (outside the source levels: NaN)")
+            f" hPa ({why}: left out)" if outside == "drop" else f" hPa ({why}: NaN)")
     out.name = da.name
     return out
 
 
 def contract_levels(da: xr.DataArray, levels_hpa: tuple[int, ...], source: str, name: str) -> xr.DataArray:
     """The readers' level selection: ``da`` (a ``plev`` axis in Pa) on the catalogue levels it
-    covers, surface first, as contract ``plev``; levels a source lacks inside its range are
-    interpolated linearly in log p, levels outside it are left out (:func:`to_levels`)."""
-    return to_levels(da.rename(name) if da.name != name else da, levels_hpa, outside="drop", source=source)
+    covers, surface first, as contract ``plev``; a level the source lacks between two source
+    levels at most :data:`READER_MAX_GAP` apart is interpolated linearly in log p, others
+    (outside the range, or across a wider gap) are left out (:func:`to_levels`)."""
+    return to_levels(da.rename(name) if da.name != name else da, levels_hpa, outside="drop", source=source,
+                     max_gap=READER_MAX_GAP)
 
 
 def contract_level(da: xr.DataArray, level_hpa: int, source: str, name: str) -> xr.DataArray:

@@ -93,3 +93,13 @@ def test_zg_on_19_levels_given_as_geopotential_is_converted_by_magnitude(tmp_pat
     ds = open_dataset(str(tmp_path / "zg.nc"))
     np.testing.assert_allclose(ds["zg500"].values, height[:, 5], rtol=1e-6)
     assert "divided by g0" in ds["zg500"].attrs["comment"]
+
+
+def test_a_level_across_a_wide_gap_is_left_out_not_guessed(tmp_path):
+    src = np.array([85000.0, 50000.0])  # 700 hPa lies between levels x1.7 apart: not interpolated
+    ta = np.broadcast_to(_profile(src)[None, :, None, None], (2, src.size, 4, 8))
+    _write(tmp_path / "ta.nc", "ta", ta, "K", plev=src)
+    ds = open_dataset(str(tmp_path / "ta.nc"))
+    assert ds["plev"].values.tolist() == [85000.0, 50000.0]
+    assert ds["ta"].attrs["levels_not_available"].startswith("1000 700 250 100 50 hPa (outside the source "
+                                                             "levels or between levels more than x1.5 apart")
