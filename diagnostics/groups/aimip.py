@@ -269,8 +269,8 @@ def daily_inputs(paths: dict, grid: Grid, variables: list[str], res: Results) ->
             continue
         try:
             fields = read_daily(found.files, wanted)
-        except InputError as exc:
-            res.skip(f"{name}.aimip_e4", f"daily files not read: {exc}")
+        except (InputError, ValueError, KeyError, OSError) as exc:  # a bad day file costs E4 only
+            res.skip(f"{name}.aimip_e4", f"daily files not read: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             continue
         if not fields:
             res.skip(f"{name}.aimip_e4", f"its day-table files ({found.summary}) hold no {' or '.join(wanted)}")
