@@ -146,3 +146,14 @@ def test_e4_skipped_in_one_line_without_or_with_bad_daily_files_and_e1_on_the_2p
         assert m[f"TOY.tas.aimip_rmsb_2p8deg.{period}.member2"] == pytest.approx(0.75, abs=1e-4)
         assert m[f"TOY.tas.aimip_rmsb_2p8deg_median.{period}"] == pytest.approx(0.5, abs=1e-4)
         assert m[f"TOY.ta850.aimip_rmsb_2p8deg_max.{period}"] == pytest.approx(0.75, abs=1e-4)
+
+
+def test_daily_period_is_1979_when_covered_else_the_longest_run_of_whole_months():
+    from diagnostics.data.timeaxis import Period
+    from diagnostics.groups.aimip import daily_period
+    from diagnostics.metrics.aimip import DAILY_PERIOD
+    months = set(range(Month(1978, 10).index, Month(1979, 12).index + 1))  # the first 15 months
+    assert daily_period(months) == DAILY_PERIOD
+    months = set(range(Month(2024, 1).index, Month(2024, 12).index + 1)) | {Month(1979, 3).index}
+    assert daily_period(months) == Period(Month(2024, 1), Month(2024, 12))  # the last 12 months
+    assert daily_period(set()) is None
