@@ -798,6 +798,39 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
 KNOWN = {"climatology", "bias", "zonal_bias", "trend", "std_anomaly", "nino34_regression", "nino34_index",
          "eof_pattern", "eof_pc", "crps_map", "rank_histogram", "global_mean_series", "sh_spectrum",
          "zonal_spectrum", "warming_response"}
+#: Fields of the official AI-MIP groups (diagnostics/groups/aimip.py), drawn by :func:`aimip_official`.
+AIMIP_FIELDS = {"aimip_trend_bias", "aimip_global_mean_series", "aimip_enso_coefficient", "aimip_daily_std"}
+KNOWN |= AIMIP_FIELDS
+
+
+def aimip_official(md: MetricsDir) -> Section:
+    """The official AI-MIP E2-E4 fields (preferred period only; every number is in the tables)."""
+    sec = Section("aimip", "AI-MIP official evaluation (E2-E4)",
+                  intro="Fields of the official AI-MIP evaluation as ai2cm/AIMIP computes it (cos-lat weights, "
+                        "|lat| <= 87.5, member means of per-member maps; docs/metrics.md, \"AI-MIP E1-E5\").")
+    for diag, title, diverging, how, lon0 in (
+            ("aimip_trend_bias", "trend bias of annual means (E2)", True,
+             "Member mean of model minus reference trend per decade.", 0.0),
+            ("aimip_enso_coefficient", "regression on the relative Niño-3.4 index (E3)", True,
+             "Raw monthly field per K of the index; compare pattern and amplitude.", 180.0),
+            ("aimip_daily_std", "std of daily departures from the monthly mean (E4)", False,
+             "Within-month (weather) variability of the day files.", 0.0)):
+        for g in period_groups(md, diag):
+            fig = map_figure(md, diag, g, f"{labels.channel(g['channel'])} {title}", how=how,
+                             diverging_fields=diverging, central_longitude=lon0)
+            if fig:
+                sec.items.append(fig)
+    for g in period_groups(md, "aimip_global_mean_series"):
+        fields = md.select(diagnostic="aimip_global_mean_series", **g)
+        ref = next((d for d in fields if attr(d, "model") == REFERENCE), None)
+        lines, units, xlabel = series_lines(md, [d for d in fields if attr(d, "model") != REFERENCE], ref)
+        caption = short_caption(md, "Cos-lat global mean of annual means (E2): members (thin), ensemble mean "
+                                    "(thick), reference (black)", g, units, "The E2 trends are the slopes of these.")
+        sec.items.append(Figure(FigureSpec("lines", slug("aimip-global-mean-series", g["channel"], g["period"]),
+                                           f"{labels.channel(g['channel'])} annual global mean (E2), "
+                                           f"{when(md, g['period'])}", caption, lines=lines,
+                                           options={"xlabel": xlabel, "ylabel": units})))
+    return sec
 
 
 def other(md: MetricsDir) -> Section:
@@ -890,6 +923,9 @@ def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) 
     appendix after them), figures and tables numbered consecutively, figure names unique."""
     secs = [overview(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
+    official = aimip_official(md)
+    if official.items:
+        secs.append(official)
     oth = other(md)
     if oth.items or oth.notes:
         secs.append(oth)

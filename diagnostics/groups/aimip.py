@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..align import overlap
 from ..data.errors import InputError
 from ..data.grid import Grid, grid_of
 from ..data.timeaxis import Month, Period, month_index, period_of
@@ -167,7 +168,7 @@ class AimipE2(Group):
 
 @register
 class AimipE3(Group):
-    """E3 per period (train, test, all): each member's regression map on the relative, 3-month
+    """E3 per period (train, test, all = 1979-01..2024-12 within the window): each member's regression map on the relative, 3-month
     smoothed Nino-3.4 index and the cos-lat RMSE of its difference from the reference's map
     (``aimip_enso_rmse``), median / min / max over members; field: the member-mean map of the
     whole window (``all``) and the reference's."""
@@ -191,7 +192,8 @@ class AimipE3(Group):
                            "(--nino34-index relative)")
             return
         periods = {n: p for n, p in subject.periods.items() if n in ("train", "test")}
-        periods["all"] = ctx.window
+        # "all" is the official 1979-01..2024-12 (the spin-up months 1978-10..12 left out) within the window
+        periods["all"] = overlap(aimip.ENSO_PERIOD, ctx.window) or ctx.window
         e3 = aimip.e3_enso(subject.da, ctx.ref, ctx.index, aimip.AimipEvaluation(enso_periods=periods))
         coef = e3["coefficient"].mean("member") if "member" in e3["coefficient"].dims else e3["coefficient"]
         lazy = xr.Dataset({"coefficient_rmse": e3["coefficient_rmse"], "coefficient_map": coef,
@@ -269,8 +271,8 @@ def daily_inputs(paths: dict, grid: Grid, variables: list[str], res: Results) ->
             continue
         try:
             fields = read_daily(found.files, wanted)
-        except InputError as exc:
-            res.skip(f"{name}.aimip_e4", f"daily files not read: {exc}")
+        except (InputError, ValueError, KeyError, OSError) as exc:  # a bad day file costs E4 only
+            res.skip(f"{name}.aimip_e4", f"daily files not read: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             continue
         if not fields:
             res.skip(f"{name}.aimip_e4", f"its day-table files ({found.summary}) hold no {' or '.join(wanted)}")

@@ -109,7 +109,7 @@ def test_huss_from_dewpoint_when_only_tdas_and_ps_are_given(tmp_path):
     assert "huss" in read_aimip([str(f) for f in files], variables=["huss"])
 
 
-def test_e4_skipped_in_one_line_without_daily_files_and_e1_on_the_2p8_grid(tmp_path, capsys):
+def test_e4_skipped_in_one_line_without_or_with_bad_daily_files_and_e1_on_the_2p8_grid(tmp_path, capsys):
     grid = equiangular(2.5)
     axis = monthly_axis(Month(2010, 1), Month(2012, 12), "noleap")
     rng = np.random.default_rng(2)
@@ -125,6 +125,8 @@ def test_e4_skipped_in_one_line_without_daily_files_and_e1_on_the_2p8_grid(tmp_p
         hist[v].attrs = {"units": "K"}
     write_aimip(ref_ds, tmp_path / "ref", "ERA5", "aimip")
     write_aimip(hist, tmp_path / "hist", "TOY", "aimip")
+    # a day file that is not netCDF costs E4 of this input only
+    (tmp_path / "hist" / "ta_day_TOY_aimip_r1i1p1f1_gn_20100101-20101231.nc").write_text("not netCDF")
     code = main(["--ensemble", f"TOY={tmp_path / 'hist'}", "--reference", str(tmp_path / "ref"),
                  "--out", str(tmp_path / "out"), "--report", "none", "--no-progress", "--no-baselines",
                  "--no-spectra", "--variables", "tas,ta", "--train-period", "2010-01:2011-12",
@@ -132,7 +134,10 @@ def test_e4_skipped_in_one_line_without_daily_files_and_e1_on_the_2p8_grid(tmp_p
     err = capsys.readouterr().err
     assert code == 0, err
     lines = [line for line in err.splitlines() if "aimip_e4" in line]
-    assert len(lines) == 2 and all("no day-table files" in line for line in lines), lines  # reference, TOY
+    assert len(lines) == 2, lines
+    assert "skipped reference.aimip_e4: no day-table files" in lines[0]
+    assert "skipped TOY.aimip_e4: daily files not read:" in lines[1]
+    assert "ta_day_TOY_aimip_r1i1p1f1_gn_20100101-20101231.nc: cannot read as netCDF" in lines[1]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]
     assert not any("aimip_daily" in k for k in m)
     for period in ("train", "test"):
@@ -141,3 +146,14 @@ def test_e4_skipped_in_one_line_without_daily_files_and_e1_on_the_2p8_grid(tmp_p
         assert m[f"TOY.tas.aimip_rmsb_2p8deg.{period}.member2"] == pytest.approx(0.75, abs=1e-4)
         assert m[f"TOY.tas.aimip_rmsb_2p8deg_median.{period}"] == pytest.approx(0.5, abs=1e-4)
         assert m[f"TOY.ta850.aimip_rmsb_2p8deg_max.{period}"] == pytest.approx(0.75, abs=1e-4)
+
+
+def test_daily_period_is_1979_when_covered_else_the_longest_run_of_whole_months():
+    from diagnostics.data.timeaxis import Period
+    from diagnostics.groups.aimip import daily_period
+    from diagnostics.metrics.aimip import DAILY_PERIOD
+    months = set(range(Month(1978, 10).index, Month(1979, 12).index + 1))  # the first 15 months
+    assert daily_period(months) == DAILY_PERIOD
+    months = set(range(Month(2024, 1).index, Month(2024, 12).index + 1)) | {Month(1979, 3).index}
+    assert daily_period(months) == Period(Month(2024, 1), Month(2024, 12))  # the last 12 months
+    assert daily_period(set()) is None

@@ -26,7 +26,7 @@ from diagnostics.io.writer import write_aimip
 GRID = equiangular(11.25)
 START, END = Month(1978, 10), Month(1986, 12)
 TRAIN, TEST = (Month(1979, 1), Month(1983, 12)), (Month(1984, 1), Month(1986, 12))
-ALL = (START, END)
+ALL = (Month(1979, 1), END)  # E3 "all": the official 1979-01..2024-12 within the window (no spin-up months)
 N_MEMBERS = 3
 BIAS = (0.5, 1.5, 3.0)            # K, times a spatial pattern for members 1 and 2
 EXTRA_TREND = (0.4, -0.2, 0.0)    # K per decade added to the model's tas
