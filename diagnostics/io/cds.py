@@ -15,7 +15,7 @@ Latitude 90..-90 is flipped, longitude 0..359.75 kept. Conversions: monthly-mean
 is metres per day -> kg m-2 s-1 (x 1000 / 86400); ``avg_tprate``/``mtpr`` already are
 rates; ``z`` on levels is geopotential -> ``zg500`` (/ g0); single-level ``z`` is the
 surface geopotential -> ``orog``; ``d2m`` -> ``tdas``; optionally ``huss`` from ``d2m``
-and ``sp`` (Bolton, see :func:`.units.specific_humidity_from_dewpoint`).
+and ``sp`` by the official AI-MIP Tetens formula (:func:`.levels.huss_from_tdas`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from . import units as U
 from .combine import Piece, concat_time, merge_on_common_months
 from .coords import check_same_grid, standard_coords
 from .files import is_grib, open_grib, open_netcdf
-from .levels import contract_level, contract_levels
+from .levels import contract_level, contract_levels, huss_from_tdas
 
 _DROP = ("number", "expver", "step", "surface", "heightAboveGround", "time_bnds", "time_bounds",
          "meanSea", "depthBelowLandLayer", "entireAtmosphere")
@@ -153,7 +153,7 @@ def read_cds(paths: list[str], variables: list[str] | None = None, derive_huss: 
         if missing:
             raise InputError("--derive-huss needs 2 m dewpoint (d2m) and surface pressure (sp); "
                              f"missing {missing}", source)
-        fields["huss"] = U.specific_humidity_from_dewpoint(fields["tdas"], fields["ps"])
+        fields["huss"] = huss_from_tdas(fields["tdas"], fields["ps"])
     ds = merge_on_common_months(fields, source)
     if "member" in ds.dims:
         labels = [f"number={int(m) - 1}" for m in ds["member"].values]

@@ -23,7 +23,7 @@ from ..data.timeaxis import Period, to_monthly_axis
 from . import units as U
 from .coords import standard_coords
 from .files import open_zarr
-from .levels import contract_level, contract_levels
+from .levels import contract_level, contract_levels, huss_from_tdas
 
 _PRECIP = re.compile(r"^total_precipitation(?:_(\d+)hr)?$")
 def wb2_variable(name: str) -> catalogue.Variable | None:
@@ -117,7 +117,7 @@ def read_wb2(path: str, variables: list[str] | None = None, period: Period | Non
             raise InputError("--derive-huss needs 2m_dewpoint_temperature and surface_pressure; "
                              f"missing {missing}", path)
         # at the native sampling, before averaging: the mean of q, not q of the mean dewpoint
-        fields["huss"] = U.specific_humidity_from_dewpoint(fields["tdas"], fields["ps"])
+        fields["huss"] = huss_from_tdas(fields["tdas"], fields["ps"])
     ds = xr.Dataset({n: f for n, f in fields.items() if "time" in f.dims})
     if step < 27 * 86400:
         months = complete_months(ds["time"], step)

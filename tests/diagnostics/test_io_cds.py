@@ -51,8 +51,9 @@ def test_derive_huss_from_dewpoint(old):
     d, raw = old
     ds = open_dataset(str(d), variables=["huss"], derive_huss=True)
     td, sp = raw["d2m"][:3, ::-1], raw["sp"][:3, ::-1]
-    e = 611.2 * np.exp(17.67 * (td - 273.15) / (td - 273.15 + 243.5))
-    np.testing.assert_allclose(ds["huss"].values[:3], 0.622 * e / (sp - 0.378 * e), rtol=1e-5)
+    eps = 287.0597 / 461.5250
+    e = 611.21 * np.exp(17.502 * (td - 273.16) / (td - 32.19))  # official AI-MIP Tetens
+    np.testing.assert_allclose(ds["huss"].values[:3], eps * e / (sp - (1 - eps) * e), rtol=1e-5)
     assert list(ds.data_vars) == ["huss", "time_bnds"]
 
 

@@ -110,8 +110,9 @@ def test_hourly_precipitation_and_derived_huss(tmp_path):
     raw.to_zarr(tmp_path / "hourly.zarr", mode="w", zarr_format=2)
     ds = open_dataset(str(tmp_path / "hourly.zarr"), derive_huss=True)
     np.testing.assert_allclose(ds["pr"].values[0], tp.mean(axis=0) * 1000.0 / 3600.0, rtol=1e-5)
-    e = 611.2 * np.exp(17.67 * (td - 273.15) / (td - 273.15 + 243.5))
-    q = 0.622 * e / (sp - 0.378 * e)
+    eps = 287.0597 / 461.5250
+    e = 611.21 * np.exp(17.502 * (td - 273.16) / (td - 32.19))  # official AI-MIP Tetens
+    q = eps * e / (sp - (1 - eps) * e)
     np.testing.assert_allclose(ds["huss"].values[0], q.mean(axis=0), rtol=1e-5)  # mean of hourly q
 
 
