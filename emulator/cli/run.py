@@ -81,12 +81,15 @@ def _main(argv: list[str]) -> int:
     check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
     if lim and args.guide:
         raise InputError("--guide steers the diffusion sampler; a linear inverse model has none", args.checkpoint)
-    if lim:  # a linear inverse model (emulator/lim): its own runner
-        from ..lim.cli import run_command
-        return run_command(args, cfg, out)
+    from ..rollout import run_rollout
+
+    if lim:  # a linear inverse model (emulator/lim) behind the same rollout
+        from ..lim.cli import prepare_run
+
+        stepper, forcing, initial, identity = prepare_run(args, cfg)
+        return _run(stepper, forcing, initial, cfg, out, identity, args, "LIM ")
     from .. import checkpoint
     from ..forcing import ForcingReader, forcing_directory, resolve_initial_state
-    from ..rollout import run_rollout
     from ..train import resolve_device
 
     meta = checkpoint.read_meta(args.checkpoint)
@@ -107,12 +110,19 @@ def _main(argv: list[str]) -> int:
     identity = {"checkpoint_sha256": meta["sha256"][f"{args.weights}.safetensors"], "weights": args.weights,
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
+    return _run(model, forcing, initial, cfg, out, identity, args)
+
+
+def _run(stepper, forcing, initial, cfg, out: Path, identity: dict, args: argparse.Namespace, what: str = "") -> int:
+    """Run (or resume) the rollout and print its one-line summary."""
+    from ..rollout import run_rollout
+
     # progress bars only on a terminal: redraws written into a log file are noise (issue 16)
-    state = run_rollout(model, forcing, initial, cfg, out, identity, resume=args.resume,
+    state = run_rollout(stepper, forcing, initial, cfg, out, identity, resume=args.resume,
                         batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty())
     s = state.summary
     rate = s.get("member_months_per_s")
-    print(f"emulator-run: {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
+    print(f"emulator-run: {what}{cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
           f"{s.get('files')} files, {s.get('output_bytes', 0) / 1e6:.1f} MB in {out}; "
           f"wall {s.get('wall_s', 0):.1f} s, " + (f"{rate:.3g} member-months/s" if rate else "nothing left to compute"))
     return 0
