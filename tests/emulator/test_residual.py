@@ -10,6 +10,7 @@ import pytest
 import torch
 import xarray as xr
 
+from diagnostics.data.timeaxis import Month
 from diagnostics.io.writer import write_prepared
 from emulator.cli.run import main as run_main
 from emulator.cli.train import main as train_main
@@ -102,3 +103,118 @@ def test_generated_members_have_the_planted_spread_memory_and_forced_mean():
     # far below the conditioning run's own noise (which a model ignoring z_c would keep)
     assert mean_err.std() < 0.25 * cond_noise.std()
     assert abs(np.corrcoef(mean_err.ravel(), cond_noise.ravel())[0, 1]) < 0.15
+
+
+# ---------------------------------------------------------------------------- the commands, on toy data
+TINY_MD = {
+    "name": "tiny-around-encoder",
+    "data": {"state": ["tas", "pr", "zg500"], "train_period": "2000-07:2001-12", "valid_period": "2000-01:2000-06"},
+    "model": {"latent_channels": 2, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4, "decoder_rank": 4,
+              "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 2, "ddim_steps": 2},
+    "train": {"epochs": 1, "batch_size": 9, "lr": 3e-3, "warmup_steps": 1, "ema_decay": 0.5},
+    "validation": {"every": 0, "members": 2},
+}
+
+
+def _members(n: int, **kw) -> xr.Dataset:
+    """A toy ensemble: the state of make_toy_dataset(seed=s) per member, the forcing of seed 0."""
+    base = make_toy_dataset(**kw)
+    state = [v for v in ("tas", "pr", "zg500")]
+    parts = [make_toy_dataset(seed=s, **kw)[state] for s in range(n)]
+    ens = xr.concat(parts, dim="member").assign_coords(member=np.arange(1, n + 1))
+    return xr.merge([ens, base.drop_vars(state)])
+
+
+@pytest.fixture(scope="module")
+def around(tmp_path_factory):
+    from emulator import config as config_mod
+    from emulator.train import Trainer
+
+    root = tmp_path_factory.mktemp("around")
+    ens = write_prepared(_members(3, start="2000-01", end="2001-12"), root / "members", {"fingerprint": "toy-ens"})
+    single = write_prepared(make_toy_dataset(start="2000-01", end="2001-12"), root / "single", {"fingerprint": "t0"})
+    cfg = json.loads(json.dumps(TINY_MD))
+    cfg["data"]["path"] = str(single)
+    Trainer(config_mod.from_dict(cfg), root / "md", device="cpu", progress=False).run()
+    (root / "around.yaml").write_text(
+        f"type: around\nname: toy-around\nencoder: {root / 'md'}\ndata: {{train_period: '2000-01:2001-12'}}\n"
+        "model: {forcing_modes: 2, hidden: 8, depth: 2, steps: 2}\ntrain: {iterations: 20, batch_size: 16}\n")
+    assert train_main(["--config", str(root / "around.yaml"), "--data", str(ens), "--out", str(root / "fit")]) == 0
+    return {"root": root, "members": ens, "fit": root / "fit"}
+
+
+def _run(around, out, *extra) -> int:
+    return run_main(["--checkpoint", str(around["fit"]), "--around", str(around["members"]), "--experiment",
+                     "historical", "--members", "3", "--start", "2000-01", "--end", "2000-08", "--out", str(out),
+                     "--device", "cpu", "--no-progress", *extra])
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_around_run_writes_members_around_the_conditioning_run_and_resumes(around, tmp_path):
+    from diagnostics.io.open import open_dataset
+    from emulator.residual import checkpoint as around_ckpt
+    from emulator.residual.cli import prepare_run
+    from emulator.rollout import RolloutConfig, run_rollout
+    import argparse
+
+    out = tmp_path / "full"
+    assert _run(around, out, "--around-member", "2") == 0
+    ds = open_dataset(out)
+    assert ds.attrs["source_id"] == "MD-around" and dict(ds["tas"].sizes)["member"] == 3
+    cond = xr.open_zarr(around["members"] / "dataset.zarr").sel(member=2)["tas"].isel(time=slice(0, 8)).values
+    tas = ds["tas"].values
+    np.testing.assert_allclose(tas[:, 0], np.broadcast_to(cond[0], tas[:, 0].shape), rtol=1e-6)  # start: x_c
+    assert np.isfinite(tas).all() and not np.array_equal(tas[0, 5], tas[1, 5])
+    # members stay near the conditioning run (residuals of the size of the members' differences)
+    spread = float(np.std(tas[:, 1:] - cond[None, 1:]))
+    assert 0 < spread < 10 * float(np.std(cond[1:] - cond[1:].mean(0)) + 1.0)
+    # resume: a run stopped after 4 months and resumed writes the same files
+    args = argparse.Namespace(checkpoint=str(around["fit"]), around=str(around["members"]), around_member=2,
+                              forcing=None, device="cpu", steps=None)
+    cfg = RolloutConfig(members=3, start=Month(2000, 1), end=Month(2000, 8), model_name="MD-around").check()
+    stepper, forcing, initial, identity = prepare_run(args, cfg)
+    state = run_rollout(stepper, forcing, initial, cfg, tmp_path / "resumed", identity, progress=False, stop_after=4)
+    assert state.completed == 4
+    assert run_rollout(stepper, forcing, initial, cfg, tmp_path / "resumed", identity, resume=True,
+                       progress=False).status == "complete"
+    for p in out.glob("*.nc"):
+        a, b = xr.open_dataset(p), xr.open_dataset(tmp_path / "resumed" / p.name)
+        var = p.name.split("_")[0]
+        np.testing.assert_array_equal(a[var].values, b[var].values, err_msg=p.name)
+    assert around_ckpt.read_meta(around["fit"])["fit"]["pairs"] == 6
+
+
+def test_around_bad_inputs_fail_with_one_line(around, tmp_path, capsys):
+    # a conditioning run on another grid
+    coarse = write_prepared(_members(2, start="2000-01", end="2001-12", resolution=22.5), tmp_path / "coarse",
+                            {"fingerprint": "toy-coarse"})
+    assert _run(around, tmp_path / "r1", "--around", str(coarse)) == 2
+    assert "conditioning run (--around) is on" in _error(capsys)
+    # a conditioning run without a variable the model needs
+    noz = write_prepared(_members(2, start="2000-01", end="2001-12").drop_vars("zg500"), tmp_path / "noz",
+                         {"fingerprint": "toy-noz"})
+    assert _run(around, tmp_path / "r2", "--around", str(noz)) == 2
+    assert "missing variable 'zg500'" in _error(capsys)
+    # a conditioning run that does not cover the run's months
+    short = write_prepared(_members(2, start="2000-01", end="2000-05"), tmp_path / "short", {"fingerprint": "toy-s"})
+    assert _run(around, tmp_path / "r3", "--around", str(short), "--forcing", str(around["members"])) == 2
+    assert "conditioning run (--around) is missing 3 month(s) (2000-06..2000-08)" in _error(capsys)
+    # a member it does not have, --around without a residual checkpoint, and the other way round
+    assert _run(around, tmp_path / "r4", "--around-member", "9") == 2
+    assert "--around-member 9: the conditioning run has members [1, 2, 3]" in _error(capsys)
+    md = around["root"] / "md"
+    assert run_main(["--checkpoint", str(md), "--around", str(around["members"]), "--experiment", "historical",
+                     "--out", str(tmp_path / "r5")]) == 2
+    assert "--around needs a residual-ensemble checkpoint" in _error(capsys)
+    assert run_main(["--checkpoint", str(around["fit"]), "--experiment", "historical",
+                     "--out", str(tmp_path / "r6")]) == 2
+    assert "runs with --around PATH" in _error(capsys)
+    # a training set without members
+    assert train_main(["--config", str(around["root"] / "around.yaml"), "--data", str(around["root"] / "single"),
+                       "--out", str(tmp_path / "f1")]) == 2
+    assert "needs a member dim with at least 2 members" in _error(capsys)
