@@ -4,8 +4,8 @@
     name: around
     encoder: outputs/demo/train          # the Monthly Diffusion checkpoint whose encoder/decoder is frozen
     data: {path: data/synth-train-members, train_period: "1979-01:2024-12"}
-    model: {forcing_modes: 6, hidden: 48, depth: 4, steps: 10}
-    train: {iterations: 1500, batch_size: 64, lr: 2.0e-3, seed: 0}
+    model: {forcing_modes: 6, hidden: 32, depth: 3, steps: 10}
+    train: {iterations: 600, batch_size: 32, lr: 3.0e-3, seed: 0}
 
 Unknown keys, wrong types and bad values raise one-line :class:`InputError` naming the key.
 """
@@ -40,16 +40,16 @@ class AroundModel:
     """Sizes: the linear mean of the residual step and the diffusion of its innovations."""
 
     forcing_modes: int = 6  # leading EOFs of the SST anomaly used as predictors of the forced signal
-    hidden: int = 48  # channels of the convolutional denoiser
-    depth: int = 4  # its 3x3 convolution layers
+    hidden: int = 32  # channels of the convolutional denoiser
+    depth: int = 3  # its 3x3 convolution layers
     steps: int = 10  # denoising steps at run time (ancestral sampler)
 
 
 @dataclass
 class AroundTrain:
-    iterations: int = 1500
-    batch_size: int = 64
-    lr: float = 2.0e-3
+    iterations: int = 600
+    batch_size: int = 32
+    lr: float = 3.0e-3
     seed: int = 0
 
 
