@@ -69,12 +69,15 @@ class ResidualStepper:
     def condition(self, forcing: torch.Tensor, month: torch.Tensor) -> AroundConditioning:
         """``forcing [B, F + C, H, W]``: the forcing, then the conditioning run's state (same for every member)."""
         f, x_c = forcing[:, :self.n_forcing], forcing[:, self.n_forcing:]
+        b = len(month)
         cond = self.md.condition(f, month)
-        z_c = self.md.init(x_c, cond, None, sample=False)
-        decoded = self.md.decode(z_c, cond, None)
+        # the conditioning run is the same for every member: encode and decode it once
+        one = self.md.condition(f[:1], month[:1])
+        z_c = self.md.init(x_c[:1], one, None, sample=False)
+        decoded = self.md.decode(z_c, one, None)
         u = self.model.forcing_predictors(f[0, self.tos].numpy(), int(month[0])).to(self.device)
-        return AroundConditioning(cond, x_c.to(self.device), z_c, decoded, u.unsqueeze(0).expand(len(month), -1),
-                                  month.to(self.device))
+        return AroundConditioning(cond, x_c.to(self.device), z_c.expand(b, -1, -1, -1), decoded.expand(b, -1, -1, -1),
+                                  u.unsqueeze(0).expand(b, -1), month.to(self.device))
 
     def perturb(self, state: torch.Tensor, month: torch.Tensor, scale: float, generators: Generators) -> torch.Tensor:
         return self.md.perturb(state, month, scale, generators)
