@@ -7,7 +7,7 @@ rollout keeps is the residual ``r``. Per month (conditioning of month t+1)::
 
     z_c      = E(x_c)                                (frozen encoder, posterior mean)
     r_{t+1}  = s_r (mean_step(r_t, z_c(t+1), z_c(t), u) + s_e e), e ~ diffusion(. | r_t, season)
-    x_{t+1}  = x_c + D(z_c + r_{t+1}) - D(z_c)        (decoder; its residual noise per member)
+    x_{t+1}  = denorm(norm(x_c) + D(z_c + r_{t+1}) - D(z_c))   (normalised decoder; its residual noise per member)
 
 Decoding the difference keeps what the latent does not carry of the conditioning run (D(z_c)
 is not x_c exactly): with r = 0 a member is the conditioning run itself. The start month is
@@ -39,9 +39,9 @@ class AroundConditioning:
     and the SST predictors ``u``."""
 
     md: Conditioning
-    x_c: torch.Tensor
+    x_c: torch.Tensor  # normalised (transformed: sqrt of pr) conditioning state
     z_c: torch.Tensor
-    decoded_c: torch.Tensor
+    decoded_c: torch.Tensor  # normalised decode of z_c
     u: torch.Tensor
     month: torch.Tensor
 
@@ -74,9 +74,10 @@ class ResidualStepper:
         # the conditioning run is the same for every member: encode and decode it once
         one = self.md.condition(f[:1], month[:1])
         z_c = self.md.init(x_c[:1], one, None, sample=False)
-        decoded = self.md.decode(z_c, one, None)
+        decoded = self.md.decode_normalised(z_c, one).float()
+        x_c_n = self.md.model.normaliser.normalise_state(x_c[:1].to(self.device), one.month)
         u = self.model.forcing_predictors(f[0, self.tos].numpy(), int(month[0])).to(self.device)
-        return AroundConditioning(cond, x_c.to(self.device), z_c.expand(b, -1, -1, -1), decoded.expand(b, -1, -1, -1),
+        return AroundConditioning(cond, x_c_n.expand(b, -1, -1, -1), z_c.expand(b, -1, -1, -1), decoded.expand(b, -1, -1, -1),
                                   u.unsqueeze(0).expand(b, -1), month.to(self.device))
 
     def perturb(self, state: torch.Tensor, month: torch.Tensor, scale: float, generators: Generators) -> torch.Tensor:
@@ -104,8 +105,15 @@ class ResidualStepper:
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, cond: AroundConditioning, generators: Generators) -> torch.Tensor:
-        x = self.md.decode(cond.z_c + latent.to(self.device), cond.md, generators)
-        return (cond.x_c + x - cond.decoded_c).cpu()
+        """``x = denorm(norm(x_c) + D_n(z_c + r) - D_n(z_c))``: the difference is taken in the normalised
+        (transformed) space, so sqrt-transformed channels (pr) stay >= 0; the decoder's residual
+        noise (when the model has it) is drawn per member as in the emulator's own decode."""
+        m = self.md.model
+        noise = None
+        if m.cfg.residual_noise and generators is not None:
+            noise = diffusion.draw_noise(1, m.residual_noise_shape(latent.shape[0]), generators, self.device)[0]
+        x_n = self.md.decode_normalised(cond.z_c + latent.to(self.device), cond.md, noise).float()
+        return m.normaliser.denormalise_state(cond.x_c + x_n - cond.decoded_c, cond.md.month).cpu()
 
 
 class AroundForcing:

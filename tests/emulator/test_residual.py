@@ -170,6 +170,7 @@ def test_around_run_writes_members_around_the_conditioning_run_and_resumes(aroun
     tas = ds["tas"].values
     np.testing.assert_allclose(tas[:, 0], np.broadcast_to(cond[0], tas[:, 0].shape), rtol=1e-6)  # start: x_c
     assert np.isfinite(tas).all() and not np.array_equal(tas[0, 5], tas[1, 5])
+    assert (ds["pr"].values >= 0).all()  # the difference is decoded in the transformed (sqrt) space
     # members stay near the conditioning run (residuals of the size of the members' differences)
     spread = float(np.std(tas[:, 1:] - cond[None, 1:]))
     assert 0 < spread < 10 * float(np.std(cond[1:] - cond[1:].mean(0)) + 1.0)
