@@ -56,7 +56,7 @@ def main() -> None:
     w = np.broadcast_to(area_weights(real["lat"].values).values[:, None], (real.sizes["lat"], real.sizes["lon"]))
     rows = {}
     for var in args.variables.split(","):
-        g_name = "zg" if var == "zg500" else var
+        g_name = var if var in gen else "zg"
         g = gen[g_name]
         if "plev" in g.dims:
             g = g.sel(plev=50000.0)
