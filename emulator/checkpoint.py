@@ -86,28 +86,49 @@ def save(path: str | os.PathLike, model: MonthlyDiffusion, ema: EMA, optimizer: 
     return path
 
 
-def read_meta(path: str | os.PathLike) -> dict:
-    """Read ``meta.json`` and verify every file's SHA-256; InputError on anything wrong."""
+def meta_path(path: str | os.PathLike) -> Path:
+    """The ``meta.json`` of a run directory or of its ``checkpoint/`` folder (which may not exist)."""
     path = Path(path)
-    if (path / CHECKPOINT_DIR / "meta.json").exists():
-        path = path / CHECKPOINT_DIR
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
+    return path / CHECKPOINT_DIR / "meta.json" if (path / CHECKPOINT_DIR / "meta.json").exists() else path / "meta.json"
+
+
+def read_checkpoint_meta(path: str | os.PathLike, fmt: str, files: tuple[str, ...], what: str) -> dict:
+    """Read the ``meta.json`` of a checkpoint of format ``fmt`` (``what`` names it in errors) and
+    verify the SHA-256 of each of ``files``; InputError (one line) on anything wrong. The one
+    reader of every checkpoint kind (Monthly Diffusion, LIM, residual ensembles)."""
+    mp = meta_path(path)
+    if not mp.exists():
         raise InputError("no checkpoint here (expected a run directory or its checkpoint/ with meta.json)", path)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(mp.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"checkpoint meta.json is corrupt ({exc})", meta_path) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"not a {FORMAT} checkpoint", meta_path)
-    for name in _FILES:
-        file = path / name
-        if not file.exists():
-            raise InputError(f"checkpoint is incomplete: {name} is missing", path)
-        if file_sha256(file) != meta.get("sha256", {}).get(name):
-            raise InputError(f"checkpoint file {name} does not match its recorded SHA-256 (corrupt or modified)", path)
-    meta["_dir"] = str(path)
+        raise InputError(f"checkpoint meta.json is corrupt ({exc})", mp) from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise InputError(f"not a {what} checkpoint (format {found!r}, expected {fmt})", mp)
+    d = mp.parent
+    for name in files:
+        if not (d / name).exists():
+            raise InputError(f"checkpoint is incomplete: {name} is missing", d)
+        if file_sha256(d / name) != meta.get("sha256", {}).get(name):
+            raise InputError(f"checkpoint file {name} does not match its recorded SHA-256 (corrupt or modified)", d)
+    meta["_dir"] = str(d)
     return meta
+
+
+def checkpoint_format(path: str | os.PathLike) -> str | None:
+    """The ``format`` recorded in the meta.json at ``path`` (None when there is none or it is unreadable)."""
+    mp = meta_path(path)
+    try:
+        data = json.loads(mp.read_text()) if mp.is_file() else None
+        return data.get("format") if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """Read a Monthly Diffusion ``meta.json`` and verify every file's SHA-256; InputError on anything wrong."""
+    return read_checkpoint_meta(path, FORMAT, _FILES, FORMAT)
 
 
 def _load_tensors(file: Path) -> dict[str, torch.Tensor]:

@@ -278,11 +278,7 @@ def _migrate_model(data: dict, source: str) -> dict:
 
 
 def _check(cfg: RunConfig, source: str) -> RunConfig:
-    for key in ("train_period", "valid_period", "test_period"):
-        try:
-            Period.parse(getattr(cfg.data, key))
-        except ValueError as exc:
-            raise InputError(f"data.{key}: {exc}", source) from None
+    check_periods(cfg.data, source)
     m = cfg.model
     if len(m.latent_shape) != 2 or min(m.latent_shape) < 2:
         raise InputError(f"model.latent_shape: expected [nlat, nlon], got {m.latent_shape}", source)
@@ -332,3 +328,13 @@ def differences(a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("data.pat
 
     walk(to_dict(a), to_dict(b), "")
     return out
+
+
+def check_periods(data: DataConfig, source: str) -> None:
+    """InputError (one line, naming the key) unless every ``data.*_period`` is ``YYYY-MM:YYYY-MM``;
+    shared by every config type (Monthly Diffusion, LIM, residual ensembles)."""
+    for key in ("train_period", "valid_period", "test_period"):
+        try:
+            Period.parse(getattr(data, key))
+        except ValueError as exc:
+            raise InputError(f"data.{key}: {exc}", source) from None

@@ -21,6 +21,13 @@ Output streams to disk month by month (:mod:`diagnostics.io.stream_writer`); aft
 month the files are flushed, the latents saved and the run state advanced
 (:mod:`.run_state`), so ``--resume`` continues a killed run and writes what an
 uninterrupted run writes.
+
+Optional stepper hooks (read with defaults, so a plain :class:`~emulator.stepper.Stepper` needs
+none of them): ``generators(seed, members, step, device)`` the per-member random streams it
+draws from (default :func:`emulator.seeding.member_generators`; the LIM uses numpy streams of
+the same seeds), ``latent_dtype`` (default float32; the LIM keeps float64 PCs), ``title`` (what
+the files' title says the model is) and ``label`` (the files' ``sampler`` attribute; default
+the values of ``describe()`` joined by ``/``).
 """
 
 from __future__ import annotations
@@ -199,6 +206,13 @@ def _resolve_state(out: Path, fp: str, resume: bool) -> RunState | None:
     return state
 
 
+def _generators(stepper: Stepper, seed: int, members: list[int], step: int, device: torch.device):
+    """The stepper's random streams of ``members`` at run month ``step`` (its ``generators`` hook,
+    else one torch generator per member)."""
+    hook = getattr(stepper, "generators", None)
+    return hook(seed, members, step, device) if hook is not None else member_generators(seed, members, step, device)
+
+
 def as_stepper(model: Stepper | MonthlyDiffusion, cfg: RolloutConfig) -> Stepper:
     """The stepper a rollout runs: a Monthly Diffusion network is wrapped with the run's sampler
     and steps; a :class:`~emulator.stepper.DiffusionStepper` must agree with them."""
@@ -248,8 +262,10 @@ def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np
     extra = tuple(f for f in ("tos", "siconc") if f in spec.forcing_names)
     fields = stream_fields(list(spec.channels), extra)
     sources = _field_sources(fields, spec)
-    attrs = {"title": f"{cfg.model_name} {cfg.experiment_id} ensemble (Monthly Diffusion emulator)",
-             "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": "/".join(map(str, settings.values())),
+    title = getattr(stepper, "title", "Monthly Diffusion emulator")
+    label = getattr(stepper, "label", None) or "/".join(map(str, settings.values()))
+    attrs = {"title": f"{cfg.model_name} {cfg.experiment_id} ensemble ({title})",
+             "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": label,
              "seed": cfg.seed, "institution": "monthly-diffusion open reference tool"}
     writer = _make_writer(cfg, out, fields, spec, forcing.calendar, attrs)
     if state is None:
@@ -272,7 +288,9 @@ def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np
     labels = list(stepper.spec.labels)
     k0 = state.completed
     z_shape = (cfg.members, *stepper.latent_shape)
-    latents = load_latent(out, state).to(dev) if k0 > 0 else torch.zeros(z_shape, device=dev)
+    z_dtype = getattr(stepper, "latent_dtype", torch.float32)
+    latents = (load_latent(out, state).to(dev, z_dtype) if k0 > 0
+               else torch.zeros(z_shape, device=dev, dtype=z_dtype))
     writer.open()
     bar = tqdm(total=n * cfg.members, initial=k0 * cfg.members, unit="member-month", unit_scale=False,
                desc=f"{cfg.experiment_id} x{cfg.members}", disable=not progress, dynamic_ncols=True)
@@ -289,12 +307,12 @@ def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np
             for b0 in range(0, cfg.members, batch):
                 ids = members[b0:b0 + batch]
                 nb = len(ids)
-                gens = member_generators(cfg.seed, ids, k, dev)
+                gens = _generators(stepper, cfg.seed, ids, k, dev)
                 mk = torch.full((nb,), month.month, dtype=torch.long)
                 cond = cond_now[b0] = stepper.condition(f_k.unsqueeze(0).expand(nb, -1, -1, -1), mk)
                 if k == 0:
                     x = torch.from_numpy(initial).float().unsqueeze(0).expand(nb, -1, -1, -1).contiguous()
-                    x = stepper.perturb(x, mk, cfg.perturb, member_generators(cfg.seed, ids, _PERTURB_STEP, dev))
+                    x = stepper.perturb(x, mk, cfg.perturb, _generators(stepper, cfg.seed, ids, _PERTURB_STEP, dev))
                     z = stepper.init(x, cond, gens)
                 else:
                     if b0 not in cond_prev:  # resumed: the previous month's conditioning is not at hand

@@ -68,10 +68,13 @@ def read_state(out_dir: str | os.PathLike) -> RunState | None:
 
 
 def save_latent(out_dir: Path, k: int, latent: torch.Tensor) -> tuple[str, str]:
-    """Write the latents after month ``k`` atomically; returns (relative path, SHA-256)."""
+    """Write the latents after month ``k`` atomically (float32, or float64 when they are: a LIM's
+    PCs, so that a resume continues bit for bit); returns (relative path, SHA-256)."""
     rel = f"{LATENT_DIR}/latent-{k:06d}.safetensors"
+    keep = latent.detach()
+    keep = keep if keep.dtype == torch.float64 else keep.float()
     with atomic_path(out_dir / rel) as tmp:
-        save_file({"latent": latent.detach().float().cpu().contiguous()}, str(tmp))
+        save_file({"latent": keep.cpu().contiguous()}, str(tmp))
     return rel, file_sha256(out_dir / rel)
 
 

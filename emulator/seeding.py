@@ -29,3 +29,11 @@ def member_generators(seed: int, members: list[int], step: int,
                       device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per member, seeded by :func:`member_seed` (seed, member, step), on ``device``."""
     return [torch.Generator(device=device).manual_seed(member_seed(seed, m, step)) for m in members]
+
+
+def member_numpy_generators(seed: int, members: list[int], step: int) -> list:
+    """One ``numpy.random.Generator(PCG64(member_seed(seed, member, step)))`` per member: the same
+    streams as :func:`member_generators` for models that draw with numpy (the LIM)."""
+    import numpy as np
+
+    return [np.random.Generator(np.random.PCG64(member_seed(seed, m, step))) for m in members]

@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="checkpoint weights (default ema)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a "
                                                                "terminal)")
+    p.add_argument("--around", metavar="PATH", help="residual ensembles: members around the trajectory in PATH "
+                                                    "(AI-MIP files or a prepared dataset), with a --checkpoint of "
+                                                    "emulator-train --config configs/around.yaml (docs/residual.md)")
+    p.add_argument("--around-member", type=int, default=None, metavar="M",
+                   help="member of --around to condition on when it holds several (default the first)")
     add_guide_arguments(p)
     add_debug_flag(p)
     return p
@@ -67,11 +72,17 @@ def _main(argv: list[str]) -> int:
     from ..lim.checkpoint import is_lim_checkpoint
     from ..rollout import RolloutConfig, check_out_dir  # torch import after the cheap checks keeps --help fast
 
-    lim = is_lim_checkpoint(args.checkpoint)
+    from ..residual.checkpoint import is_around_checkpoint
+
+    lim, around = is_lim_checkpoint(args.checkpoint), is_around_checkpoint(args.checkpoint)
+    if around != bool(args.around):
+        raise InputError("--around needs a residual-ensemble checkpoint (emulator-train --config configs/around.yaml)"
+                         if args.around else "a residual-ensemble checkpoint runs with --around PATH (the "
+                         "trajectory to generate members around)", args.checkpoint)
     cfg = RolloutConfig(experiment=args.experiment, members=args.members, start=_month(args.start, "--start"),
                         end=_month(args.end, "--end"), sst_offset=args.sst_offset, seed=args.seed,
                         sampler=args.sampler, steps=args.steps, perturb=args.perturb,
-                        model_name=args.model_name or ("LIM" if lim else "MD-1p5"), format=args.format).check()
+                        model_name=args.model_name or ("LIM" if lim else "MD-around" if around else "MD-1p5"), format=args.format).check()
     if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.guide:
@@ -81,12 +92,22 @@ def _main(argv: list[str]) -> int:
     check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
     if lim and args.guide:
         raise InputError("--guide steers the diffusion sampler; a linear inverse model has none", args.checkpoint)
-    if lim:  # a linear inverse model (emulator/lim): its own runner
-        from ..lim.cli import run_command
-        return run_command(args, cfg, out)
+    from ..rollout import run_rollout
+
+    if around and args.guide:
+        raise InputError("--guide and --around cannot be combined (the residual sampler is not guided)")
+    if around:  # residual ensembles around a conditioning run (emulator/residual)
+        from ..residual.cli import prepare_run as prepare_around
+
+        stepper, forcing, initial, identity = prepare_around(args, cfg)
+        return _run(stepper, forcing, initial, cfg, out, identity, args, "around ")
+    if lim:  # a linear inverse model (emulator/lim) behind the same rollout
+        from ..lim.cli import prepare_run
+
+        stepper, forcing, initial, identity = prepare_run(args, cfg)
+        return _run(stepper, forcing, initial, cfg, out, identity, args, "LIM ")
     from .. import checkpoint
     from ..forcing import ForcingReader, forcing_directory, resolve_initial_state
-    from ..rollout import run_rollout
     from ..train import resolve_device
 
     meta = checkpoint.read_meta(args.checkpoint)
@@ -107,12 +128,19 @@ def _main(argv: list[str]) -> int:
     identity = {"checkpoint_sha256": meta["sha256"][f"{args.weights}.safetensors"], "weights": args.weights,
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
+    return _run(model, forcing, initial, cfg, out, identity, args)
+
+
+def _run(stepper, forcing, initial, cfg, out: Path, identity: dict, args: argparse.Namespace, what: str = "") -> int:
+    """Run (or resume) the rollout and print its one-line summary."""
+    from ..rollout import run_rollout
+
     # progress bars only on a terminal: redraws written into a log file are noise (issue 16)
-    state = run_rollout(model, forcing, initial, cfg, out, identity, resume=args.resume,
+    state = run_rollout(stepper, forcing, initial, cfg, out, identity, resume=args.resume,
                         batch_size=args.batch_size, progress=not args.no_progress and sys.stderr.isatty())
     s = state.summary
     rate = s.get("member_months_per_s")
-    print(f"emulator-run: {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
+    print(f"emulator-run: {what}{cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
           f"{s.get('files')} files, {s.get('output_bytes', 0) / 1e6:.1f} MB in {out}; "
           f"wall {s.get('wall_s', 0):.1f} s, " + (f"{rate:.3g} member-months/s" if rate else "nothing left to compute"))
     return 0

@@ -38,6 +38,11 @@ def _main(argv: list[str]) -> int:
     if is_lim_config(args.config):  # type: lim -> the linear inverse model (emulator/lim)
         from ..lim.cli import fit_command
         return fit_command(args)
+    from ..residual.config import is_around_config
+
+    if is_around_config(args.config):  # type: around -> residual ensembles (emulator/residual)
+        from ..residual.cli import fit_command as around_fit
+        return around_fit(args)
     cfg = config_mod.load(args.config)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))

@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 from diagnostics.data.errors import InputError
 from diagnostics.io.writer import atomic_path, file_sha256
 
-from ..checkpoint import CHECKPOINT_DIR, spec_from_meta, spec_meta
+from ..checkpoint import checkpoint_format, read_checkpoint_meta, spec_from_meta, spec_meta
 from . import config as lim_config
 from .config import LimConfig
 from .model import LinearInverseModel
@@ -36,17 +36,9 @@ _OPERATOR = ("A", "B", "c", "chol", "dA")
 _FLOAT32 = ("eofs", "residual_eofs", "forcing_eofs")  # stored as float32 (exact: their values are)
 
 
-def _meta_path(path: Path) -> Path:
-    return path / CHECKPOINT_DIR / "meta.json" if (path / CHECKPOINT_DIR / "meta.json").exists() else path / "meta.json"
-
-
 def is_lim_checkpoint(path: str | os.PathLike) -> bool:
     """True if ``path`` (a run directory or its checkpoint/) holds a meta.json of this format."""
-    meta = _meta_path(Path(path))
-    try:
-        return meta.is_file() and json.loads(meta.read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    return checkpoint_format(path) == FORMAT
 
 
 def save(path: str | os.PathLike, lim: LinearInverseModel, cfg: LimConfig, info: dict) -> Path:
@@ -67,24 +59,7 @@ def save(path: str | os.PathLike, lim: LinearInverseModel, cfg: LimConfig, info:
 
 def read_meta(path: str | os.PathLike) -> dict:
     """Read ``meta.json`` and verify every file's SHA-256; InputError on anything wrong."""
-    meta_path = _meta_path(Path(path))
-    if not meta_path.exists():
-        raise InputError("no checkpoint here (expected a run directory or its checkpoint/ with meta.json)", path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"checkpoint meta.json is corrupt ({exc})", meta_path) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise InputError(f"not a LIM checkpoint (format {found!r}, expected {FORMAT})", meta_path)
-    d = meta_path.parent
-    for name in _FILES:
-        if not (d / name).exists():
-            raise InputError(f"checkpoint is incomplete: {name} is missing", d)
-        if file_sha256(d / name) != meta.get("sha256", {}).get(name):
-            raise InputError(f"checkpoint file {name} does not match its recorded SHA-256 (corrupt or modified)", d)
-    meta["_dir"] = str(d)
-    return meta
+    return read_checkpoint_meta(path, FORMAT, _FILES, "LIM")
 
 
 def config_of(meta: dict) -> LimConfig:

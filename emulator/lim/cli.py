@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 
@@ -29,14 +28,15 @@ def fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_command(args: argparse.Namespace, cfg, out: Path) -> int:
-    """``emulator-run --checkpoint LIMDIR ...``; ``cfg`` is the checked :class:`RolloutConfig`
-    (its sampler and steps do not apply to a LIM; --device, --batch-size and --weights neither)."""
+def prepare_run(args: argparse.Namespace, cfg) -> tuple:
+    """What ``emulator-run --checkpoint LIMDIR`` runs: (:class:`~.rollout.LimStepper`, forcing,
+    initial state, identity) for :func:`emulator.rollout.run_rollout`; ``cfg`` is the checked
+    :class:`RolloutConfig` (its sampler and steps do not apply to a LIM; --device and --weights neither)."""
     from diagnostics.io.writer import read_manifest
 
     from ..forcing import ForcingReader, forcing_directory, resolve_initial_state
     from . import checkpoint
-    from .rollout import run_lim
+    from .rollout import LimStepper
 
     lim, meta = checkpoint.load(args.checkpoint)
     forcing_dir = forcing_directory(args.forcing, checkpoint.config_of(meta).data.path, args.checkpoint)
@@ -46,10 +46,4 @@ def run_command(args: argparse.Namespace, cfg, out: Path) -> int:
     identity = {"checkpoint_sha256": meta["sha256"]["lim.safetensors"], "model": "lim",
                 "forcing": os.path.abspath(forcing_dir), "forcing_fingerprint": manifest.get("fingerprint"),
                 "initial_state": init_id}
-    state = run_lim(lim, forcing, initial, cfg, out, identity, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())  # bars on a terminal only
-    s = state.summary
-    rate = s.get("member_months_per_s")
-    print(f"emulator-run: LIM {cfg.members} member(s) x {state.total} months ({cfg.experiment_id}) complete: "
-          f"{s.get('files')} files, {s.get('output_bytes', 0) / 1e6:.1f} MB in {out}; "
-          f"wall {s.get('wall_s', 0):.1f} s, " + (f"{rate:.3g} member-months/s" if rate else "nothing left to compute"))
-    return 0
+    return LimStepper(lim), forcing, initial, identity

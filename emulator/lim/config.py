@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from diagnostics.data.errors import InputError
-from diagnostics.data.timeaxis import Period
 
 from .. import config as config_mod
 from ..config import DataConfig
@@ -53,11 +52,7 @@ class LimConfig:
 def _check(cfg: LimConfig, source: str) -> LimConfig:
     if cfg.type != TYPE:
         raise InputError(f"type: expected {TYPE!r}, got {cfg.type!r}", source)
-    for key in ("train_period", "valid_period", "test_period"):
-        try:
-            Period.parse(getattr(cfg.data, key))
-        except ValueError as exc:
-            raise InputError(f"data.{key}: {exc}", source) from None
+    config_mod.check_periods(cfg.data, source)
     m = cfg.model
     if m.modes < 1:
         raise InputError("model.modes: must be >= 1", source)

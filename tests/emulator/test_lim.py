@@ -242,6 +242,35 @@ def test_members_do_not_depend_on_ensemble_size_and_resume_is_exact(toy, tmp_pat
     assert not (tmp_path / "resumed" / ".run").exists()
 
 
+def test_shared_rollout_reproduces_the_lim_formula_member_by_member(toy, tmp_path):
+    """The LimStepper in the shared rollout writes exactly (float32 of) an independent loop of
+    x_k = A x_{k-1} + B u_k + c + L eta_k, out_k = denorm(E x_k + E_r sigma_r zeta_k), with eta
+    then zeta from PCG64(member_seed(seed, member, k)) and a perturbed start (the pre-fold LIM
+    runner's formula, which wrote the same bytes: docs/rollout.md)."""
+    from emulator.seeding import member_seed
+
+    lim, _ = checkpoint.load(toy["ckpt"])
+    start, end, seed, perturb, member = Month(2000, 1), Month(2000, 8), 7, 0.3, 2
+    out = tmp_path / "run"
+    assert _run(toy, out, "--seed", str(seed), "--perturb", str(perturb), members=3, end="2000-08") == 0
+    forcing = ForcingReader(toy["data"], lim.spec, start, end)
+    x0 = np.asarray(initial_state(toy["data"], lim.spec, start), np.float64)
+    rng = np.random.Generator(np.random.PCG64(member_seed(seed, member, -1)))
+    y0 = lim.normalise_state(x0, 1) + perturb * (rng.standard_normal(x0.shape) * lim.sqrt_w).reshape(-1)
+    x_phys = lim.denormalise_state(y0, 1)
+    pcs = lim.project(lim.normalise_state(x_phys, 1))
+    expected = [x_phys]
+    for k in range(1, 8):
+        rng = np.random.Generator(np.random.PCG64(member_seed(seed, member, k)))
+        m = (start + k).month
+        u = lim.predictors(forcing.month(k), m)
+        pcs = lim.step(pcs, u, m, rng.standard_normal(lim.modes))
+        expected.append(lim.denormalise_state(lim.reconstruct(pcs, rng.standard_normal(lim.residual_std.size)), m))
+    tas = lim.spec.labels.index("tas")
+    got = _values(out / _name("tas", member, span="200001-200008"))
+    np.testing.assert_array_equal(got, np.stack(expected)[:, tas].astype(np.float32))
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
