@@ -888,7 +888,9 @@ def appendix(secs: list[Section]) -> Section:
 def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) -> list[Section]:
     """All sections in report order (headline figures in their sections, the rest in the "All figures"
     appendix after them), figures and tables numbered consecutively, figure names unique."""
-    secs = [overview(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
+    from .comparison import section as comparison  # comparison builds on this module's helpers
+
+    secs = [overview(md), comparison(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
     oth = other(md)
     if oth.items or oth.notes:
