@@ -119,9 +119,8 @@ def portrait_figure(md: MetricsDir) -> Figure | None:
     if table is None:
         return None
     spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
-                      "Models x variables: each official error (member median) divided by the median over the "
-                      "models, minus one; blue = smaller error than the typical model, red = larger. "
-                      "Columns: E1 RMSB, E2 trend-bias RMS, E3 ENSO-regression RMSE, where metrics.json holds them.",
+                      "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member median) divided by "
+                      "the median over the models, minus one. Blue = smaller error than the typical model.",
                       panels=[[Panel("relative error", table, "diff")]])
     return Figure(spec, headline=True)
 
@@ -130,9 +129,10 @@ def map_grid_figures(md: MetricsDir) -> list[Figure]:
     """Rows models, columns variables: the time-mean bias of the headline period's annual mean, one
     colour scale per variable; :data:`MAP_COLUMNS` variables per figure (the first is a headline)."""
     period = preferred_period(md, "bias")
-    channels = sorted({c for c in md.values("channel", diagnostic="bias", period=period, season="ANN")},
-                      key=lambda c: order_key(md, c))
     models = [m for m in comparison_models(md) if m != REFERENCE]
+    channels = sorted({c for m in models if m != NOISE_FLOOR
+                       for c in md.values("channel", diagnostic="bias", model=m, period=period, season="ANN")},
+                      key=lambda c: order_key(md, c))  # variables some model predicts
     out = []
     for start in range(0, len(channels), MAP_COLUMNS):
         chunk = channels[start:start + MAP_COLUMNS]
@@ -149,8 +149,7 @@ def map_grid_figures(md: MetricsDir) -> list[Figure]:
                 row.append(Panel(f"{labels.model(m)}: {labels.channel(ch)}", d, scale))
             if row:
                 rows.append(row)
-        if not rows or len({len(r) for r in rows}) != 1:  # a model lacking a variable: left out of the grid
-            rows = [r for r in rows if len(r) == len(chunk)]
+        rows = [r for r in rows if len(r) == len(chunk)]  # a model lacking one of these variables is left out
         if not rows:
             continue
         spec = FigureSpec("maps", slug("compare-bias-grid", period, *chunk),
