@@ -32,7 +32,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,10 +40,12 @@ from .data.provenance import digest, file_identity, versions
 from .outputs import CorruptPartial, Results, load_partial, partial_dir, save_partial
 from .schema import REFERENCE
 
-if TYPE_CHECKING:  # the pipeline imports this module; only its types are needed here
+if TYPE_CHECKING:
     import xarray as xr
 
-    from .pipeline import Config, Inputs, Plan
+# The pipeline imports this module, so its types (pipeline.Config, .Inputs, .Plan) are not
+# imported here (no cycles between the package's modules): they are named in the docstrings.
+Config = Inputs = Plan = Any
 
 #: Directory of the cache under ``--out``.
 CACHE_DIR = ".md-diagnose-cache"
@@ -76,7 +78,7 @@ def _flat(obj) -> list[str]:
     return [p for v in obj for p in _flat(v)]
 
 
-def shared_identity(cfg: "Config", inputs: "Inputs", index: "xr.DataArray | None") -> dict:
+def shared_identity(cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -> dict:
     """What every entry's results depend on besides the model's own files (see the module doc)."""
     ref = inputs.reference
     layout = {v: {"sizes": {str(d): int(n) for d, n in ref[v].sizes.items()},
@@ -91,7 +93,7 @@ def shared_identity(cfg: "Config", inputs: "Inputs", index: "xr.DataArray | None
             "code": code_version()}
 
 
-def model_fingerprint(shared: dict, inputs: "Inputs", name: str) -> str:
+def model_fingerprint(shared: dict, inputs: Inputs, name: str) -> str:
     """Fingerprint of one ensemble's entry: the shared identity + its files, scenarios and members."""
     files = _flat(inputs.paths["ensembles"][name]) + _flat(inputs.paths["scenarios"].get(name, {}))
     scenarios = sorted(inputs.scenarios.get(name, {}))
@@ -99,7 +101,7 @@ def model_fingerprint(shared: dict, inputs: "Inputs", name: str) -> str:
                    "members": int(inputs.ensembles[name].sizes["member"])})
 
 
-def reference_fingerprint(shared: dict, inputs: "Inputs") -> str:
+def reference_fingerprint(shared: dict, inputs: Inputs) -> str:
     """Fingerprint of the reference's entry: the shared identity + the baselines' member count."""
     members = max(int(d.sizes["member"]) for d in inputs.ensembles.values())
     return digest({"shared": shared, "entry": REFERENCE_ENTRY, "baseline_members": max(2, members)})
@@ -139,7 +141,7 @@ class ModelCache:
     hits: dict[str, Results] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, out: Path, cfg: "Config", inputs: "Inputs", index: "xr.DataArray | None") -> "ModelCache":
+    def open(cls, out: Path, cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -> "ModelCache":
         """Fingerprint every entry and load those cached with the same fingerprint."""
         shared = shared_identity(cfg, inputs, index)
         fps = {REFERENCE_ENTRY: reference_fingerprint(shared, inputs)}
@@ -165,7 +167,7 @@ class ModelCache:
     def ensembles(self) -> set[str]:
         return set(self.fingerprints) - {REFERENCE_ENTRY}
 
-    def prune(self, plan: "Plan") -> None:
+    def prune(self, plan: Plan) -> None:
         """Drop the cached entries' subjects and tasks from one variable's plan (the reference
         subject stays: the other subjects are scored against it)."""
         skip = {n for n in self.hits if n != REFERENCE_ENTRY}

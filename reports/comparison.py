@@ -1,10 +1,11 @@
-"""Models side by side, as the AI-MIP Phase-1 paper shows them: per-variable bars of the member
-median with the min-max range (E1 RMSB, and E2 / E3 where metrics.json holds them), a portrait plot
-(models x variables, each column normalised by the median over the models) and a map grid
-(models x variables) of the time-mean bias.
+"""The numbers of the "Models side by side" section (its figures are assembled in
+:func:`reports.sections.comparison`), as the AI-MIP Phase-1 paper shows them: per-variable member
+median with the min-max range (E1 RMSB, and E2 / E3 where metrics.json holds them) and the
+portrait plot's relative errors (models x variables, each column normalised by the median over
+the models).
 
 Everything is read from metrics.json (``{stem}_median`` / ``_min`` / ``_max`` keys, one per model,
-channel and period) and metrics.nc (``bias`` fields); nothing is recomputed.
+channel and period); nothing is recomputed. No import of :mod:`reports.sections` (it imports this).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import xarray as xr
 from diagnostics.schema import NOISE_FLOOR, REFERENCE
 
 from . import labels, scorecard
-from .figures import FigureSpec, Panel, display_scale, display_units
 from .metricsdir import MetricsDir
-from .sections import Figure, Section, colour_maps, find_one, model_order, order_key, preferred_period, slug
 
 #: The official member statistics, in the paper's order: (metric stem, what it is, short name).
 STEMS = (
@@ -40,15 +39,16 @@ def period_of(md: MetricsDir, stem: str) -> str:
 
 def comparison_models(md: MetricsDir) -> list[str]:
     """The evaluated ensembles in metrics.json order, the noise floor last (it is not a model)."""
-    ens = sorted((m for m in md.ensembles if m != NOISE_FLOOR), key=lambda m: model_order(md, m))
+    ens = [m for m in md.ensembles if m != NOISE_FLOOR]  # metrics.json lists them in command order
     return ens + ([NOISE_FLOOR] if NOISE_FLOOR in md.ensembles else [])
 
 
 def member_stats(md: MetricsDir, stem: str, period: str) -> dict[tuple[str, str], tuple[float, float, float]]:
     """``{(model, channel): (median, min, max)}`` over members of ``stem`` where all three exist."""
     out = {}
+    order = md.channels
     channels = sorted({k.channel for k in md.scalars if k.metric == f"{stem}_median" and k.period == period},
-                      key=lambda c: order_key(md, c))
+                      key=lambda c: (order.index(c) if c in order else len(order), c))
     for m in comparison_models(md):
         for ch in channels:
             vals = [md.scalar(m, ch, f"{stem}_{s}", (period,) if period else ()) for s in STATS]
@@ -82,31 +82,6 @@ def portrait_table(md: MetricsDir) -> xr.DataArray | None:
                         name="relative_error", attrs={"units": "1"})
 
 
-def bars_figure(md: MetricsDir, stem: str, what: str) -> Figure | None:
-    """One panel per variable: a bar per model at its member median, whiskers from min to max."""
-    period = period_of(md, stem)
-    stats = member_stats(md, stem, period)
-    if not stats:
-        return None
-    panels = []
-    for ch in dict.fromkeys(ch for _, ch in stats):
-        models = [m for m in comparison_models(md) if (m, ch) in stats]
-        data = xr.DataArray(np.array([stats[(m, ch)] for m in models]), dims=("model", "stat"),
-                            coords={"model": [labels.model(m) for m in models], "stat": list(STATS)})
-        units = channel_units_of(md, ch)
-        scale, disp_units = display_scale(units)
-        panels.append(Panel(f"{labels.channel(ch)} ({disp_units})" if disp_units else labels.channel(ch),
-                            data * scale))
-    rows = [panels[i:i + BARS_PER_ROW] for i in range(0, len(panels), BARS_PER_ROW)]
-    when = md.period_label(period)
-    spec = FigureSpec("member_bars", slug("compare", stem, period), f"{what}, {when}".rstrip(", "),
-                      f"{what} per variable ({when}): bar = median over members, whiskers = min-max over members. "
-                      "Lower is better." + (f" The {labels.NOISE_FLOOR_LABEL} (grey) is the reference's own other "
-                                            "realisations." if any(m == NOISE_FLOOR for m, _ in stats) else ""),
-                      panels=rows, options={"noise_floor_label": labels.NOISE_FLOOR_LABEL})
-    return Figure(spec, headline=stem == "aimip_rmsb")
-
-
 def channel_units_of(md: MetricsDir, channel: str) -> str:
     """Units of a channel: its bias field's in metrics.nc, else the catalogue's (scorecard)."""
     for da in md.select(diagnostic="bias", channel=channel):
@@ -114,65 +89,3 @@ def channel_units_of(md: MetricsDir, channel: str) -> str:
     return scorecard.channel_units(channel)
 
 
-def portrait_figure(md: MetricsDir) -> Figure | None:
-    table = portrait_table(md)
-    if table is None:
-        return None
-    spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
-                      "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member median) divided by "
-                      "the median over the models, minus one. Blue = smaller error than the typical model.",
-                      panels=[[Panel("relative error", table, "diff")]])
-    return Figure(spec, headline=True)
-
-
-def map_grid_figures(md: MetricsDir) -> list[Figure]:
-    """Rows models, columns variables: the time-mean bias of the headline period's annual mean, one
-    colour scale per variable; :data:`MAP_COLUMNS` variables per figure (the first is a headline)."""
-    period = preferred_period(md, "bias")
-    models = [m for m in comparison_models(md) if m != REFERENCE]
-    channels = sorted({c for m in models if m != NOISE_FLOOR
-                       for c in md.values("channel", diagnostic="bias", model=m, period=period, season="ANN")},
-                      key=lambda c: order_key(md, c))  # variables some model predicts
-    out = []
-    for start in range(0, len(channels), MAP_COLUMNS):
-        chunk = channels[start:start + MAP_COLUMNS]
-        rows, units, cmaps = [], {}, {}
-        for m in models:
-            row = []
-            for ch in chunk:
-                da = find_one(md, diagnostic="bias", model=m, channel=ch, period=period, season="ANN")
-                if da is None:
-                    continue
-                d, u = display_units(da)
-                scale = f"diff_{ch}"
-                units[scale], cmaps[f"cmap_{scale}"] = f"{labels.channel(ch)} ({u})", colour_maps(ch, u)[1]
-                row.append(Panel(f"{labels.model(m)}: {labels.channel(ch)}", d, scale))
-            if row:
-                rows.append(row)
-        rows = [r for r in rows if len(r) == len(chunk)]  # a model lacking one of these variables is left out
-        if not rows:
-            continue
-        spec = FigureSpec("maps", slug("compare-bias-grid", period, *chunk),
-                          f"Time-mean bias, models x variables, {md.period_label(period)}, annual mean",
-                          "Rows models, columns variables: model minus reference time mean, one colour scale per "
-                          "variable (under its column). Red = model too high.",
-                          panels=rows, units=units, options=cmaps)
-        out.append(Figure(spec, headline=start == 0))
-    return out
-
-
-def section(md: MetricsDir) -> Section:
-    """The "Models side by side" section (after the overview and its scorecard)."""
-    sec = Section("comparison", "Models side by side",
-                  intro="The AI-MIP official errors of every model: member median and range per variable, a "
-                        "portrait of the relative errors, and the bias maps of all models together.")
-    for stem, what, _ in STEMS:
-        if (fig := bars_figure(md, stem, what)) is not None:
-            sec.items.append(fig)
-    if (fig := portrait_figure(md)) is not None:
-        sec.items.append(fig)
-    sec.items += map_grid_figures(md)
-    if not sec.items:
-        sec.notes.append("No AI-MIP member statistics (median, min and max over members of E1-E3) or bias "
-                         "fields in the metrics; section skipped.")
-    return sec

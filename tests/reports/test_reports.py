@@ -427,7 +427,7 @@ def test_comparison_portrait_equals_an_independent_computation_from_metrics_json
     # the model with the planted smaller errors is blue everywhere, the worse one red
     assert (table.sel(model="MD-1p5") < 0).all() and (table.sel(model="ACE2") > 0).all()
 
-    sec = comparison.section(md)
+    sec = sections.comparison(md)
     bars = next(f for f in sec.figures if f.spec.name == "compare-aimip-rmsb-test")
     tas = bars.spec.panels[0][0].data
     for m in models:
