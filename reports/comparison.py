@@ -61,8 +61,11 @@ def portrait_table(md: MetricsDir) -> xr.DataArray | None:
     """Relative error (model, column): each column (one stem and channel) is the member median of
     every model divided by the median of those medians over the models, minus one
     (0 = a typical model, -0.5 = half its error). The noise floor is shown on the same scale but
-    does not enter the median. None when metrics.json holds none of :data:`STEMS`."""
+    does not enter the median. None when metrics.json holds none of :data:`STEMS` or fewer than
+    two models."""
     models = comparison_models(md)
+    if len([m for m in models if m != NOISE_FLOOR]) < 2:  # one model is its own median: nothing to compare
+        return None
     cols, values = [], []
     for stem, _, short in STEMS:
         period = period_of(md, stem)

@@ -879,11 +879,11 @@ def comparison_bars(md: MetricsDir, stem: str, what: str) -> Figure | None:
         panels.append(Panel(f"{labels.channel(ch)} ({disp_units})" if disp_units else labels.channel(ch),
                             data * scale))
     rows = [panels[i:i + cmp.BARS_PER_ROW] for i in range(0, len(panels), cmp.BARS_PER_ROW)]
-    when = md.period_label(period)
-    spec = FigureSpec("member_bars", slug("compare", stem, period), f"{what}, {when}".rstrip(", "),
-                      f"{what} per variable ({when}): bar = median over members, whiskers = min-max over members. "
-                      "Lower is better." + (f" The {labels.NOISE_FLOOR_LABEL} (grey) is the reference's own other "
-                                            "realisations." if any(m == cmp.NOISE_FLOOR for m, _ in stats) else ""),
+    floor = any(m == cmp.NOISE_FLOOR for m, _ in stats)
+    spec = FigureSpec("member_bars", slug("compare", stem, period), f"{what}, {when(md, period)}".rstrip(", "),
+                      short_caption(md, f"{what}: bar = median over members, whiskers = min-max", {"period": period},
+                                    "each panel's (in its title)", "Lower is better."
+                                    + (f" Grey: the {labels.NOISE_FLOOR_LABEL}." if floor else "")),
                       panels=rows, options={"noise_floor_label": labels.NOISE_FLOOR_LABEL})
     return Figure(spec, headline=stem == "aimip_rmsb")
 
@@ -893,8 +893,9 @@ def comparison_portrait(md: MetricsDir) -> Figure | None:
     if table is None:
         return None
     spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
-                      "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member median) divided by "
-                      "the median over the models, minus one. Blue = smaller error than the typical model.",
+                      short_caption(md, "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member "
+                                    "median) / the median over the models - 1", {}, "1",
+                                    "Blue = smaller error than the typical model."),
                       panels=[[Panel("relative error", table, "diff")]])
     return Figure(spec, headline=True)
 
@@ -928,8 +929,9 @@ def comparison_map_grids(md: MetricsDir) -> list[Figure]:
             continue
         spec = FigureSpec("maps", slug("compare-bias-grid", period, *chunk),
                           f"Time-mean bias, models x variables, {md.period_label(period)}, annual mean",
-                          "Rows models, columns variables: model minus reference time mean, one colour scale per "
-                          "variable (under its column). Red = model too high.",
+                          short_caption(md, "Rows models, columns variables: model minus reference time mean",
+                                        {"period": period, "season": "ANN"}, "under each column",
+                                        "One colour scale per variable; red = model too high."),
                           panels=rows, units=units, options=cmaps)
         out.append(Figure(spec, headline=start == 0))
     return out

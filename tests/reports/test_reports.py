@@ -266,6 +266,12 @@ def test_report_of_real_md_diagnose_output(tmp_path):
     sc = scorecard.build(md)
     assert sc.cell("tas", "bias", "SYN").text != "–" and sc.cell("tas", "bias", "SYN").colour
     assert "Other fields" not in text  # every diagnostic md-diagnose writes has its section
+    # the comparison section from md-diagnose's own E1 keys (one model: bars and map grid, no portrait)
+    compare = next(s for s in sections.build(md, "", "", {}) if s.id == "comparison")
+    assert compare.figures[0].spec.name == "compare-aimip-rmsb-test"
+    bar = compare.figures[0].spec.panels[0][0].data.sel(model="SYN", stat="median")
+    assert float(bar) == pytest.approx(md.scalar("SYN", "tas", "aimip_rmsb_median", ("test",)), rel=1e-6)
+    assert "compare-portrait" not in [f.spec.name for f in compare.figures]
     # the mean / RMS printed over a bias map agree with md-diagnose's own bias_mean / bias_rms
     bias = md.select(diagnostic="bias", model="SYN", channel="tas", period="test", season="ANN")[0]
     title = sections.diff_title("SYN", bias, "K")
