@@ -4,7 +4,7 @@ Scoring several submissions against one reference, each model's numbers, fields 
 kept under ``OUT/.md-diagnose-cache/`` keyed by a fingerprint (:func:`diagnostics.data.provenance.digest`)
 of everything they depend on:
 
-* the model's own input files (ensemble and its scenario runs) by identity
+* the model's own input files (ensemble, its daily files where E4 reads them, its scenario runs) by identity
   (:func:`~diagnostics.data.provenance.file_identity`: real path, size, mtime), and its member count;
 * the reference's files by identity;
 * what alignment made of all inputs together: the scored window and train/test periods, the
@@ -78,6 +78,17 @@ def _flat(obj) -> list[str]:
     return [p for v in obj for p in _flat(v)]
 
 
+def daily_beside(files: list[str]) -> list[str]:
+    """The ``day``-table files E4 reads beside monthly ``files`` (they are not in the provenance's
+    input lists, so they are added to the identity here); none where this version has no E4
+    reader (``diagnostics.io.names.daily_files_beside``)."""
+    try:
+        from .io.names import daily_files_beside
+    except ImportError:  # E4 (daily files) not in this version
+        return []
+    return [str(f) for f in daily_files_beside([f for f in files if str(f).endswith(".nc")]).files]
+
+
 def shared_identity(cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -> dict:
     """What every entry's results depend on besides the model's own files (see the module doc)."""
     ref = inputs.reference
@@ -86,7 +97,8 @@ def shared_identity(cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -
               for v in inputs.variables}
     index_digest = None if index is None else hashlib.sha256(
         np.ascontiguousarray(np.asarray(index.values, dtype="float64")).tobytes()).hexdigest()[:16]
-    return {"reference": file_identity(_flat(inputs.paths["reference"])), "window": str(inputs.window),
+    ref_files = _flat(inputs.paths["reference"])
+    return {"reference": file_identity(ref_files + daily_beside(ref_files)), "window": str(inputs.window),
             "grid": inputs.grid_note, "layout": layout, "variables": inputs.variables, "nino34_index": index_digest,
             "options": {"members_max": cfg.members_max, "baselines": cfg.baselines, "spectra": cfg.spectra,
                         "seed": cfg.seed, "nino34": cfg.nino34},
@@ -95,7 +107,8 @@ def shared_identity(cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -
 
 def model_fingerprint(shared: dict, inputs: Inputs, name: str) -> str:
     """Fingerprint of one ensemble's entry: the shared identity + its files, scenarios and members."""
-    files = _flat(inputs.paths["ensembles"][name]) + _flat(inputs.paths["scenarios"].get(name, {}))
+    monthly = _flat(inputs.paths["ensembles"][name])
+    files = monthly + daily_beside(monthly) + _flat(inputs.paths["scenarios"].get(name, {}))
     scenarios = sorted(inputs.scenarios.get(name, {}))
     return digest({"shared": shared, "model": name, "files": file_identity(files), "scenarios": scenarios,
                    "members": int(inputs.ensembles[name].sizes["member"])})
