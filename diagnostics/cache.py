@@ -51,6 +51,8 @@ Config = Inputs = Plan = Any
 CACHE_DIR = ".md-diagnose-cache"
 #: Name of the entry holding the reference's own results and the baselines.
 REFERENCE_ENTRY = REFERENCE
+#: How :func:`diagnostics.pipeline._compute` words a batch that failed (such a run is not cached).
+FAILED = "scoring failed"
 
 
 def _say(text: str) -> None:
@@ -198,11 +200,16 @@ class ModelCache:
 
     def save(self, res: Results) -> None:
         """Store each scored entry's part of ``res`` (replacing its older entries) and add the
-        cached entries' results to ``res``."""
-        parts = split(res, self.ensembles)
-        for name in self.fingerprints:
-            if name not in self.hits:  # an entry with no result at all is stored empty
-                self._store(name, parts.get(name, Results()))
+        cached entries' results to ``res``. Nothing is stored when a batch failed: its numbers
+        would be cached as missing."""
+        failed = [s["what"] for s in res.skipped if s["why"].startswith(FAILED)]
+        if failed:
+            _say(f"not caching this run's results: scoring failed for {', '.join(failed)}")
+        else:
+            parts = split(res, self.ensembles)
+            for name in self.fingerprints:
+                if name not in self.hits:  # an entry with no result at all is stored empty
+                    self._store(name, parts.get(name, Results()))
         for got in self.hits.values():
             res.update(got)
 

@@ -113,3 +113,27 @@ def test_every_input_of_an_entry_is_in_its_fingerprint(archive, tmp_path):
                dict(base, nino34_index="0123"), dict(base, window="other"), dict(base, code="x")]
     assert all(cache.model_fingerprint(c, inputs, "A") != fp for c in changed)
     assert cache.model_fingerprint(base, inputs, "A") == fp
+
+
+def test_a_run_with_a_failed_batch_is_not_cached(tmp_path, capsys):
+    """A failed batch leaves numbers missing: caching them would keep them missing for good."""
+    from diagnostics.outputs import Results
+    from diagnostics.schema import key
+
+    def results(failed: bool) -> Results:
+        res = Results()
+        res.add(key("A", "tas", "bias_rms", period="test", season="ANN"), 1.5)
+        res.add(key("reference", "tas", "std_global", period="all"), 2.0)
+        if failed:
+            res.skip("*.tas", "scoring failed (ZeroDivisionError: planted)")
+        return res
+
+    store = cache.ModelCache(tmp_path / "c", {"reference": "f0", "A": "f1"})
+    store.save(results(failed=True))
+    assert not (tmp_path / "c").exists()
+    assert "not caching this run's results: scoring failed for *.tas" in capsys.readouterr().err
+    store.save(results(failed=False))
+    reread = cache.ModelCache(tmp_path / "c", {"reference": "f0", "A": "f1"})
+    got = {n: cache.load_partial(reread.root, n, fp) for n, fp in reread.fingerprints.items()}
+    assert got["A"].metrics == {"A.tas.bias_rms.test.ANN": 1.5}
+    assert got["reference"].metrics == {"reference.tas.std_global.all": 2.0}
