@@ -44,7 +44,8 @@ def comparison_models(md: MetricsDir) -> list[str]:
 
 
 def member_stats(md: MetricsDir, stem: str, period: str) -> dict[tuple[str, str], tuple[float, float, float]]:
-    """``{(model, channel): (median, min, max)}`` over members of ``stem`` where all three exist."""
+    """``{(model, channel): (median, min, max)}`` over members of ``stem`` where all three exist, for
+    the channels at least one model (not only the noise floor) has."""
     out = {}
     order = md.channels
     channels = sorted({k.channel for k in md.scalars if k.metric == f"{stem}_median" and k.period == period},
@@ -54,7 +55,8 @@ def member_stats(md: MetricsDir, stem: str, period: str) -> dict[tuple[str, str]
             vals = [md.scalar(m, ch, f"{stem}_{s}", (period,) if period else ()) for s in STATS]
             if all(v is not None for v in vals):
                 out[(m, ch)] = (vals[0], vals[1], vals[2])
-    return out
+    modelled = {ch for m, ch in out if m != NOISE_FLOOR}  # a variable only the noise floor has is left out
+    return {mc: v for mc, v in out.items() if mc[1] in modelled}
 
 
 def portrait_table(md: MetricsDir) -> xr.DataArray | None:

@@ -402,6 +402,10 @@ def test_a_variable_only_the_noise_floor_has_is_left_out(tmp_path):
     assert "psl" not in scorecard.build(md).rows and "tas" in scorecard.build(md).rows
     names = [f.spec.name for s in sections.build(md, "", "", {}) for f in s.figures]
     assert "bias-tas-test-ann" in names and not any("psl" in n for n in names)
+    info["metrics"].update({f"noise-floor.psl.aimip_rmsb_{s}.test": 1.0 for s in ("median", "min", "max")})
+    (d / "metrics.json").write_text(json.dumps(info))
+    bars = sections.comparison_bars(metricsdir.load(d), "aimip_rmsb", "E1")
+    assert "Sea-level pressure" not in [p.title.split(" (")[0] for row in bars.spec.panels for p in row]
 
 
 def test_comparison_portrait_equals_an_independent_computation_from_metrics_json(tmp_path):
