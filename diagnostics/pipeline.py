@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import align, groups
+from . import align, cache, groups
 from .data import catalogue
 from .data.errors import InputError, ensure_output_dir
 from .data.grid import grid_of
@@ -698,6 +698,9 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
         plans = {var: plan_variable(var, inputs, cfg, index, clim_period, var_results[var])
                  for var in inputs.variables}
         fp = fingerprint(cfg, inputs)
+        models_cache = cache.ModelCache.open(out, cfg, inputs, index)  # per-model results of earlier runs
+        for plan in plans.values():
+            models_cache.prune(plan)
         with tqdm(total=sum(p.units() for p in plans.values()), desc="md-diagnose", unit="unit",
                   disable=None if cfg.progress else True, file=sys.stderr) as bar:
             for var, plan in plans.items():
@@ -711,6 +714,7 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
                 score_variable(var, plan, var_res, cfg, bar)
                 save_partial(out, fp, var, var_res)
                 res.update(var_res)
+        models_cache.save(res)  # store what was scored, add what was cached
     if not res.metrics:
         raise InputError("no metric could be computed from these inputs (see the skipped lines above)",
                          cfg.reference)

@@ -290,7 +290,63 @@ def draw_bars(spec: FigureSpec):
     return fig
 
 
-DRAWERS = {"maps": draw_maps, "sections": draw_sections, "lines": draw_lines, "bars": draw_bars}
+def draw_member_bars(spec: FigureSpec):
+    """One panel per variable: a bar per model at ``stat=median``, whiskers from ``min`` to ``max``
+    (panel data: dims ``(model, stat)``); the noise floor grey."""
+    ncol = max(len(row) for row in spec.panels)
+    nrow = len(spec.panels)
+    floor = spec.options.get("noise_floor_label", "")
+    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, 3.0 * nrow + 0.6), layout="constrained", squeeze=False)
+    for i, row in enumerate(spec.panels):
+        for j in range(ncol):
+            ax = axs[i, j]
+            if j >= len(row):
+                ax.set_visible(False)
+                continue
+            da = row[j].data
+            names = [str(m) for m in da["model"].values]
+            med, lo, hi = (np.asarray(da.sel(stat=s).values, dtype=float) for s in ("median", "min", "max"))
+            x = np.arange(len(names))
+            colours = ["0.7" if n == floor else f"C{k % 10}" for k, n in enumerate(names)]
+            ax.bar(x, med, color=colours, width=0.7)
+            ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="none", ecolor="k", capsize=3, lw=1)
+            ax.set_xticks(x)
+            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+            ax.set_title(row[j].title, fontsize=9)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.set_ylim(bottom=0)
+    fig.suptitle(spec.title, fontsize=11)
+    return fig
+
+
+def draw_portrait(spec: FigureSpec):
+    """A portrait plot (models x columns) of relative errors, symmetric diverging colours about 0,
+    each cell annotated with its value (panel data: dims ``(model, column)``)."""
+    da = spec.panels[0][0].data
+    values = np.asarray(da.values, dtype=float)
+    rows, cols = [str(m) for m in da["model"].values], [str(c) for c in da["column"].values]
+    width = min(WIDTH_IN, 2.0 + 0.9 * len(cols))
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.45 * len(rows)), layout="constrained")
+    finite = np.abs(values[np.isfinite(values)])
+    lim = max(float(finite.max()) if finite.size else 1.0, 0.05)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    for (r, c), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.6 * lim else "black")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=8)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label("relative error", fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    ax.set_title(spec.title, fontsize=11)
+    return fig
+
+
+DRAWERS = {"maps": draw_maps, "sections": draw_sections, "lines": draw_lines, "bars": draw_bars,
+           "member_bars": draw_member_bars, "portrait": draw_portrait}
 
 
 def save_png(fig, path: Path) -> Path:

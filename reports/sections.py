@@ -17,7 +17,7 @@ import xarray as xr
 from diagnostics.data.grid import global_mean
 from diagnostics.metrics.pattern import weighted_rms
 
-from . import labels, scorecard
+from . import comparison as cmp, labels, scorecard
 from .figures import FigureSpec, Line, Panel, display_scale, display_units
 from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir, canonical_dims
 from .scorecard import Cell
@@ -893,6 +893,101 @@ def all_metrics(md: MetricsDir) -> Section:
     return sec
 
 
+# ---------------------------------------------------------------- models side by side (AI-MIP paper)
+
+
+def comparison_bars(md: MetricsDir, stem: str, what: str) -> Figure | None:
+    """One panel per variable: a bar per model at its member median, whiskers from min to max."""
+    period = cmp.period_of(md, stem)
+    stats = cmp.member_stats(md, stem, period)
+    if not stats:
+        return None
+    panels = []
+    for ch in dict.fromkeys(ch for _, ch in stats):
+        models = [m for m in cmp.comparison_models(md) if (m, ch) in stats]
+        data = xr.DataArray(np.array([stats[(m, ch)] for m in models]), dims=("model", "stat"),
+                            coords={"model": [labels.model(m) for m in models], "stat": list(cmp.STATS)})
+        units = cmp.channel_units_of(md, ch)
+        scale, disp_units = display_scale(units)
+        panels.append(Panel(f"{labels.channel(ch)} ({disp_units})" if disp_units else labels.channel(ch),
+                            data * scale))
+    rows = [panels[i:i + cmp.BARS_PER_ROW] for i in range(0, len(panels), cmp.BARS_PER_ROW)]
+    floor = any(m == cmp.NOISE_FLOOR for m, _ in stats)
+    spec = FigureSpec("member_bars", slug("compare", stem, period), f"{what}, {when(md, period)}".rstrip(", "),
+                      short_caption(md, f"{what}: bar = median over members, whiskers = min-max", {"period": period},
+                                    "each panel's (in its title)", "Lower is better."
+                                    + (f" Grey: the {labels.NOISE_FLOOR_LABEL}." if floor else "")),
+                      panels=rows, options={"noise_floor_label": labels.NOISE_FLOOR_LABEL})
+    return Figure(spec, headline=stem == "aimip_rmsb")
+
+
+def comparison_portrait(md: MetricsDir) -> Figure | None:
+    table = cmp.portrait_table(md)
+    if table is None:
+        return None
+    spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
+                      short_caption(md, "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member "
+                                    "median) / the median over the models - 1", {}, "1",
+                                    "Blue = smaller error than the typical model."),
+                      panels=[[Panel("relative error", table, "diff")]])
+    return Figure(spec, headline=True)
+
+
+def comparison_map_grids(md: MetricsDir) -> list[Figure]:
+    """Rows models, columns variables: the time-mean bias of the headline period's annual mean, one
+    colour scale per variable; :data:`reports.comparison.MAP_COLUMNS` variables per figure (the first is a headline)."""
+    period = preferred_period(md, "bias")
+    models = [m for m in cmp.comparison_models(md) if m != REFERENCE]
+    channels = sorted({c for m in models if m != cmp.NOISE_FLOOR
+                       for c in md.values("channel", diagnostic="bias", model=m, period=period, season="ANN")},
+                      key=lambda c: order_key(md, c))  # variables some model predicts
+    out = []
+    for start in range(0, len(channels), cmp.MAP_COLUMNS):
+        chunk = channels[start:start + cmp.MAP_COLUMNS]
+        rows, units, cmaps = [], {}, {}
+        for m in models:
+            row = []
+            for ch in chunk:
+                da = find_one(md, diagnostic="bias", model=m, channel=ch, period=period, season="ANN")
+                if da is None:
+                    continue
+                d, u = display_units(da)
+                scale = f"diff_{ch}"
+                units[scale], cmaps[f"cmap_{scale}"] = f"{labels.channel(ch)} ({u})", colour_maps(ch, u)[1]
+                row.append(Panel(f"{labels.model(m)}: {labels.channel(ch)}", d, scale))
+            if row:
+                rows.append(row)
+        rows = [r for r in rows if len(r) == len(chunk)]  # a model lacking one of these variables is left out
+        if not rows:
+            continue
+        spec = FigureSpec("maps", slug("compare-bias-grid", period, *chunk),
+                          f"Time-mean bias, models x variables, {md.period_label(period)}, annual mean",
+                          short_caption(md, "Rows models, columns variables: model minus reference time mean",
+                                        {"period": period, "season": "ANN"}, "under each column",
+                                        "One colour scale per variable; red = model too high."),
+                          panels=rows, units=units, options=cmaps)
+        out.append(Figure(spec, headline=start == 0))
+    return out
+
+
+def comparison(md: MetricsDir) -> Section:
+    """The "Models side by side" section (after the overview and its scorecard; numbers from
+    :mod:`reports.comparison`)."""
+    sec = Section("comparison", "Models side by side",
+                  intro="The AI-MIP official errors of every model: member median and range per variable, a "
+                        "portrait of the relative errors, and the bias maps of all models together.")
+    for stem, what, _ in cmp.STEMS:
+        if (fig := comparison_bars(md, stem, what)) is not None:
+            sec.items.append(fig)
+    if (fig := comparison_portrait(md)) is not None:
+        sec.items.append(fig)
+    sec.items += comparison_map_grids(md)
+    if not sec.items:
+        sec.notes.append("No AI-MIP member statistics (median, min and max over members of E1-E3) or bias "
+                         "fields in the metrics; section skipped.")
+    return sec
+
+
 #: the figure budget: at most this many headline figures per section; the rest are in the appendix
 HEADLINE_PER_SECTION = 6
 APPENDIX = "appendix"
@@ -921,7 +1016,7 @@ def appendix(secs: list[Section]) -> Section:
 def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) -> list[Section]:
     """All sections in report order (headline figures in their sections, the rest in the "All figures"
     appendix after them), figures and tables numbered consecutively, figure names unique."""
-    secs = [overview(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
+    secs = [overview(md), comparison(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
     official = aimip_official(md)
     if official.items:

@@ -21,6 +21,8 @@ from diagnostics.data.timeaxis import Month, monthly_axis
 from diagnostics.schema import NOISE_FLOOR
 
 HOSTILE = "<script>alert(1)</script>"
+#: per-channel factor of the planted AI-MIP medians (so the portrait columns are not all alike)
+AIMIP_WIGGLE = {"tas": 0.0, "pr": 1.0, "zg500": -1.0, "ta850": 2.0}
 PERIODS = {"train": "1979-01:2014-12", "test": "2015-01:2024-12"}
 
 
@@ -154,6 +156,14 @@ def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tupl
             metrics[f"{m}.{ch}.std_ratio.all"] = 1.05 + 0.5 * k
             if ch != "ta850":
                 metrics[f"{m}.{ch}.nino34_pattern_corr.all"] = 0.9 - 0.35 * k
+            # the AI-MIP member statistics (E1 everywhere, E2 on three channels, E3 on tas), planted
+            for stem, f in (("aimip_rmsb", 0.4), ("aimip_trend_bias_rms", 0.1 if ch != "ta850" else None),
+                            ("aimip_enso_rmse", 0.2 if ch == "tas" else None)):
+                if f is not None:
+                    median = f * q * scale * (1 + 0.1 * AIMIP_WIGGLE[ch])
+                    metrics[f"{m}.{ch}.{stem}_median.test"] = median
+                    metrics[f"{m}.{ch}.{stem}_min.test"] = 0.8 * median
+                    metrics[f"{m}.{ch}.{stem}_max.test"] = 1.3 * median
     if noise_floor:
         for ch, scale in (("tas", 0.5), ("pr", 4e-6), ("zg500", 20.0), ("ta850", 0.8)):
             metrics[f"{NOISE_FLOOR}.{ch}.bias_mean.test.ANN"] = 0.05 * scale
@@ -164,6 +174,8 @@ def build(out: Path, models: tuple[str, ...] = ("MD-1p5", "ACE2"), seasons: tupl
             metrics[f"{NOISE_FLOOR}.{ch}.std_ratio.all"] = 1.0
             if ch != "ta850":
                 metrics[f"{NOISE_FLOOR}.{ch}.nino34_pattern_corr.all"] = 0.95
+            for stat, f in (("median", 0.2), ("min", 0.15), ("max", 0.25)):
+                metrics[f"{NOISE_FLOOR}.{ch}.aimip_rmsb_{stat}.test"] = f * scale
     metrics["reference.nao_z500.variance_fraction"] = 0.41
     for k, m in enumerate(models):
         metrics[f"{m}.nao_z500.variance_fraction_model"] = 0.36 - 0.05 * k

@@ -266,6 +266,12 @@ def test_report_of_real_md_diagnose_output(tmp_path):
     sc = scorecard.build(md)
     assert sc.cell("tas", "bias", "SYN").text != "–" and sc.cell("tas", "bias", "SYN").colour
     assert "Other fields" not in text  # every diagnostic md-diagnose writes has its section
+    # the comparison section from md-diagnose's own E1 keys (one model: bars and map grid, no portrait)
+    compare = next(s for s in sections.build(md, "", "", {}) if s.id == "comparison")
+    assert compare.figures[0].spec.name == "compare-aimip-rmsb-test"
+    bar = compare.figures[0].spec.panels[0][0].data.sel(model="SYN", stat="median")
+    assert float(bar) == pytest.approx(md.scalar("SYN", "tas", "aimip_rmsb_median", ("test",)), rel=1e-6)
+    assert "compare-portrait" not in [f.spec.name for f in compare.figures]
     # the mean / RMS printed over a bias map agree with md-diagnose's own bias_mean / bias_rms
     bias = md.select(diagnostic="bias", model="SYN", channel="tas", period="test", season="ANN")[0]
     title = sections.diff_title("SYN", bias, "K")
@@ -363,7 +369,8 @@ def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
     assert all(len(s.figures) <= sections.HEADLINE_PER_SECTION for s in main)
     headline = sum(len(s.figures) for s in main)
     appendix = secs[ids.index("appendix")].figures
-    assert headline <= 12 and len(appendix) >= headline
+    # 11 before the "Models side by side" section, which adds 3 (E1 bars, portrait, bias map grid)
+    assert headline <= 14 and len(appendix) >= headline
     clim = secs[ids.index("climatology")]
     # one headline per variable, the bias maps (one panel per model), not model | reference | bias
     assert [f.spec.name for f in clim.figures] == ["bias-tas-test-ann", "bias-pr-test-ann", "bias-zg500-test-ann"]
@@ -395,3 +402,60 @@ def test_a_variable_only_the_noise_floor_has_is_left_out(tmp_path):
     assert "psl" not in scorecard.build(md).rows and "tas" in scorecard.build(md).rows
     names = [f.spec.name for s in sections.build(md, "", "", {}) for f in s.figures]
     assert "bias-tas-test-ann" in names and not any("psl" in n for n in names)
+    info["metrics"].update({f"noise-floor.psl.aimip_rmsb_{s}.test": 1.0 for s in ("median", "min", "max")})
+    (d / "metrics.json").write_text(json.dumps(info))
+    bars = sections.comparison_bars(metricsdir.load(d), "aimip_rmsb", "E1")
+    assert "Sea-level pressure" not in [p.title.split(" (")[0] for row in bars.spec.panels for p in row]
+
+
+def test_comparison_portrait_equals_an_independent_computation_from_metrics_json(tmp_path):
+    """Portrait cell = model median / median over the models (noise floor excluded) - 1, recomputed
+    here from the raw metrics.json keys; the bars show the planted median, min and max."""
+    from reports import comparison, labels
+
+    d = report_fixtures.build(tmp_path, seasons=("ANN",), noise_floor=True)
+    raw = json.loads((d / "metrics.json").read_text())["metrics"]
+    md = metricsdir.load(d)
+    table = comparison.portrait_table(md)
+    models = ["MD-1p5", "ACE2", report_fixtures.NOISE_FLOOR]
+    assert list(table["model"].values) == [labels.model(m) for m in models]
+    expected_cols = 0
+    for stem, short in (("aimip_rmsb", "E1 RMSB"), ("aimip_trend_bias_rms", "E2 trend"), ("aimip_enso_rmse", "E3 ENSO")):
+        for ch in ("tas", "pr", "zg500", "ta850"):
+            vals = {m: raw.get(f"{m}.{ch}.{stem}_median.test") for m in models}
+            if vals["MD-1p5"] is None:
+                continue
+            expected_cols += 1
+            peers = sorted(v for m, v in vals.items() if m != report_fixtures.NOISE_FLOOR)
+            typical = (peers[0] + peers[1]) / 2  # median of two
+            col = f"{short}\n{labels.channel(ch)}"
+            for m in models:
+                got = float(table.sel(model=labels.model(m), column=col))
+                want = vals[m] / typical - 1 if vals[m] is not None else math.nan
+                assert got == pytest.approx(want, rel=1e-12, nan_ok=True), (m, col)
+    assert table.sizes["column"] == expected_cols == 4 + 3 + 1
+    # the model with the planted smaller errors is blue everywhere, the worse one red
+    assert (table.sel(model="MD-1p5") < 0).all() and (table.sel(model="ACE2") > 0).all()
+
+    sec = sections.comparison(md)
+    bars = next(f for f in sec.figures if f.spec.name == "compare-aimip-rmsb-test")
+    tas = bars.spec.panels[0][0].data
+    for m in models:
+        for stat in ("median", "min", "max"):
+            assert float(tas.sel(model=labels.model(m), stat=stat)) == pytest.approx(
+                raw[f"{m}.tas.aimip_rmsb_{stat}.test"], rel=1e-6)
+    grid = next(f for f in sec.figures if f.spec.name.startswith("compare-bias-grid"))
+    assert [len(r) for r in grid.spec.panels] == [3, 3, 3]  # models x variables (tas, pr, zg500)
+    assert [s.id for s in sections.build(md, "", "", {})][:2] == ["overview", "comparison"]  # scorecard first
+
+
+def test_comparison_figures_are_in_the_rendered_report(rendered):
+    d, out = rendered
+    text = out["html"].read_text()
+    assert text.index("Table 1. Scorecard") < text.index('<section id="comparison">') < text.index(
+        '<section id="climatology">')
+    for name in ("compare-aimip-rmsb-test", "compare-portrait"):
+        png = out["figures"] / f"{name}.png"
+        with Image.open(png) as im:
+            assert np.asarray(im.convert("L"), dtype=float).std() > 10, name
+        assert f"figures/{name}.png" in text

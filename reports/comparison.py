@@ -1,0 +1,96 @@
+"""The numbers of the "Models side by side" section (its figures are assembled in
+:func:`reports.sections.comparison`), as the AI-MIP Phase-1 paper shows them: per-variable member
+median with the min-max range (E1 RMSB, and E2 / E3 where metrics.json holds them) and the
+portrait plot's relative errors (models x variables, each column normalised by the median over
+the models).
+
+Everything is read from metrics.json (``{stem}_median`` / ``_min`` / ``_max`` keys, one per model,
+channel and period); nothing is recomputed. No import of :mod:`reports.sections` (it imports this).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from diagnostics.schema import NOISE_FLOOR, REFERENCE
+
+from . import labels, scorecard
+from .metricsdir import MetricsDir
+
+#: The official member statistics, in the paper's order: (metric stem, what it is, short name).
+STEMS = (
+    ("aimip_rmsb", "E1: RMS of the time-mean bias map", "E1 RMSB"),
+    ("aimip_rmsb_2p8deg", "E1 on the 2.8-degree grid: RMS of the time-mean bias map", "E1 RMSB 2.8°"),
+    ("aimip_trend_bias_rms", "E2: RMS of the trend-bias map", "E2 trend"),
+    ("aimip_enso_rmse", "E3: RMSE of the Niño-3.4 regression map", "E3 ENSO"),
+)
+STATS = ("median", "min", "max")
+#: Most variables in one map-grid figure (columns) and bar panels per row.
+MAP_COLUMNS = 5
+BARS_PER_ROW = 4
+
+
+def period_of(md: MetricsDir, stem: str) -> str:
+    """The period the comparison shows for ``stem``: test, else train, else all (what exists)."""
+    have = {k.period for k in md.scalars if k.metric == f"{stem}_median"}
+    return next((p for p in ("test", "train", "all", "") if p in have), "")
+
+
+def comparison_models(md: MetricsDir) -> list[str]:
+    """The evaluated ensembles in metrics.json order, the noise floor last (it is not a model)."""
+    ens = [m for m in md.ensembles if m != NOISE_FLOOR]  # metrics.json lists them in command order
+    return ens + ([NOISE_FLOOR] if NOISE_FLOOR in md.ensembles else [])
+
+
+def member_stats(md: MetricsDir, stem: str, period: str) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """``{(model, channel): (median, min, max)}`` over members of ``stem`` where all three exist, for
+    the channels at least one model (not only the noise floor) has."""
+    out = {}
+    order = md.channels
+    channels = sorted({k.channel for k in md.scalars if k.metric == f"{stem}_median" and k.period == period},
+                      key=lambda c: (order.index(c) if c in order else len(order), c))
+    for m in comparison_models(md):
+        for ch in channels:
+            vals = [md.scalar(m, ch, f"{stem}_{s}", (period,) if period else ()) for s in STATS]
+            if all(v is not None for v in vals):
+                out[(m, ch)] = (vals[0], vals[1], vals[2])
+    modelled = {ch for m, ch in out if m != NOISE_FLOOR}  # a variable only the noise floor has is left out
+    return {mc: v for mc, v in out.items() if mc[1] in modelled}
+
+
+def portrait_table(md: MetricsDir) -> xr.DataArray | None:
+    """Relative error (model, column): each column (one stem and channel) is the member median of
+    every model divided by the median of those medians over the models, minus one
+    (0 = a typical model, -0.5 = half its error). The noise floor is shown on the same scale but
+    does not enter the median. None when metrics.json holds none of :data:`STEMS` or fewer than
+    two models."""
+    models = comparison_models(md)
+    if len([m for m in models if m != NOISE_FLOOR]) < 2:  # one model is its own median: nothing to compare
+        return None
+    cols, values = [], []
+    for stem, _, short in STEMS:
+        period = period_of(md, stem)
+        stats = member_stats(md, stem, period)
+        for ch in dict.fromkeys(ch for _, ch in stats):
+            med = np.array([stats[(m, ch)][0] if (m, ch) in stats else np.nan for m in models], dtype=float)
+            peers = [v for m, v in zip(models, med) if m != NOISE_FLOOR and np.isfinite(v)]
+            norm = float(np.median(peers)) if peers else np.nan
+            if not np.isfinite(norm) or norm == 0:
+                continue
+            cols.append(f"{short}\n{labels.channel(ch)}")
+            values.append(med / norm - 1.0)
+    if not cols:
+        return None
+    return xr.DataArray(np.array(values).T, dims=("model", "column"),
+                        coords={"model": [labels.model(m) for m in models], "column": cols},
+                        name="relative_error", attrs={"units": "1"})
+
+
+def channel_units_of(md: MetricsDir, channel: str) -> str:
+    """Units of a channel: its bias field's in metrics.nc, else the catalogue's (scorecard)."""
+    for da in md.select(diagnostic="bias", channel=channel):
+        return str(da.attrs.get("units", ""))
+    return scorecard.channel_units(channel)
+
+
