@@ -10,6 +10,13 @@ reference as prepared zarr directories; the I/O floor is the wall time of one da
 that reads every chunk of both stores once (a sum per variable); then ``md-diagnose`` runs
 in a subprocess while a thread samples the resident memory of it and all its children
 (psutil, every 0.1 s). Prints sizes, wall times, the ratio to the floor and the peak RSS.
+
+``--baseline-code DIR`` also runs md-diagnose from another checkout (e.g. ``git archive main``
+unpacked in DIR) on the same data and prints both side by side, with the largest relative
+difference between their numbers (the guardrail: a speed-up must not change them)::
+
+    python -m benchmarks.bench_diagnose --grid 1.5 --members 5 --start 2013-01 --end 2014-12 \
+        --work /tmp/b15 --baseline-code /tmp/base --variables tas pr psl zg
 """
 
 from __future__ import annotations
@@ -50,13 +57,13 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
+def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, int, int]:
     """(wall seconds, peak RSS bytes of the process tree, exit code) of ``cmd``; the CPU seconds
     of the run are left in :data:`LAST_CPU` (wall time on a shared machine waits for others)."""
     global LAST_CPU
     cpu0 = children_cpu()
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
     peak = [0]
     stop = threading.Event()
@@ -91,21 +98,78 @@ def synth(out: Path, grid: str, members: int, start: str, end: str, seed: int) -
     return time.perf_counter() - t
 
 
-def io_floor_cmd(paths: list[Path]) -> list[str]:
-    """A subprocess that reads every chunk of the stores once (sum per variable), dask threads."""
+def io_floor_cmd(paths: list[Path], variables: list[str] | None = None) -> list[str]:
+    """A subprocess that reads every chunk of the stores once (sum per variable), dask threads;
+    only ``variables`` (store names, e.g. ``zg``) when given: the floor of what is scored."""
     code = (
         "import sys, dask, xarray as xr\n"
         "from diagnostics.io.open import open_prepared\n"
+        "keep = set(sys.argv[1].split(',')) - {''}\n"
         "sums = []\n"
-        "for p in sys.argv[1:]:\n"
+        "for p in sys.argv[2:]:\n"
         "    ds = open_prepared(p)\n"
-        "    sums += [ds[v].sum() for v in ds.data_vars if 'time' in ds[v].dims and v != 'time_bnds']\n"
+        "    sums += [ds[v].sum() for v in ds.data_vars if 'time' in ds[v].dims and v != 'time_bnds'\n"
+        "             and (not keep or v in keep)]\n"
         "dask.compute(*sums)\n")
-    return [sys.executable, "-c", code, *map(str, paths)]
+    return [sys.executable, "-c", code, ",".join(variables or []), *map(str, paths)]
 
 
 def store_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def diagnose(work: Path, size: dict, args: argparse.Namespace, env: dict, code_dir: Path | None,
+             out: Path) -> dict | None:
+    """One measured md-diagnose run (from ``code_dir``'s checkout, else this one) into ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "diagnostics.cli.diagnose", "--ensemble", f"SYN={work / 'ensemble'}",
+           "--reference", str(work / "reference"), "--out", str(out), "--report", "none", "--no-progress"]
+    start_year, end_year = int(size["start"][:4]), int(size["end"][:4])
+    if not args.full:  # AI-MIP periods lie outside a short synthetic run: split it 2/3 train, 1/3 test
+        split = start_year + max(1, (end_year - start_year + 1) * 2 // 3)
+        cmd += ["--train-period", f"{size['start']}:{split - 1}-12", "--test-period", f"{split}-01:{size['end']}"]
+    if args.scheduler:
+        cmd += ["--scheduler", args.scheduler]
+    if args.variables:
+        cmd += ["--variables", *args.variables]
+    cmd += args.extra
+    run_env = dict(env)
+    if code_dir is not None:  # the other checkout's packages first on the path
+        run_env["PYTHONPATH"] = str(Path(code_dir).resolve())
+    wall, rss, code = run_measured(cmd, run_env, cwd=Path(code_dir).resolve() if code_dir else None)
+    if code != 0:
+        print(f"md-diagnose failed with exit code {code}")
+        return None
+    doc = json.loads((out / "metrics.json").read_text())
+    return {"wall_s": round(wall, 1), "cpu_s": round(LAST_CPU, 1), "rss_GiB": round(rss / 2**30, 2),
+            "numbers": len(doc["metrics"])}
+
+
+def side_by_side(runs: dict[str, dict], floor: float, floor_cpu: float) -> str:
+    """A markdown table: one row per run, times and their ratios to the read-once floor."""
+    lines = ["| run | wall | CPU | wall / floor | CPU / floor CPU | peak RSS | numbers |", "|---|---|---|---|---|---|---|"]
+    for label, r in runs.items():
+        lines.append(f"| {label} | {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | {r['wall_s'] / floor:.1f}x | "
+                     f"{r['cpu_s'] / max(floor_cpu, 1e-9):.1f}x | {r['rss_GiB']:.2f} GiB | {r['numbers']} |")
+    return "\n".join(lines)
+
+
+def max_rel_diff(before: Path, after: Path) -> str:
+    """Largest |a - b| / max(|a|, |b|) over the metrics.json numbers both runs wrote, and the key counts."""
+    a = json.loads((before / "metrics.json").read_text())["metrics"]
+    b = json.loads((after / "metrics.json").read_text())["metrics"]
+    worst, where = 0.0, ""
+    for k in set(a) & set(b):
+        x, y = a[k], b[k]
+        if x is None or y is None:
+            if (x is None) != (y is None):
+                return f"{k}: null in one run only"
+            continue
+        rel = abs(x - y) / max(abs(x), abs(y), 1e-300)
+        if rel > worst:
+            worst, where = rel, k
+    return (f"{worst:.2e} ({where or 'all equal'}); {len(set(a) & set(b))} common, "
+            f"{len(set(a) - set(b))} only before, {len(set(b) - set(a))} only after")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", default=None)
     p.add_argument("--work", type=Path, default=None, help="directory for the data (kept; default: a temp dir)")
     p.add_argument("--scheduler", default=None, help="passed to md-diagnose --scheduler")
+    p.add_argument("--variables", nargs="+", default=None,
+                   help="score only these store variables (tas pr psl zg); the I/O floor reads only them")
+    p.add_argument("--baseline-code", type=Path, default=None,
+                   help="also run md-diagnose from this checkout (before) and print both side by side")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more md-diagnose arguments")
     args = p.parse_args(argv)
     size = dict(FULL if args.full else SMALL)
@@ -132,37 +200,30 @@ def main(argv: list[str] | None = None) -> int:
     nbytes = store_bytes(work / "ensemble" / "dataset.zarr") + store_bytes(work / "reference" / "dataset.zarr")
     print(f"generated in {t_ens + t_ref:.1f} s; stores on disk {nbytes / 2**30:.2f} GiB")
 
-    floor, floor_rss, code = run_measured(io_floor_cmd([work / "ensemble", work / "reference"]), env)
+    floor, floor_rss, code = run_measured(io_floor_cmd([work / "ensemble", work / "reference"], args.variables), env)
     assert code == 0
     floor_cpu = LAST_CPU
-    print(f"I/O floor (read every chunk once): {floor:.1f} s wall, {floor_cpu:.1f} s CPU, "
+    print(f"I/O floor (read every chunk of {', '.join(args.variables or ['every variable'])} once): {floor:.1f} s wall, {floor_cpu:.1f} s CPU, "
           f"peak RSS {floor_rss / 2**30:.2f} GiB")
 
-    out = work / "out"
-    cmd = [sys.executable, "-m", "diagnostics.cli.diagnose", "--ensemble", f"SYN={work / 'ensemble'}",
-           "--reference", str(work / "reference"), "--out", str(out), "--report", "none", "--no-progress"]
-    start_year = int(size["start"][:4])
-    end_year = int(size["end"][:4])
-    if not args.full:  # AI-MIP periods lie outside a short synthetic run: split it 2/3 train, 1/3 test
-        split = start_year + max(1, (end_year - start_year + 1) * 2 // 3)
-        cmd += ["--train-period", f"{size['start']}:{split - 1}-12", "--test-period", f"{split}-01:{size['end']}"]
-    if args.scheduler:
-        cmd += ["--scheduler", args.scheduler]
-    cmd += args.extra
-    wall, rss, code = run_measured(cmd, env)
-    if code != 0:
-        print(f"md-diagnose failed with exit code {code}")
-        return code
-    cpu = LAST_CPU
-    doc = json.loads((out / "metrics.json").read_text())
-    print(f"md-diagnose: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS (process tree) {rss / 2**30:.2f} GiB; "
-          f"{len(doc['metrics'])} numbers, {len(doc['channels'])} channels, {len(doc['models'])} models")
-    print(f"ratio to the I/O floor: {wall / floor:.1f}x wall, {cpu / max(floor_cpu, 1e-9):.1f}x CPU")
+    runs = {}
+    for label, code_dir in ([("before", args.baseline_code)] if args.baseline_code else []) + [("after", None)]:
+        row = diagnose(work, size, args, env, code_dir, work / f"out-{label}")
+        if row is None:
+            return 1
+        row.update(io_floor_s=floor, io_floor_cpu_s=floor_cpu)
+        runs[label] = row
+        print(f"md-diagnose ({label}, code {code_dir or 'this checkout'}): {row['wall_s']:.1f} s wall, "
+              f"{row['cpu_s']:.1f} s CPU, peak RSS (process tree) {row['rss_GiB']:.2f} GiB; {row['numbers']} numbers; "
+              f"ratio to the I/O floor {row['wall_s'] / floor:.1f}x wall, {row['cpu_s'] / max(floor_cpu, 1e-9):.1f}x CPU")
+    if len(runs) == 2:
+        print(side_by_side(runs, floor, floor_cpu))
+        print(f"largest relative difference of the common numbers: {max_rel_diff(work / 'out-before', work / 'out-after')}")
     print(json.dumps({"grid": size["grid"], "members": size["members"], "period": f"{size['start']}..{size['end']}",
                       "store_GiB": round(nbytes / 2**30, 3), "io_floor_s": round(floor, 1),
-                      "diagnose_s": round(wall, 1), "ratio": round(wall / floor, 2),
-                      "io_floor_cpu_s": round(floor_cpu, 1), "diagnose_cpu_s": round(cpu, 1),
-                      "peak_rss_GiB": round(rss / 2**30, 2), "floor_rss_GiB": round(floor_rss / 2**30, 2)}))
+                      "io_floor_cpu_s": round(floor_cpu, 1), "floor_rss_GiB": round(floor_rss / 2**30, 2),
+                      **{f"{label}_{k}": v for label, row in runs.items() for k, v in row.items()
+                         if k in ("wall_s", "cpu_s", "rss_GiB", "numbers")}}))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

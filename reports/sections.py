@@ -695,7 +695,8 @@ def skill(md: MetricsDir) -> Section:
                                            f"Global-mean {labels.channel(g['channel'])}, "
                                            f"{labels.qualifier(scen) if scen else what}", caption, lines=lines,
                                            options={"xlabel": xlabel, "ylabel": units})))
-    for diag, label in (("sh_spectrum", "spherical-harmonic power spectrum"), ("zonal_spectrum", "zonal power spectrum")):
+    for diag, label in (("sh_spectrum", "spherical-harmonic power spectrum"), ("zonal_spectrum", "zonal power spectrum"),
+                        ("anomaly_sh_spectrum", "spherical-harmonic power spectrum of monthly anomalies")):
         for g in groups(md, diag):
             fields = md.select(diagnostic=diag, **g)
             ref = next((d for d in fields if attr(d, "model") == REFERENCE), None)
@@ -704,7 +705,8 @@ def skill(md: MetricsDir) -> Section:
             for ln in lines:  # wavenumber 0 (the mean) and empty bins cannot go on log axes
                 keep = (ln.x > 0) & np.isfinite(ln.y) & (ln.y > 0)
                 ln.x, ln.y = ln.x[keep], ln.y[keep]
-            caption = short_caption(md, f"{label.capitalize()} of {labels.channel(g['channel'])} (full fields), "
+            caption = short_caption(md, f"{label.capitalize()} of {labels.channel(g['channel'])}"
+                                    f"{'' if diag.startswith('anomaly_') else ' (full fields)'}, "
                                     "models and the reference (black)", g, units,
                                     "Below black at high wavenumbers = too smooth.")
             sec.items.append(Figure(FigureSpec("lines", slug(diag, g["channel"], g["period"], g["season"]),
@@ -797,7 +799,7 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
 
 KNOWN = {"climatology", "bias", "zonal_bias", "trend", "std_anomaly", "nino34_regression", "nino34_index",
          "eof_pattern", "eof_pc", "crps_map", "rank_histogram", "global_mean_series", "sh_spectrum",
-         "zonal_spectrum", "warming_response"}
+         "zonal_spectrum", "anomaly_sh_spectrum", "anomaly_zonal_spectrum", "warming_response"}
 #: Fields of the official AI-MIP groups (diagnostics/groups/aimip.py), drawn by :func:`aimip_official`.
 AIMIP_FIELDS = {"aimip_trend_bias", "aimip_global_mean_series", "aimip_enso_coefficient", "aimip_daily_std"}
 KNOWN |= AIMIP_FIELDS

@@ -157,6 +157,16 @@ class Context:
     spectra: bool = True
     #: the reference's daily field of this variable, when its files hold one (E4)
     ref_daily: xr.DataArray | None = None
+    #: lazy results several groups or subjects share (the reference's time means), built once
+    #: per variable: building xarray/dask graphs, not computing them, dominates small runs
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def once(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """``build()`` the first time ``key`` is asked for, the same lazy object afterwards (a
+        ``build`` that raises caches nothing)."""
+        if key not in self.shared:
+            self.shared[key] = build()
+        return self.shared[key]
 
     def on(self, chs: list[Channel], sel: Callable[[xr.DataArray], xr.DataArray]) -> "Context":
         """The context of a subset of the channels (``sel`` picks their level)."""

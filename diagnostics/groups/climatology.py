@@ -8,7 +8,13 @@ import xarray as xr
 from ..metrics import climatology, coverage
 from ..outputs import Results
 from ..schema import REFERENCE, key
-from .base import Batch, Channel, Context, Group, Subject, each_channel, label_of, register
+from .base import Batch, Channel, Context, Group, Subject, each_channel, ensemble_mean, label_of, register
+
+
+def reference_mean(ctx: Context, period, season: str) -> xr.DataArray:
+    """The reference's time mean over ``period`` and ``season`` (lazy), built once per variable for
+    the reference's map and every subject's bias."""
+    return ctx.once(("time_mean", str(period), season), lambda: climatology.time_mean(ctx.ref, period, season))
 
 
 @register
@@ -27,7 +33,7 @@ class ReferenceClimatology(Group):
         for pname, period in ctx.periods.items():
             for season in climatology.SEASONS:
                 try:
-                    mean = climatology.time_mean(ctx.ref, period, season)
+                    mean = reference_mean(ctx, period, season)
                 except ValueError:
                     continue
                 batch.add(mean, each_channel(ctx.channels, lambda v, ch, pname=pname, season=season: res.add_field(
@@ -55,8 +61,11 @@ class Bias(Group):
         model, da, units = subject.name, subject.da, ctx.ref.attrs.get("units", "")
         for pname, period in subject.periods.items():
             for season in climatology.SEASONS:
-                try:
-                    bias = climatology.bias_map(da, ctx.ref, period, season)
+                try:  # the model's time mean is built once for the bias and its own map, the
+                    # reference's once per variable: bias = the same ops as climatology.bias_map
+                    mean = ensemble_mean(climatology.time_mean(da, period, season))
+                    bias = climatology.bias_of_means(mean, reference_mean(ctx, period, season), da.name, season,
+                                                     da.attrs.get("units", ""))
                 except ValueError as exc:  # e.g. no complete DJF season in a short period
                     res.skip(f"{model}.{label_of(ctx.channels)}.bias.{pname}.{season}", str(exc))
                     continue
@@ -74,9 +83,6 @@ class Bias(Group):
 
                 batch.add(bias, each_channel(ctx.channels, done))
                 if subject.store_maps:
-                    mean = climatology.time_mean(da, period, season)
-                    if "member" in mean.dims:
-                        mean = mean.mean("member", keep_attrs=True)
                     batch.add(mean, each_channel(ctx.channels, lambda v, ch, pname=pname, season=season:
                                                  res.add_field(
                         v, "climatology", model, ch.label, period=pname, season=season, units=units,

@@ -162,13 +162,19 @@ def bias_map(model: xr.DataArray, reference: xr.DataArray, period: Period | str 
     """
     m = _ensemble_mean(time_mean(model, period, season), member_dim)
     r = _ensemble_mean(time_mean(reference, period, season), member_dim)
+    return bias_of_means(m, r, model.name, season, model.attrs.get("units", ""))
+
+
+def bias_of_means(m: xr.DataArray, r: xr.DataArray, name: str | None, season: str, units: str) -> xr.DataArray:
+    """``m - r`` of an ensemble-mean and a reference time mean on the same grid (exact alignment,
+    else ValueError): the last step of :func:`bias_map`, for callers that hold both means already."""
     try:
         m, r = xr.align(m, r, join="exact")
     except ValueError as exc:
         raise ValueError(f"model and reference are not on the same grid: {exc}") from None
     bias = m - r
-    bias.attrs = {"units": model.attrs.get("units", ""), "long_name": f"time-mean bias ({season})"}
-    bias.name = f"{model.name}_bias" if model.name else "bias"
+    bias.attrs = {"units": units, "long_name": f"time-mean bias ({season})"}
+    bias.name = f"{name}_bias" if name else "bias"
     return bias
 
 
