@@ -150,9 +150,18 @@ class DiffusionStepper:
         has ``step_next_forcing`` (otherwise ignored).
 
         With the skip path: z_{t+1} = unstd(mu + skip_std (r - diffusion_offset)), r the diffusion's
-        sample and mu the linear skip path of (z_t, conditioning); without: z_{t+1} = unstd(r).
+        sample and mu the linear skip path of (z_t, conditioning); without: z_{t+1} = unstd(r);
+        with ``step.type: latent_lim``: the latent LIM's sample (:mod:`emulator.latent_lim`) from the
+        first of the step's noise fields.
         """
         m = self.model
+        if m.latent_linear is not None:  # step.type latent_lim: the latent LIM's sample, no diffusion
+            if cond_t1 is None:
+                raise ValueError("a latent_lim step needs the conditioning of month t+1 (its forcing)")
+            n_forcing = m.normaliser.n_forcing_channels
+            zn_next = m.latent_linear.step(m.standardise(z_prev.float()), cond_t1.data[:, :n_forcing],
+                                           cond_t1.month, noise[0].to(z_prev.device))
+            return m.unstandardise(zn_next)
         with autocast(self.device):
             zn_prev, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
             zn_next = self._diffuse(zn_prev, cl_step, noise)

@@ -30,7 +30,7 @@ from .data import (PairTensors, compute_stats, data_spec, load_split, normalised
                    parse_channels, to_tensors)
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
-from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
+from .validation import diffusion_offset, fit_latent_linear, pair_ids, residual_power, spread_scale, validate
 
 
 OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (71 demo pairs: noise 0.04 std)
@@ -227,7 +227,12 @@ class Trainer:
             return []
         ids, steps, seed = pair_ids(len(valid), 0), vcfg.steps or None, self.cfg.train.seed
         names = []
-        if ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
+        if ema.latent_linear is not None:  # step.type latent_lim: the step's mean and noise, from training latents
+            fit = fit_latent_linear(ema, self.data.train, self.device)
+            names += [f"latent_linear.{n}" for n, _ in ema.latent_linear.named_buffers()]
+            if self.verbose:
+                tqdm.write("latent LIM: " + ", ".join(f"{k} {v:.3f}" for k, v in fit.items()))
+        elif ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
             ema.diffusion_offset.zero_()
             ema.diffusion_offset.copy_(diffusion_offset(ema, valid, ids, OFFSET_DRAWS, seed + 2, vcfg.sampler,
                                                         steps, self.device).to(self.device))

@@ -121,6 +121,25 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
 
 
 @torch.no_grad()
+def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.device,
+                      chunk: int = 32) -> dict[str, float]:
+    """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
+    latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
+    the fit statistics of :meth:`emulator.latent_lim.LatentLinearModel.fit`."""
+    stepper, zs = DiffusionStepper(model), []
+    for start in range(0, data.state.shape[0], chunk):
+        x = data.state[start:start + chunk].to(device)
+        mo = data.month[start:start + chunk].to(device)
+        cond = stepper.condition_normalised(data.forcing[start:start + chunk], mo)
+        zs.append(model.standardise(stepper.encode_normalised(x, cond, None).float()).cpu())
+    model.latent_linear.to("cpu")
+    try:
+        return model.latent_linear.fit(torch.cat(zs), data.forcing, data.month)
+    finally:
+        model.latent_linear.to(device)
+
+
+@torch.no_grad()
 def diffusion_offset(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, draws: int, seed: int,
                      sampler: str, steps: int | None, device: torch.device, chunk: int = 64) -> torch.Tensor:
     """Mean ``[Z, h, w]`` of the diffusion's samples of the skip residual (``model.diffusion_offset``).
