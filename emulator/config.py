@@ -86,13 +86,16 @@ class LatentLimStep(SkipStep):
     (:mod:`emulator.latent_lim`): ``x_{t+1} = A x_t + B u_{t+1} + c_m + L_m eta`` on the
     ``modes`` leading latent PCs, with ``forcing_modes`` forcing-anomaly PCs plus the
     global means of the forcing anomalies as ``u``; the latent beyond the modes is white
-    noise with its training std. The diffusion's samples are not used (docs/emulator.md,
+    noise with its training std. ``mean: skip``: the trained skip path is the step's mean and
+    the Gaussian (fitted to the skip path's residuals) its noise. The diffusion's samples are
+    not used (docs/emulator.md,
     "Free-run fidelity (session 6)")."""
 
     type: Literal["latent_lim"] = "latent_lim"  # type: ignore[assignment]
     modes: int = 24
     forcing_modes: int = 4
     noise: Literal["constant", "seasonal"] = "seasonal"
+    mean: Literal["lim", "skip"] = "lim"  # skip: the trained skip path is the mean, the Gaussian its spread
 
 
 @dataclass

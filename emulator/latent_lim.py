@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .lim.operator import fit_operator, leading_eofs
+from .lim.operator import _cholesky, fit_operator, leading_eofs
 
 
 class LatentLinearModel(nn.Module):
@@ -88,9 +88,14 @@ class LatentLinearModel(nn.Module):
 
     # ------------------------------------------------------------------ fit
     @torch.no_grad()
-    def fit(self, zn: torch.Tensor, forcing_n: torch.Tensor, month: torch.Tensor) -> dict[str, float]:
+    def fit(self, zn: torch.Tensor, forcing_n: torch.Tensor, month: torch.Tensor,
+            skip_mean: torch.Tensor | None = None) -> dict[str, float]:
         """Fit on a consecutive record: latents ``zn [T, Z, h, w]``, normalised forcing
         ``[T, n_forcing_channels, H, W]``, calendar months ``[T]``; every t -> t+1 is a pair.
+
+        With ``skip_mean [T - 1, Z, h, w]`` (the skip path's prediction of each month t+1,
+        ``step.mean: skip``) the noise (``chol``, ``perp_std``) is that of ``zn_{t+1} - skip_mean``
+        instead of the LIM's own residuals: the skip path is the mean, this Gaussian its spread.
 
         Returns fit statistics: the variance fraction the K modes explain, the spectral
         radius of A, and the residual variance fractions inside / outside the span.
@@ -113,9 +118,15 @@ class LatentLinearModel(nn.Module):
         u = (raw - mean) / std
         x = y @ e
         pairs = np.arange(len(y) - 1)
-        op = fit_operator(x, u, month.cpu().numpy().astype(int), pairs, noise=self.noise_kind)
+        months = month.cpu().numpy().astype(int)
+        op = fit_operator(x, u, months, pairs, noise=self.noise_kind)
+        target = y[1:]
+        if skip_mean is not None:  # the spread around the skip path: the covariance of its residual
+            resid = target - self.reduce(skip_mean).double().cpu().numpy()
+            target = resid
+            op = type(op)(A=op.A, B=op.B, c=op.c, chol=self._residual_chol(resid @ e, months[1:]), dA=op.dA)
         # the latent outside the span: its std per (channel, row), standardised units, around its mean
-        perp = y[1:] - (y[1:] @ e) @ e.T
+        perp = target - (target @ e) @ e.T
         perp = perp.reshape(len(perp), *self.latent_shape) / self.sqrt_w.cpu().numpy()[0]
         perp_std = (perp - perp.mean(axis=0)).std(axis=(0, 3))
         for name, value in (("eofs", e), ("A", op.A), ("B", op.B), ("c", op.c), ("chol", op.chol),
@@ -128,6 +139,19 @@ class LatentLinearModel(nn.Module):
                 "noise_fraction_in_span": resid_in / total,
                 "noise_fraction_outside": float((perp ** 2 * self.sqrt_w.cpu().numpy()[0] ** 2).sum()) / total}
 
+    def _residual_chol(self, r: np.ndarray, target_month: np.ndarray) -> np.ndarray:
+        """Cholesky factors ``[12, K, K]`` of the second moment of residual PCs ``r [N, K]`` about
+        zero (the skip path is the mean): one for all months, or (``seasonal``) month m's from
+        the residuals of target months m-1, m, m+1, as :func:`emulator.lim.operator.fit_operator`."""
+        k = r.shape[1]
+        if self.noise_kind == "constant":
+            return np.broadcast_to(_cholesky(r.T @ r / len(r)), (12, k, k)).copy()
+        out = np.empty((12, k, k))
+        for m in range(1, 13):
+            near = np.isin(target_month, [(m - 2) % 12 + 1, m, m % 12 + 1])
+            out[m - 1] = _cholesky(r[near].T @ r[near] / max(int(near.sum()), 1))
+        return out
+
     # ------------------------------------------------------------------ step
     def step(self, zn_prev: torch.Tensor, forcing_n_next: torch.Tensor, month_next: torch.Tensor,
              xi: torch.Tensor) -> torch.Tensor:
@@ -136,13 +160,19 @@ class LatentLinearModel(nn.Module):
         ``xi`` of the latent's shape."""
         if not bool(self.fitted):
             raise RuntimeError("the latent linear model is not fitted (the trainer's calibration fits it)")
-        b = zn_prev.shape[0]
         e = self.eofs
         m = month_next.long().to(e.device) - 1
-        x = self.reduce(zn_prev) @ e
-        u = self.predictors(forcing_n_next)
+        x1 = self.reduce(zn_prev) @ e @ self.A.T + self.predictors(forcing_n_next) @ self.B.T + self.c[m]
+        return (x1 @ e.T).view(zn_prev.shape) / self.sqrt_w + self.noise(month_next, xi)
+
+    def noise(self, month_next: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        """The step's noise ``(E L_m E^T xi) / sqrt(w) + s * xi_perp`` (standardised latent units)
+        from one white field ``xi [B, Z, h, w]``; ``month_next [B]`` the month predicted (1..12)."""
+        if not bool(self.fitted):
+            raise RuntimeError("the latent linear model is not fitted (the trainer's calibration fits it)")
+        e = self.eofs
+        m = month_next.long().to(e.device) - 1
         flat_xi = xi.float().flatten(1)
         eta = flat_xi @ e
-        x1 = x @ self.A.T + u @ self.B.T + self.c[m] + torch.einsum("bij,bj->bi", self.chol[m], eta)
-        perp = (flat_xi - eta @ e.T).view(b, *self.latent_shape) * self.perp_std.view(1, *self.perp_std.shape, 1)
-        return (x1 @ e.T).view(b, *self.latent_shape) / self.sqrt_w + perp
+        in_span = (torch.einsum("bij,bj->bi", self.chol[m], eta) @ e.T).view(xi.shape) / self.sqrt_w
+        return in_span + (flat_xi - eta @ e.T).view(xi.shape) * self.perp_std.view(1, *self.perp_std.shape, 1)

@@ -159,9 +159,11 @@ class DiffusionStepper:
             if cond_t1 is None:
                 raise ValueError("a latent_lim step needs the conditioning of month t+1 (its forcing)")
             n_forcing = m.normaliser.n_forcing_channels
-            zn_next = m.latent_linear.step(m.standardise(z_prev.float()), cond_t1.data[:, :n_forcing],
-                                           cond_t1.month, noise[0].to(z_prev.device))
-            return m.unstandardise(zn_next)
+            zn_prev, xi = m.standardise(z_prev.float()), noise[0].to(z_prev.device)
+            if m.cfg.step.mean == "skip":  # the skip path's mean, the Gaussian fitted to its residuals
+                _, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
+                return m.unstandardise(m.skip(zn_prev, cl_step).float() + m.latent_linear.noise(cond_t1.month, xi))
+            return m.unstandardise(m.latent_linear.step(zn_prev, cond_t1.data[:, :n_forcing], cond_t1.month, xi))
         with autocast(self.device):
             zn_prev, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
             zn_next = self._diffuse(zn_prev, cl_step, noise)

@@ -126,15 +126,21 @@ def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.
     """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
     latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
     the fit statistics of :meth:`emulator.latent_lim.LatentLinearModel.fit`."""
-    stepper, zs = DiffusionStepper(model), []
+    stepper, zs, conds = DiffusionStepper(model), [], []
     for start in range(0, data.state.shape[0], chunk):
         x = data.state[start:start + chunk].to(device)
         mo = data.month[start:start + chunk].to(device)
         cond = stepper.condition_normalised(data.forcing[start:start + chunk], mo)
         zs.append(model.standardise(stepper.encode_normalised(x, cond, None).float()).cpu())
+        conds.append(cond.latent.float().cpu())
+    zn, cl = torch.cat(zs), torch.cat(conds)
+    skip_mean = None
+    if model.cfg.step.mean == "skip":  # the skip path's prediction of every month t+1 from t
+        cl_step = model.step_conditioning(cl[:-1].to(device), cl[1:].to(device))
+        skip_mean = model.skip(zn[:-1].to(device), cl_step).float().cpu()
     model.latent_linear.to("cpu")
     try:
-        return model.latent_linear.fit(torch.cat(zs), data.forcing, data.month)
+        return model.latent_linear.fit(zn, data.forcing, data.month, skip_mean)
     finally:
         model.latent_linear.to(device)
 
