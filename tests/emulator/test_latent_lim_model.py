@@ -90,12 +90,12 @@ def test_unfitted_latent_lim_refuses_to_step():
         lim.step(torch.zeros(1, *LATENT), torch.zeros(1, 2 * F + 1, *DATA), torch.ones(1), torch.zeros(1, *LATENT))
 
 
-def _latent_lim_cfg(toy_dir):
+def _latent_lim_cfg(toy_dir, mean: str = "lim"):
     data = json.loads(json.dumps(TINY))
     data["data"]["path"] = str(toy_dir)
     data["model"].update({"forcing_anomaly": True, "normalisation": "anomaly",
                           "step": {"type": "latent_lim", "next_forcing": True, "modes": 4, "forcing_modes": 1,
-                                   "noise": "constant"}})
+                                   "noise": "constant", "mean": mean}})
     data["train"]["epochs"] = 1
     return config_mod.from_dict(data)
 
@@ -113,8 +113,9 @@ def test_latent_lim_config_needs_forcing_anomalies(toy_dir):  # noqa: F811
         MonthlyDiffusion(cfg.model, data.spec)
 
 
-def test_trainer_fits_the_latent_lim_and_the_checkpoint_steps_with_it(toy_dir, tmp_path):  # noqa: F811
-    cfg = _latent_lim_cfg(toy_dir)
+@pytest.mark.parametrize("mean", ["lim", "skip"])
+def test_trainer_fits_the_latent_lim_and_the_checkpoint_steps_with_it(toy_dir, tmp_path, mean):  # noqa: F811
+    cfg = _latent_lim_cfg(toy_dir, mean)
     trainer = Trainer(cfg, tmp_path / "run", device="cpu", progress=False, verbose=False)
     history = trainer.run()
     assert bool(trainer.ema.model.latent_linear.fitted)
@@ -130,8 +131,14 @@ def test_trainer_fits_the_latent_lim_and_the_checkpoint_steps_with_it(toy_dir, t
     z = stepper.encode_normalised(x_t, c_t, None)
     noise = torch.zeros(1, 2, *model.latent_shape_full())
     got = model.standardise(stepper.step_normalised(z, c_t, c_t1, noise))
-    x = saved.reduce(model.standardise(z)) @ saved.eofs
-    u = saved.predictors(f_t1)
-    x1 = x @ saved.A.T + u @ saved.B.T + saved.c[mo_t1.long() - 1]
-    want = (x1 @ saved.eofs.T).view_as(got) / saved.sqrt_w
+    if mean == "skip":  # the skip path's mean (zero noise adds nothing)
+        want = model.skip(model.standardise(z), model.step_conditioning(c_t.latent, c_t1.latent))
+    else:
+        x = saved.reduce(model.standardise(z)) @ saved.eofs
+        u = saved.predictors(f_t1)
+        x1 = x @ saved.A.T + u @ saved.B.T + saved.c[mo_t1.long() - 1]
+        want = (x1 @ saved.eofs.T).view_as(got) / saved.sqrt_w
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    # with noise: the draws differ from the mean by the fitted Gaussian (finite, not zero)
+    noisy = model.standardise(stepper.step_normalised(z, c_t, c_t1, torch.randn(1, 2, *model.latent_shape_full())))
+    assert torch.isfinite(noisy).all() and float((noisy - got).std()) > 0
