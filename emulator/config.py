@@ -96,6 +96,9 @@ class LatentLimStep(SkipStep):
     forcing_modes: int = 4
     noise: Literal["constant", "seasonal"] = "seasonal"
     mean: Literal["lim", "skip"] = "lim"  # skip: the trained skip path is the mean, the Gaussian its spread
+    # cap of the spread calibration's residual_scale: the decoder residual noise is white in time and
+    # without structure, so inflating it to make up for the step's spread costs memory (lag-1) and modes
+    max_residual_scale: float = 100.0
 
 
 @dataclass

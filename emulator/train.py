@@ -241,8 +241,9 @@ class Trainer:
             ema.residual_power.copy_(residual_power(ema, valid, ids, self.device))
             # then scale it per channel and latitude so that the spread matches the error there
             ema.residual_scale.fill_(1.0)
+            cap = ema.cfg.step.max_residual_scale if ema.latent_linear is not None else 100.0
             ema.residual_scale.copy_(spread_scale(ema, valid, ids, vcfg.members, seed + 1, vcfg.sampler,
-                                                  steps, self.device).to(self.device))
+                                                  steps, self.device, max_scale=cap).to(self.device))
             names += ["residual_power", "residual_scale"]
         self.ema.hold(names)
         return names
