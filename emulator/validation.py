@@ -18,6 +18,7 @@ from diagnostics.data.grid import global_mean
 
 from . import diffusion
 from .data import PairTensors
+from .latent_lim_fit import fit_latent_lim
 from .config import ValidationConfig
 from .model import MonthlyDiffusion
 from .seeding import member_seed
@@ -125,7 +126,7 @@ def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.
                       chunk: int = 32) -> dict[str, float]:
     """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
     latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
-    the fit statistics of :meth:`emulator.latent_lim.LatentLinearModel.fit`."""
+    the fit statistics of :func:`emulator.latent_lim_fit.fit_latent_lim`."""
     stepper, zs, conds = DiffusionStepper(model), [], []
     for start in range(0, data.state.shape[0], chunk):
         x = data.state[start:start + chunk].to(device)
@@ -140,7 +141,7 @@ def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.
         skip_mean = model.skip(zn[:-1].to(device), cl_step).float().cpu()
     model.latent_linear.to("cpu")
     try:
-        return model.latent_linear.fit(zn, data.forcing, data.month, skip_mean)
+        return fit_latent_lim(model.latent_linear, zn, data.forcing, data.month, skip_mean)
     finally:
         model.latent_linear.to(device)
 
