@@ -217,7 +217,9 @@ class Trainer:
         """Calibrate the EMA model on the held-out months; returns the buffers it set.
 
         An explicit step after the last EMA update of an epoch (every validation epoch and the
-        last one): the skip path's sampled mean (``diffusion_offset``) and, with residual noise,
+        last one): with ``step.type: latent_lim`` the latent Gaussian model, fitted on the
+        training latents (instead of the diffusion offset, its samples being unused); otherwise
+        the skip path's sampled mean (``diffusion_offset``); then, with residual noise,
         the residual power on held-out months, then its per-(channel, latitude) spread scale.
         The buffers are then held by the EMA (:meth:`EMA.hold`), so later updates keep them until
         the next calibration recomputes them from scratch.
