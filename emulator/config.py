@@ -80,6 +80,28 @@ class SkipStep:
 
 
 @dataclass
+class LatentLimStep(SkipStep):
+    """Ours (session 6): trained as ``skip``, but the step's mean and noise are a linear inverse
+    model fitted in the EOF-reduced latent space on the training latents at calibration
+    (:mod:`emulator.latent_lim`): ``x_{t+1} = A x_t + B u_{t+1} + c_m + L_m eta`` on the
+    ``modes`` leading latent PCs, with ``forcing_modes`` forcing-anomaly PCs plus the
+    global means of the forcing anomalies as ``u``; the latent beyond the modes is white
+    noise with its training std. ``mean: skip``: the trained skip path is the step's mean and
+    the Gaussian (fitted to the skip path's residuals) its noise. The diffusion's samples are
+    not used (docs/emulator.md,
+    "Free-run fidelity (session 6)")."""
+
+    type: Literal["latent_lim"] = "latent_lim"  # type: ignore[assignment]
+    modes: int = 24
+    forcing_modes: int = 4
+    noise: Literal["constant", "seasonal"] = "seasonal"
+    mean: Literal["lim", "skip"] = "lim"  # skip: the trained skip path is the mean, the Gaussian its spread
+    # cap of the spread calibration's residual_scale: the decoder residual noise is white in time and
+    # without structure, so inflating it to make up for the step's spread costs memory (lag-1) and modes
+    max_residual_scale: float = 100.0
+
+
+@dataclass
 class ModelConfig:
     """Architecture (see docs/emulator.md). Variants are nested sections chosen by ``type``
     (``operator``, ``step``), so that options of one variant cannot be set on another; a
@@ -102,12 +124,17 @@ class ModelConfig:
     normalisation: Literal["zscore", "anomaly"] = "zscore"  # zscore (published) | minus monthly climatology first
     residual_noise: bool = False  # sample the decoder residual (per-(l, m) power) when decoding ensembles
     forcing_anomaly: bool = False  # conditioning also holds forcing anomalies from the monthly climatology
-    step: DiffusionStep | SkipStep = field(default_factory=DiffusionStep)
+    step: DiffusionStep | SkipStep | LatentLimStep = field(default_factory=DiffusionStep)
 
     @property
     def latent_skip(self) -> bool:
-        """The step has the linear skip path (``step.type: skip``)."""
+        """The step has the linear skip path (``step.type: skip`` or ``latent_lim``)."""
         return isinstance(self.step, SkipStep)
+
+    @property
+    def latent_lim(self) -> bool:
+        """The step's mean and noise are the latent linear inverse model (``step.type: latent_lim``)."""
+        return isinstance(self.step, LatentLimStep)
 
     @property
     def step_next_forcing(self) -> bool:

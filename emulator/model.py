@@ -31,6 +31,7 @@ from .config import ModelConfig
 from .cvae import Decoder, Encoder
 from .denoiser import Denoiser, LatentSkip
 from .embeddings import SeasonalityEmbedding
+from .latent_lim import LatentLinearModel
 from .normalisation import Normaliser
 from .sht import SpectralResample, forward_sht, inverse_sht, truncation
 
@@ -124,6 +125,14 @@ class MonthlyDiffusion(nn.Module):
             # mean of the sampled residuals, set by the end-of-run calibration and subtracted
             # (validation.diffusion_offset): the skip path is the mean, the diffusion adds spread only
             self.register_buffer("diffusion_offset", torch.zeros(z, *latent_shape))
+        self.latent_linear = None
+        if cfg.latent_lim:  # step.type latent_lim: the step's mean and noise, fitted at calibration
+            if not cfg.forcing_anomaly:
+                raise ValueError("model.step.type latent_lim needs model.forcing_anomaly: true "
+                                 "(its forcing predictors are the forcing anomalies)")
+            self.latent_linear = LatentLinearModel(
+                (z, *latent_shape), data_shape, len(spec.forcing_names), cfg.step.modes, cfg.step.forcing_modes,
+                self.area_latent, self.area_data, noise=cfg.step.noise)
 
     @staticmethod
     def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:

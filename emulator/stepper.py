@@ -150,9 +150,20 @@ class DiffusionStepper:
         has ``step_next_forcing`` (otherwise ignored).
 
         With the skip path: z_{t+1} = unstd(mu + skip_std (r - diffusion_offset)), r the diffusion's
-        sample and mu the linear skip path of (z_t, conditioning); without: z_{t+1} = unstd(r).
+        sample and mu the linear skip path of (z_t, conditioning); without: z_{t+1} = unstd(r);
+        with ``step.type: latent_lim``: the latent LIM's sample (:mod:`emulator.latent_lim`) from the
+        first of the step's noise fields.
         """
         m = self.model
+        if m.latent_linear is not None:  # step.type latent_lim: the latent LIM's sample, no diffusion
+            if cond_t1 is None:
+                raise ValueError("a latent_lim step needs the conditioning of month t+1 (its forcing)")
+            n_forcing = m.normaliser.n_forcing_channels
+            zn_prev, xi = m.standardise(z_prev.float()), noise[0].to(z_prev.device)
+            if m.cfg.step.mean == "skip":  # the skip path's mean, the Gaussian fitted to its residuals
+                _, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
+                return m.unstandardise(m.skip(zn_prev, cl_step).float() + m.latent_linear.noise(cond_t1.month, xi))
+            return m.unstandardise(m.latent_linear.step(zn_prev, cond_t1.data[:, :n_forcing], cond_t1.month, xi))
         with autocast(self.device):
             zn_prev, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
             zn_next = self._diffuse(zn_prev, cl_step, noise)

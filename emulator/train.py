@@ -30,7 +30,7 @@ from .data import (PairTensors, compute_stats, data_spec, load_split, normalised
                    parse_channels, to_tensors)
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
-from .validation import diffusion_offset, pair_ids, residual_power, spread_scale, validate
+from .validation import diffusion_offset, fit_latent_linear, pair_ids, residual_power, spread_scale, validate
 
 
 OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (71 demo pairs: noise 0.04 std)
@@ -217,7 +217,9 @@ class Trainer:
         """Calibrate the EMA model on the held-out months; returns the buffers it set.
 
         An explicit step after the last EMA update of an epoch (every validation epoch and the
-        last one): the skip path's sampled mean (``diffusion_offset``) and, with residual noise,
+        last one): with ``step.type: latent_lim`` the latent Gaussian model, fitted on the
+        training latents (instead of the diffusion offset, its samples being unused); otherwise
+        the skip path's sampled mean (``diffusion_offset``); then, with residual noise,
         the residual power on held-out months, then its per-(channel, latitude) spread scale.
         The buffers are then held by the EMA (:meth:`EMA.hold`), so later updates keep them until
         the next calibration recomputes them from scratch.
@@ -227,7 +229,12 @@ class Trainer:
             return []
         ids, steps, seed = pair_ids(len(valid), 0), vcfg.steps or None, self.cfg.train.seed
         names = []
-        if ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
+        if ema.latent_linear is not None:  # step.type latent_lim: the step's mean and noise, from training latents
+            fit = fit_latent_linear(ema, self.data.train, self.device)
+            names += [f"latent_linear.{n}" for n, _ in ema.latent_linear.named_buffers()]
+            if self.verbose:
+                tqdm.write("latent LIM: " + ", ".join(f"{k} {v:.3f}" for k, v in fit.items()))
+        elif ema.skip is not None:  # the diffusion adds spread only: remove its sampled mean first
             ema.diffusion_offset.zero_()
             ema.diffusion_offset.copy_(diffusion_offset(ema, valid, ids, OFFSET_DRAWS, seed + 2, vcfg.sampler,
                                                         steps, self.device).to(self.device))
@@ -236,8 +243,9 @@ class Trainer:
             ema.residual_power.copy_(residual_power(ema, valid, ids, self.device))
             # then scale it per channel and latitude so that the spread matches the error there
             ema.residual_scale.fill_(1.0)
+            cap = ema.cfg.step.max_residual_scale if ema.latent_linear is not None else 100.0
             ema.residual_scale.copy_(spread_scale(ema, valid, ids, vcfg.members, seed + 1, vcfg.sampler,
-                                                  steps, self.device).to(self.device))
+                                                  steps, self.device, max_scale=cap).to(self.device))
             names += ["residual_power", "residual_scale"]
         self.ema.hold(names)
         return names

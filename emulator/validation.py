@@ -18,6 +18,7 @@ from diagnostics.data.grid import global_mean
 
 from . import diffusion
 from .data import PairTensors
+from .latent_lim_fit import fit_latent_lim
 from .config import ValidationConfig
 from .model import MonthlyDiffusion
 from .seeding import member_seed
@@ -118,6 +119,31 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
         total = power if total is None else total + power
         count += len(sel)
     return total / count
+
+
+@torch.no_grad()
+def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.device,
+                      chunk: int = 32) -> dict[str, float]:
+    """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
+    latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
+    the fit statistics of :func:`emulator.latent_lim_fit.fit_latent_lim`."""
+    stepper, zs, conds = DiffusionStepper(model), [], []
+    for start in range(0, data.state.shape[0], chunk):
+        x = data.state[start:start + chunk].to(device)
+        mo = data.month[start:start + chunk].to(device)
+        cond = stepper.condition_normalised(data.forcing[start:start + chunk], mo)
+        zs.append(model.standardise(stepper.encode_normalised(x, cond, None).float()).cpu())
+        conds.append(cond.latent.float().cpu())
+    zn, cl = torch.cat(zs), torch.cat(conds)
+    skip_mean = None
+    if model.cfg.step.mean == "skip":  # the skip path's prediction of every month t+1 from t
+        cl_step = model.step_conditioning(cl[:-1].to(device), cl[1:].to(device))
+        skip_mean = model.skip(zn[:-1].to(device), cl_step).float().cpu()
+    model.latent_linear.to("cpu")
+    try:
+        return fit_latent_lim(model.latent_linear, zn, data.forcing, data.month, skip_mean)
+    finally:
+        model.latent_linear.to(device)
 
 
 @torch.no_grad()

@@ -570,7 +570,7 @@ def test_old_flat_model_configs_load_in_the_typed_form(toy_dir, tmp_path):
     assert m.operator == config_mod.DiagonalOperator(mode="lm") and m.step == config_mod.DiffusionStep(next_forcing=True)
     for bad, message in (({"skip_mixing": True}, r"model\.skip_mixing: true needs model\.latent_skip: true"),
                          ({"latent_skip": True, "skip_monthly": True}, r"model\.skip_monthly: removed"),
-                         ({"step": {"type": "sde"}}, r"model\.step\.type: expected 'diffusion' or 'skip', got 'sde'"),
+                         ({"step": {"type": "sde"}}, r"model\.step\.type: expected 'diffusion' or 'skip' or 'latent_lim', got 'sde'"),
                          ({"operator": {"type": "tensor", "mode": "l"}}, r"model\.operator\.mode: unknown key"),
                          ({"normalisation": "minmax"}, r"model\.normalisation: expected 'zscore' or 'anomaly'"),
                          ({"latent_skip": True, "step": {"type": "skip"}}, r"old flat key next to model\.step")):

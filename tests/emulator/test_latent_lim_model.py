@@ -1,0 +1,145 @@
+"""The latent linear inverse model (``model.step.type: latent_lim``): planted truth, and the
+trainer's calibration and checkpoint with it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emulator import checkpoint
+from emulator import config as config_mod
+from emulator.latent_lim import LatentLinearModel
+from emulator.latent_lim_fit import fit_latent_lim
+from emulator.stepper import DiffusionStepper
+from emulator.train import Trainer
+from tests.emulator.test_emulator_training import TINY, toy_dir  # noqa: F401 (fixture)
+
+LATENT, DATA, F, K = (2, 4, 6), (5, 8), 2, 3
+
+
+def _planted(t_len: int = 6000, seed: int = 0):
+    """A latent record from x_{t+1} = A x_t + b g_{t+1} + c_m + N(0, Q) in a known K-dim subspace
+    of y = sqrt(w) zn, plus white noise of std ``perp`` outside it; g = global mean of forcing-anomaly 0."""
+    rng = np.random.default_rng(seed)
+    z, h, w = LATENT
+    area_l = torch.linspace(0.5, 1.5, h)
+    area_l = area_l / area_l.mean()
+    area_d = torch.ones(DATA[0])
+    e_true, _ = np.linalg.qr(rng.normal(size=(z * h * w, K)))
+    a_true = np.array([[0.8, 0.1, 0.0], [-0.1, 0.6, 0.0], [0.0, 0.0, 0.3]])
+    b_true = np.array([0.5, 0.0, -0.3])
+    q_true = np.array([[1.0, 0.3, 0.0], [0.3, 0.5, 0.0], [0.0, 0.0, 0.2]])
+    c_true = 0.2 * rng.normal(size=(12, K))
+    month = (np.arange(t_len) % 12) + 1
+    g = np.cumsum(rng.normal(size=t_len)) * 0.05  # a slow forcing (global-mean anomaly)
+    forcing = np.zeros((t_len, 2 * F + 1, *DATA), np.float32)
+    forcing[:, -F] = g[:, None, None] + 0.1 * rng.normal(size=(t_len, *DATA))
+    forcing[:, -1] = rng.normal(size=(t_len, *DATA))
+    g_obs = forcing[:, -F].mean(axis=(1, 2))
+    chol = np.linalg.cholesky(q_true)
+    x = np.zeros((t_len, K))
+    for t in range(1, t_len):
+        x[t] = a_true @ x[t - 1] + b_true * g_obs[t] + c_true[month[t] - 1] + chol @ rng.normal(size=K)
+    perp_std = 0.05
+    y = x @ e_true.T
+    noise = rng.normal(size=y.shape) * perp_std
+    y = y + noise - (noise @ e_true) @ e_true.T
+    sqrt_w = area_l.sqrt().numpy().reshape(1, 1, h, 1)
+    zn = torch.as_tensor(y.reshape(t_len, z, h, w) / sqrt_w, dtype=torch.float32)
+    truth = dict(e=e_true, A=a_true, b=b_true, Q=q_true, c=c_true, g=g_obs, perp=perp_std)
+    return zn, torch.as_tensor(forcing), torch.as_tensor(month), area_l, area_d, truth
+
+
+def test_latent_lim_recovers_a_planted_linear_model():
+    zn, forcing, month, area_l, area_d, truth = _planted()
+    lim = LatentLinearModel(LATENT, DATA, F, K, 1, area_l, area_d, noise="constant")
+    fit = fit_latent_lim(lim, zn, forcing, month)
+    assert fit["explained"] > 0.98  # the planted subspace holds all but the small perp noise
+    e = lim.eofs.double().numpy()
+    rot = e.T @ truth["e"]  # fitted basis -> planted basis (orthogonal when the spans agree)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(K), atol=0.02)
+    # the step's mean (xi = 0) against the planted mean, for held-out states
+    rng = np.random.default_rng(5)
+    x_prev = rng.normal(size=(8, K))
+    y_prev = x_prev @ truth["e"].T
+    sqrt_w = area_l.sqrt().numpy().reshape(1, 1, -1, 1)
+    z_prev = torch.as_tensor(y_prev.reshape(8, *LATENT) / sqrt_w, dtype=torch.float32)
+    f_next, m_next = forcing[100:108], month[100:108]
+    got = lim.step(z_prev, f_next, m_next, torch.zeros(8, *LATENT))
+    x_got = lim.reduce(got).double().numpy() @ truth["e"]
+    x_want = (x_prev @ truth["A"].T + np.outer(truth["g"][100:108], truth["b"])
+              + truth["c"][m_next.numpy() - 1])
+    np.testing.assert_allclose(x_got, x_want, atol=0.08)
+    # the noise: covariance of (sample - mean) in the planted basis = Q; outside it, std ~ perp
+    n = 8000
+    xi = torch.randn(n, *LATENT, generator=torch.Generator().manual_seed(1))
+    zp = z_prev[:1].expand(n, -1, -1, -1)
+    draws = lim.step(zp, f_next[:1].expand(n, -1, -1, -1), m_next[:1].expand(n), xi) - got[:1]
+    xd = lim.reduce(draws).double().numpy() @ truth["e"]
+    q_fit = rot.T @ lim.chol[0].double().numpy() @ lim.chol[0].double().numpy().T @ rot
+    np.testing.assert_allclose(q_fit, truth["Q"], atol=0.06)  # estimation error ~ sqrt(2 / T) Q
+    np.testing.assert_allclose(np.cov(xd.T), q_fit, atol=0.05)  # sampling error ~ sqrt(2 / n) Q
+    perp = lim.reduce(draws).double().numpy() - xd @ truth["e"].T
+    assert abs(perp.std() - truth["perp"]) < 0.2 * truth["perp"]
+
+
+def test_unfitted_latent_lim_refuses_to_step():
+    lim = LatentLinearModel(LATENT, DATA, F, K, 1, torch.ones(4), torch.ones(5))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        lim.step(torch.zeros(1, *LATENT), torch.zeros(1, 2 * F + 1, *DATA), torch.ones(1), torch.zeros(1, *LATENT))
+
+
+def _latent_lim_cfg(toy_dir, mean: str = "lim"):
+    data = json.loads(json.dumps(TINY))
+    data["data"]["path"] = str(toy_dir)
+    data["model"].update({"forcing_anomaly": True, "normalisation": "anomaly",
+                          "step": {"type": "latent_lim", "next_forcing": True, "modes": 4, "forcing_modes": 1,
+                                   "noise": "constant", "mean": mean}})
+    data["train"]["epochs"] = 1
+    return config_mod.from_dict(data)
+
+
+def test_latent_lim_config_needs_forcing_anomalies(toy_dir):  # noqa: F811
+    cfg = _latent_lim_cfg(toy_dir)
+    assert cfg.model.latent_lim and cfg.model.latent_skip
+    assert config_mod.from_dict(json.loads(json.dumps(config_mod.to_dict(cfg)))).model.step == cfg.model.step
+    from emulator.model import MonthlyDiffusion
+    from emulator.train import prepare_data
+
+    cfg.model.forcing_anomaly = False
+    data = prepare_data(cfg, toy_dir, with_valid=False)
+    with pytest.raises(ValueError, match="forcing_anomaly"):
+        MonthlyDiffusion(cfg.model, data.spec)
+
+
+@pytest.mark.parametrize("mean", ["lim", "skip"])
+def test_trainer_fits_the_latent_lim_and_the_checkpoint_steps_with_it(toy_dir, tmp_path, mean):  # noqa: F811
+    cfg = _latent_lim_cfg(toy_dir, mean)
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu", progress=False, verbose=False)
+    history = trainer.run()
+    assert bool(trainer.ema.model.latent_linear.fitted)
+    assert all(np.isfinite(v) for v in history[-1]["valid"]["crps"].values())
+    model = checkpoint.load_model(tmp_path / "run" / "checkpoint")
+    saved = model.latent_linear
+    assert bool(saved.fitted) and torch.equal(saved.A, trainer.ema.model.latent_linear.A)
+    # the checkpoint's step is the latent LIM: with zero noise, E (A x + B u + c_m) / sqrt(w)
+    stepper = DiffusionStepper(model)
+    batch = trainer.data.valid.batch(torch.arange(2), torch.device("cpu"))
+    x_t, _, f_t, f_t1, mo_t, mo_t1 = batch
+    c_t, c_t1 = stepper.condition_normalised(f_t, mo_t), stepper.condition_normalised(f_t1, mo_t1)
+    z = stepper.encode_normalised(x_t, c_t, None)
+    noise = torch.zeros(1, 2, *model.latent_shape_full())
+    got = model.standardise(stepper.step_normalised(z, c_t, c_t1, noise))
+    if mean == "skip":  # the skip path's mean (zero noise adds nothing)
+        want = model.skip(model.standardise(z), model.step_conditioning(c_t.latent, c_t1.latent))
+    else:
+        x = saved.reduce(model.standardise(z)) @ saved.eofs
+        u = saved.predictors(f_t1)
+        x1 = x @ saved.A.T + u @ saved.B.T + saved.c[mo_t1.long() - 1]
+        want = (x1 @ saved.eofs.T).view_as(got) / saved.sqrt_w
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    # with noise: the draws differ from the mean by the fitted Gaussian (finite, not zero)
+    noisy = model.standardise(stepper.step_normalised(z, c_t, c_t1, torch.randn(1, 2, *model.latent_shape_full())))
+    assert torch.isfinite(noisy).all() and float((noisy - got).std()) > 0
