@@ -39,6 +39,7 @@ import numpy as np
 from .data.provenance import digest, file_identity, versions
 from .outputs import CorruptPartial, Results, load_partial, partial_dir, save_partial
 from .schema import REFERENCE
+from .io.names import daily_files_beside
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -82,12 +83,7 @@ def _flat(obj) -> list[str]:
 
 def daily_beside(files: list[str]) -> list[str]:
     """The ``day``-table files E4 reads beside monthly ``files`` (they are not in the provenance's
-    input lists, so they are added to the identity here); none where this version has no E4
-    reader (``diagnostics.io.names.daily_files_beside``)."""
-    try:
-        from .io.names import daily_files_beside
-    except ImportError:  # E4 (daily files) not in this version
-        return []
+    input lists, so they are added to the identity here)."""
     return [str(f) for f in daily_files_beside([f for f in files if str(f).endswith(".nc")]).files]
 
 
