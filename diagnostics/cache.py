@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .data.provenance import digest, file_identity, versions
+from .io.names import daily_files_beside
 from .outputs import CorruptPartial, Results, load_partial, partial_dir, save_partial
 from .schema import REFERENCE
-from .io.names import daily_files_beside
 
 if TYPE_CHECKING:
     import xarray as xr
