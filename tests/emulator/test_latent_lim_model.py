@@ -142,4 +142,4 @@ def test_trainer_fits_the_latent_lim_and_the_checkpoint_steps_with_it(toy_dir, t
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     # with noise: the draws differ from the mean by the fitted Gaussian (finite, not zero)
     noisy = model.standardise(stepper.step_normalised(z, c_t, c_t1, torch.randn(1, 2, *model.latent_shape_full())))
-    assert torch.isfinite(noisy).all() and float((noisy - got).std()) > 0
+    assert torch.isfinite(noisy).all() and float((noisy - got).detach().std()) > 0
