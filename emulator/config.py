@@ -322,16 +322,31 @@ def from_dict(data: dict, source: str = "<config>") -> RunConfig:
     return _check(_build(RunConfig, data, "", source), source)
 
 
-def load(path: str | os.PathLike) -> RunConfig:
-    """Read a YAML config file strictly."""
+def read_yaml(path: str | os.PathLike, example: str):
+    """What a YAML config file holds (``yaml.safe_load``; None for an empty file), with one-line
+    errors for a missing file or invalid YAML; ``example`` names a shipped config in the message."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("config file not found (expected a YAML file, e.g. configs/demo.yaml)", path)
+        raise InputError(f"config file not found (expected a YAML file, e.g. {example})", path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
-    return from_dict(data or {}, str(path))
+
+
+def config_type(path: str | os.PathLike) -> str | None:
+    """The top-level ``type`` of a YAML config (``lim``, ``around``; None when absent or unreadable):
+    which model family ``emulator-train`` fits."""
+    try:
+        data = read_yaml(path, "configs/demo.yaml")
+    except (InputError, OSError, UnicodeDecodeError):
+        return None
+    return data.get("type") if isinstance(data, dict) else None
+
+
+def load(path: str | os.PathLike) -> RunConfig:
+    """Read a YAML config file strictly."""
+    return from_dict(read_yaml(path, "configs/demo.yaml") or {}, str(path))
 
 
 def to_dict(cfg: RunConfig) -> dict:

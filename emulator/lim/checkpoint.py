@@ -63,10 +63,7 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 
 def config_of(meta: dict) -> LimConfig:
-    import yaml
-
-    path = Path(meta["_dir"]) / "config.yaml"
-    return lim_config.from_dict(yaml.safe_load(path.read_text()), str(path))
+    return lim_config.load(Path(meta["_dir"]) / "config.yaml")
 
 
 def load(path: str | os.PathLike) -> tuple[LinearInverseModel, dict]:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 def fit_command(args: argparse.Namespace) -> int:
     """``emulator-train --config configs/lim.yaml --data DIR --out DIR``."""
+    from diagnostics.data.errors import ensure_output_dir
+
     from . import config as lim_config
     from .train import fit_dataset
 
     cfg = lim_config.load(args.config)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))
-    out = Path(args.out) if args.out else Path("outputs") / cfg.name
+    out = ensure_output_dir(Path(args.out) if args.out else Path("outputs") / cfg.name, "--out")  # before the data
     target, info = fit_dataset(cfg, out, resume=args.resume)
     print(f"LIM: {info['modes']} modes, {info['forcing_predictors']} forcing predictors, {info['residual_modes']} "
           f"noise modes on {info['training_months']} months ({info['train_period']}): "

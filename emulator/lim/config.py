@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
@@ -73,29 +72,14 @@ def from_dict(data: dict, source: str = "<config>") -> LimConfig:
     return _check(config_mod._build(LimConfig, data, "", source), source)
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
-    return data if isinstance(data, dict) else {}
-
-
 def is_lim_config(path: str | os.PathLike) -> bool:
     """True if ``path`` is a YAML file whose top-level ``type`` is ``lim`` (False if unreadable)."""
-    path = Path(path)
-    try:
-        return path.is_file() and _read(path).get("type") == TYPE
-    except (InputError, OSError, UnicodeDecodeError):
-        return False
+    return config_mod.config_type(path) == TYPE
 
 
 def load(path: str | os.PathLike) -> LimConfig:
-    """Read a LIM YAML config file strictly."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("config file not found (expected a YAML file, e.g. configs/lim.yaml)", path)
-    return from_dict(_read(path), str(path))
+    """Read a lim YAML config file strictly."""
+    return from_dict(config_mod.read_yaml(path, "configs/lim.yaml") or {}, str(path))
 
 
 def to_yaml(cfg: LimConfig) -> str:

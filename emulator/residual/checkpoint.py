@@ -16,7 +16,6 @@ import json
 import os
 from pathlib import Path
 
-import yaml
 from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
@@ -57,8 +56,7 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 
 def config_of(meta: dict) -> AroundConfig:
-    p = Path(meta["_dir"]) / "config.yaml"
-    return around_config.from_dict(yaml.safe_load(p.read_text()), str(p))
+    return around_config.load(Path(meta["_dir"]) / "config.yaml")
 
 
 def load(path: str | os.PathLike) -> tuple[ResidualModel, dict, dict]:

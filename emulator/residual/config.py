@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
@@ -86,28 +85,14 @@ def from_dict(data: dict, source: str = "<config>") -> AroundConfig:
     return _check(config_mod._build(AroundConfig, data, "", source), source)
 
 
-def _read(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
-    return data if isinstance(data, dict) else {}
-
-
 def is_around_config(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a YAML file whose top-level ``type`` is ``around``."""
-    path = Path(path)
-    try:
-        return path.is_file() and _read(path).get("type") == TYPE
-    except (InputError, OSError, UnicodeDecodeError):
-        return False
+    """True if ``path`` is a YAML file whose top-level ``type`` is ``around`` (False if unreadable)."""
+    return config_mod.config_type(path) == TYPE
 
 
 def load(path: str | os.PathLike) -> AroundConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("config file not found (expected a YAML file, e.g. configs/around.yaml)", path)
-    return from_dict(_read(path), str(path))
+    """Read a around YAML config file strictly."""
+    return from_dict(config_mod.read_yaml(path, "configs/around.yaml") or {}, str(path))
 
 
 def to_yaml(cfg: AroundConfig) -> str:
