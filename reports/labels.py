@@ -40,7 +40,19 @@ METRICS = {
     "variance fraction (model)", "variance_fraction_ref": "variance fraction (reference)",
     "pc_std_ratio": "PC std ratio", "warming_per_K_global": "warming per K (global mean)",
     "sh_band_ratio": "spherical-harmonic power ratio", "zonal_band_ratio": "zonal power ratio",
+    "anomaly_sh_band_ratio": "anomaly spherical-harmonic power ratio",
+    "anomaly_zonal_band_ratio": "anomaly zonal power ratio", "scored_area_fraction": "scored area fraction",
+    # the official AI-MIP evaluation (diagnostics/groups/aimip.py); per-member statistics via MEMBER_STATS
+    "aimip_rmsb": "RMS of time-mean bias (AI-MIP E1)", "aimip_rmsb_2p8deg": "RMS of time-mean bias, 2.8° (AI-MIP E1)",
+    "aimip_global_bias": "global-mean bias (AI-MIP E1)", "aimip_global_trend": "global trend per decade (AI-MIP E2)",
+    "aimip_global_trend_error": "global trend error (AI-MIP E2)", "aimip_trend_bias_rms": "RMS of trend bias (AI-MIP E2)",
+    "aimip_enso_rmse": "RMSE of Niño-3.4 regression (AI-MIP E3)",
+    "aimip_daily_std_global": "std of daily departures (AI-MIP E4)",
+    "aimip_daily_std_error_rms": "RMS error of daily std (AI-MIP E4)",
+    "aimip_response_global": "perturbed minus control (AI-MIP E5)",
 }
+#: Suffixes of the statistics over members the AI-MIP groups write beside the per-member values.
+MEMBER_STATS = {"median": "member median", "min": "member min", "max": "member max"}
 
 
 def _words(name: str) -> str:
@@ -70,7 +82,13 @@ def channel(name: str) -> str:
 
 
 def metric(name: str) -> str:
-    return METRICS.get(name, _words(name))
+    """Readable name of a metric; ``X_median`` / ``_min`` / ``_max`` of a known ``X`` say the member statistic."""
+    if name in METRICS:
+        return METRICS[name]
+    base, _, stat = name.rpartition("_")
+    if base in METRICS and stat in MEMBER_STATS:
+        return f"{METRICS[base]}, {MEMBER_STATS[stat]}"
+    return _words(name)
 
 
 def qualifier(q: str) -> str:
