@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
@@ -90,6 +91,20 @@ def meta_path(path: str | os.PathLike) -> Path:
     """The ``meta.json`` of a run directory or of its ``checkpoint/`` folder (which may not exist)."""
     path = Path(path)
     return path / CHECKPOINT_DIR / "meta.json" if (path / CHECKPOINT_DIR / "meta.json").exists() else path / "meta.json"
+
+
+def write_checkpoint_dir(path: str | os.PathLike, write: Callable[[Path], None], files: tuple[str, ...],
+                         meta: dict) -> Path:
+    """Write a checkpoint directory atomically: ``write(tmp)`` writes ``files`` into the temporary
+    directory, then ``meta.json`` gets ``meta`` plus the SHA-256 of each (what
+    :func:`read_checkpoint_meta` verifies). The one writer of the LIM and residual checkpoints."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.mkdir(parents=True)
+        write(tmp)
+        meta = {**meta, "sha256": {name: file_sha256(tmp / name) for name in files}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    return path
 
 
 def read_checkpoint_meta(path: str | os.PathLike, fmt: str, files: tuple[str, ...], what: str) -> dict:

@@ -12,7 +12,6 @@ Monthly Diffusion checkpoint (and ``emulator.checkpoint`` refuses this one) with
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from diagnostics.data.errors import InputError
-from diagnostics.io.writer import atomic_path, file_sha256
 
-from ..checkpoint import checkpoint_format, read_checkpoint_meta, spec_from_meta, spec_meta
+from ..checkpoint import checkpoint_format, read_checkpoint_meta, spec_from_meta, spec_meta, write_checkpoint_dir
 from . import config as lim_config
 from .config import LimConfig
 from .model import LinearInverseModel
@@ -43,18 +41,16 @@ def is_lim_checkpoint(path: str | os.PathLike) -> bool:
 
 def save(path: str | os.PathLike, lim: LinearInverseModel, cfg: LimConfig, info: dict) -> Path:
     """Write a complete checkpoint directory at ``path`` atomically."""
-    path = Path(path)
     arrays = {name: np.ascontiguousarray(getattr(lim, name), np.float32 if name in _FLOAT32 else None)
               for name in _ARRAYS}
     arrays.update({f"operator.{name}": np.ascontiguousarray(getattr(lim.operator, name)) for name in _OPERATOR})
-    with atomic_path(path) as tmp:
-        tmp.mkdir(parents=True)
+
+    def write(tmp: Path) -> None:
         save_file(arrays, str(tmp / "lim.safetensors"))
         (tmp / "config.yaml").write_text(lim_config.to_yaml(cfg))
-        meta = {"format": FORMAT, **spec_meta(lim.spec), "global_sst": lim.global_sst, "fit": info,
-                "sha256": {name: file_sha256(tmp / name) for name in _FILES}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    return path
+
+    meta = {"format": FORMAT, **spec_meta(lim.spec), "global_sst": lim.global_sst, "fit": info}
+    return write_checkpoint_dir(path, write, _FILES, meta)
 
 
 def read_meta(path: str | os.PathLike) -> dict:

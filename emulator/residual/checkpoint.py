@@ -12,17 +12,15 @@ encoder checkpoint is still the one it was fitted with.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from diagnostics.data.errors import InputError
-from diagnostics.io.writer import atomic_path, file_sha256
 
 from .. import checkpoint as md_checkpoint
-from ..checkpoint import checkpoint_format, read_checkpoint_meta, spec_from_meta, spec_meta
+from ..checkpoint import checkpoint_format, read_checkpoint_meta, spec_from_meta, spec_meta, write_checkpoint_dir
 from . import config as around_config
 from .config import AroundConfig
 from .model import ResidualModel
@@ -36,19 +34,17 @@ def is_around_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def save(path: str | os.PathLike, model: ResidualModel, cfg: AroundConfig, encoder_meta: dict, info: dict) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.mkdir(parents=True)
+    """Write a residual-ensemble checkpoint at ``path`` atomically (weights, config, meta with SHA-256)."""
+    def write(tmp: Path) -> None:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp / "residual.safetensors"))
         (tmp / "config.yaml").write_text(around_config.to_yaml(cfg))
-        meta = {"format": FORMAT, **spec_meta(md_checkpoint.spec_from_meta(encoder_meta)),
-                "encoder": os.path.abspath(encoder_meta["_dir"]),
-                "encoder_sha256": encoder_meta["sha256"]["ema.safetensors"],
-                "latent_shape": list(model.latent_shape), "fit": info,
-                "sha256": {name: file_sha256(tmp / name) for name in _FILES}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    return path
+
+    meta = {"format": FORMAT, **spec_meta(md_checkpoint.spec_from_meta(encoder_meta)),
+            "encoder": os.path.abspath(encoder_meta["_dir"]),
+            "encoder_sha256": encoder_meta["sha256"]["ema.safetensors"],
+            "latent_shape": list(model.latent_shape), "fit": info}
+    return write_checkpoint_dir(path, write, _FILES, meta)
 
 
 def read_meta(path: str | os.PathLike) -> dict:
