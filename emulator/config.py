@@ -334,6 +334,14 @@ def read_yaml(path: str | os.PathLike, example: str):
         raise InputError(f"not valid YAML ({str(exc).splitlines()[0]})", path) from None
 
 
+def with_data_path(cfg, data: str | os.PathLike | None):
+    """``cfg`` (any config with a ``data.path``: MD, LIM, residual) with ``data.path`` set to
+    ``data`` (``--data`` overrides the config); unchanged when ``data`` is None."""
+    if not data:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(data))))
+
+
 def config_type(path: str | os.PathLike) -> str | None:
     """The top-level ``type`` of a YAML config (``lim``, ``around``; None when absent or unreadable):
     which model family ``emulator-train`` fits."""

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -44,8 +43,7 @@ def _main(argv: list[str]) -> int:
         from ..residual.cli import fit_command as around_fit
         return around_fit(args)
     cfg = config_mod.load(args.config)
-    if args.data:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))
+    cfg = config_mod.with_data_path(cfg, args.data)
     if args.max_epochs is not None and args.max_epochs < 1:
         raise InputError(f"--max-epochs must be >= 1, got {args.max_epochs}")
     from ..train import Trainer  # torch import after argument checks keeps --help fast

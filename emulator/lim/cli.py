@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 
@@ -13,12 +12,12 @@ def fit_command(args: argparse.Namespace) -> int:
     """``emulator-train --config configs/lim.yaml --data DIR --out DIR``."""
     from diagnostics.data.errors import ensure_output_dir
 
+    from ..config import with_data_path
     from . import config as lim_config
     from .train import fit_dataset
 
     cfg = lim_config.load(args.config)
-    if args.data:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(args.data))))
+    cfg = with_data_path(cfg, args.data)
     out = ensure_output_dir(Path(args.out) if args.out else Path("outputs") / cfg.name, "--out")  # before the data
     target, info = fit_dataset(cfg, out, resume=args.resume)
     print(f"LIM: {info['modes']} modes, {info['forcing_predictors']} forcing predictors, {info['residual_modes']} "
