@@ -109,9 +109,10 @@ class DiffusionStepper:
         return Conditioning(data, latent, month)
 
     def noise_for_step(self, batch: int, generators: Generators = None) -> torch.Tensor:
-        """Noise ``[n_draws, B, Z, h, w]`` one :meth:`step` consumes."""
-        return diffusion.draw_noise(diffusion.n_draws(self.sampler, self.steps),
-                                    self.model.latent_batch_shape(batch), generators, self.device)
+        """Noise ``[n_draws, B, Z, h, w]`` one :meth:`step` consumes (one field for a ``latent_lim``
+        step, which samples no diffusion)."""
+        n = 1 if self.model.latent_linear is not None else diffusion.n_draws(self.sampler, self.steps)
+        return diffusion.draw_noise(n, self.model.latent_batch_shape(batch), generators, self.device)
 
     def encode_normalised(self, x_n: torch.Tensor, cond: Conditioning,
                           noise: torch.Tensor | None = None) -> torch.Tensor:

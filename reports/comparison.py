@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from diagnostics.schema import NOISE_FLOOR, REFERENCE
+from diagnostics.schema import NOISE_FLOOR
 
 from . import labels, scorecard
 from .metricsdir import MetricsDir

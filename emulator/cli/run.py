@@ -67,6 +67,19 @@ def _month(text: str, flag: str) -> Month:
         raise InputError(f"{flag}: {exc}") from None
 
 
+def _refuse_inapplicable(args: argparse.Namespace, kind: str | None) -> None:
+    """A one-line error for an option the checkpoint ``kind`` would silently ignore (a LIM has no
+    sampler and one set of weights; a residual ensemble also starts from its conditioning run)."""
+    if args.around_member is not None and not args.around:
+        raise InputError("--around-member applies only with --around PATH")
+    if kind is None:
+        return
+    given = [opt for opt, on in (("--sampler", args.sampler != "ancestral"), ("--weights", args.weights != "ema"),
+                                 ("--initial-state", kind != "LIM" and args.initial_state is not None)) if on]
+    if given:
+        raise InputError(f"{', '.join(given)} does not apply to a {kind} checkpoint", args.checkpoint)
+
+
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..lim.checkpoint import is_lim_checkpoint
@@ -92,10 +105,9 @@ def _main(argv: list[str]) -> int:
     check_out_dir(out, args.resume)  # before the checkpoint, the forcing and the model are read
     if lim and args.guide:
         raise InputError("--guide steers the diffusion sampler; a linear inverse model has none", args.checkpoint)
-    from ..rollout import run_rollout
-
     if around and args.guide:
         raise InputError("--guide and --around cannot be combined (the residual sampler is not guided)")
+    _refuse_inapplicable(args, "LIM" if lim else "residual-ensemble" if around else None)
     if around:  # residual ensembles around a conditioning run (emulator/residual)
         from ..residual.cli import prepare_run as prepare_around
 

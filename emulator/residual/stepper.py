@@ -70,9 +70,9 @@ class ResidualStepper:
         """``forcing [B, F + C, H, W]``: the forcing, then the conditioning run's state (same for every member)."""
         f, x_c = forcing[:, :self.n_forcing], forcing[:, self.n_forcing:]
         b = len(month)
-        cond = self.md.condition(f, month)
-        # the conditioning run is the same for every member: encode and decode it once
+        # forcing and conditioning run are the same for every member: condition, encode and decode once
         one = self.md.condition(f[:1], month[:1])
+        cond = Conditioning(one.data.expand(b, -1, -1, -1), one.latent.expand(b, -1, -1, -1), month.to(self.device))
         z_c = self.md.init(x_c[:1], one, None, sample=False)
         decoded = self.md.decode_normalised(z_c, one).float()
         x_c_n = self.md.model.normaliser.normalise_state(x_c[:1].to(self.device), one.month)
@@ -154,6 +154,9 @@ def read_conditioning_run(path: str | os.PathLike, spec: DataSpec, start: Month,
         if pick not in members:
             raise InputError(f"--around-member {pick}: the conditioning run has members {members}", path)
         ds = ds.sel(member=pick)
+    elif member is not None:
+        raise InputError(f"--around-member {member}: the conditioning run holds a single trajectory (no member dim)",
+                         path)
     else:
         pick = None
     pos = _month_positions(ds, start, end, "conditioning run (--around)", path)

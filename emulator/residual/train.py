@@ -147,6 +147,10 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
         raise InputError("no training ensemble: give --data DIR (md-synth --members N)")
     emeta = md_checkpoint.read_meta(cfg.encoder)
     spec = md_checkpoint.spec_from_meta(emeta)
+    if "tos" not in spec.forcing_names:
+        raise InputError("the encoder checkpoint has no tos forcing (the residual model's predictors are "
+                         "EOFs of the SST)", cfg.encoder)
+    i_tos = list(spec.forcing_names).index("tos")
     md = DiffusionStepper(md_checkpoint.load_model(emeta["_dir"], weights="ema"))
     source = str(cfg.data.path)
     ds = open_prepared_dataset(source)
@@ -168,12 +172,12 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
     mc = cfg.model
     model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth)
     sqrt_w = sqrt_area_weights(spec.lat)
-    clim, eofs, pcs = tos_eofs(forcing[:, list(spec.forcing_names).index("tos")], month, sqrt_w, mc.forcing_modes)
+    clim, eofs, pcs = tos_eofs(forcing[:, i_tos], month, sqrt_w, mc.forcing_modes)
     model.sqrt_w.copy_(torch.from_numpy(sqrt_w))
     model.tos_clim.copy_(torch.from_numpy(clim).float())
     model.tos_eofs.copy_(torch.from_numpy(eofs).float())
     model.u_std.copy_(torch.from_numpy(pcs.std(axis=0)).float().clamp_min(1e-6))
-    u = torch.stack([model.forcing_predictors(forcing[t, list(spec.forcing_names).index("tos")], int(month[t]))
+    u = torch.stack([model.forcing_predictors(forcing[t, i_tos], int(month[t]))
                      for t in range(len(month))])
     z_clim = torch.stack([z[:, torch.as_tensor(month == k)].mean(dim=(0, 1)) for k in range(1, 13)])
     model.z_clim.copy_(z_clim)

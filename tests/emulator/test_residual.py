@@ -215,6 +215,12 @@ def test_around_bad_inputs_fail_with_one_line(around, tmp_path, capsys):
     assert run_main(["--checkpoint", str(around["fit"]), "--experiment", "historical",
                      "--out", str(tmp_path / "r6")]) == 2
     assert "runs with --around PATH" in _error(capsys)
+    # options a residual ensemble would silently ignore
+    assert _run(around, tmp_path / "r7", "--sampler", "ddim") == 2
+    assert "--sampler does not apply to a residual-ensemble checkpoint" in _error(capsys)
+    assert run_main(["--checkpoint", str(md), "--around-member", "1", "--experiment", "historical",
+                     "--out", str(tmp_path / "r8")]) == 2
+    assert "--around-member applies only with --around PATH" in _error(capsys)
     # a training set without members
     assert train_main(["--config", str(around["root"] / "around.yaml"), "--data", str(around["root"] / "single"),
                        "--out", str(tmp_path / "f1")]) == 2
