@@ -21,7 +21,7 @@ from ..data.grid import Grid, grid_of
 from ..data.timeaxis import Month, Period, month_index, period_of
 from ..io.aimip import DAILY_VARIABLES, read_daily
 from ..io.names import daily_files_beside
-from ..io.regrid import regrid_conservative
+from ..io.regrid import regrid
 from ..metrics import aimip
 from ..metrics.nino34 import convention
 from ..outputs import Results
@@ -226,9 +226,7 @@ class AimipE3(Group):
 
 def _daily_months(daily: xr.DataArray, min_days: int = 28) -> set[int]:
     """Month indices with at least ``min_days`` days in ``daily`` (whole months, any calendar)."""
-    time = daily["time"]
-    idx = (time.dt.year.values * 12 + time.dt.month.values - 1).astype(int)
-    values, counts = np.unique(idx, return_counts=True)
+    values, counts = np.unique(month_index(daily["time"]), return_counts=True)
     return {int(v) for v, c in zip(values, counts) if c >= min_days}
 
 
@@ -271,15 +269,18 @@ def daily_inputs(paths: dict, grid: Grid, variables: list[str], res: Results) ->
             continue
         try:
             fields = read_daily(found.files, wanted)
+            if fields and name == REFERENCE:  # one realisation, like the monthly reference (its first member)
+                fields = {v: da.isel(member=0, drop=True) if "member" in da.dims else da for v, da in fields.items()}
+            # the monthly fields' regrid (same method choice and checks), so departures subtract like from like
+            # (one variable at a time: their days may differ, a joint Dataset would pad them with NaN)
+            regridded = {v: regrid(da.to_dataset(name=v), grid, source=name)[v] for v, da in fields.items()}
         except (InputError, ValueError, KeyError, OSError) as exc:  # a bad day file costs E4 only
             res.skip(f"{name}.aimip_e4", f"daily files not read: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             continue
         if not fields:
             res.skip(f"{name}.aimip_e4", f"its day-table files ({found.summary}) hold no {' or '.join(wanted)}")
             continue
-        if name == REFERENCE:  # one realisation, like the monthly reference (its first member)
-            fields = {v: da.isel(member=0, drop=True) for v, da in fields.items()}
-        out[name] = {v: da if grid_of(da).same_as(grid) else regrid_conservative(da, grid) for v, da in fields.items()}
+        out[name] = {v: regridded[v] for v in fields}
     return out
 
 

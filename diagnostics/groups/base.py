@@ -105,7 +105,10 @@ def each_channel(chs: list[Channel], done: Callable[[Any, Channel], None]) -> Ca
 
 
 def ensemble_mean(da: xr.DataArray) -> xr.DataArray:
-    return da.mean("member", keep_attrs=True) if "member" in da.dims else da
+    """Mean over members, NaN where any member misses the cell (the masking rule of
+    :func:`diagnostics.metrics.climatology.bias_map`: a mask that differs between members
+    must not bias the mean towards the members that have the cell)."""
+    return da.mean("member", keep_attrs=True, skipna=False) if "member" in da.dims else da
 
 
 @dataclass(frozen=True)

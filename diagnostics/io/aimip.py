@@ -101,8 +101,11 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     model = _one_value(names, "model", "model", paths)
     experiment = _one_value(names, "experiment", "experiment", paths)
     wanted = wanted_file_variables(variables, tos_for_ts=True)
-    if wanted is not None and "huss" in wanted:  # huss may have to come from the dewpoint (huss_from_dewpoint)
-        wanted |= {"tdas", "ps"}
+    dewpoint_only: set[str] = set()  # read only to derive huss (huss_from_dewpoint), dropped after
+    if wanted is not None and "huss" in wanted and not any(
+            (e := catalogue_entry(n.var)) is not None and e.name == "huss" for n in names):
+        dewpoint_only = {"tdas", "ps"} - wanted
+        wanted |= dewpoint_only
     labels = sorted({n.member for n in names})
     index = member_indices(labels)
     pieces: dict[tuple[str, int], list[Piece]] = {}
@@ -156,6 +159,8 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     if huss_from_dewpoint(fields):
         notes.append("huss derived from tdas and ps (Tetens formula with ECMWF's constants, as the "
                      "official evaluation's compute_huss_from_tdas)")
+    for name in dewpoint_only:  # not asked for: must not narrow the months of what was
+        fields.pop(name, None)
     check_same_levels(fields, source)
     if not fields:
         raise InputError("no variable is complete for every member", source)

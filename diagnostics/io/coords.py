@@ -21,7 +21,6 @@ _LON_NAMES = ("lon", "longitude", "nav_lon", "x")
 #: Names of a pressure-level axis: CMOR, ERA5 (old and new CDS), cfgrib, and iris-written files
 #: such as the eofs example data (``pressure``).
 LEVEL_NAMES = ("plev", "level", "pressure_level", "isobaricInhPa", "lev", "pressure")
-_LEVEL_NAMES = LEVEL_NAMES
 
 
 def _rename_first(ds: xr.Dataset, candidates: tuple[str, ...], target: str) -> xr.Dataset:
@@ -46,7 +45,7 @@ def standard_coords(ds: xr.Dataset, source: str) -> xr.Dataset:
     """Rename to lat/lon/plev, latitude ascending, longitude in [0, 360) ascending, plev in Pa."""
     ds = _rename_first(ds, _LAT_NAMES, "lat")
     ds = _rename_first(ds, _LON_NAMES, "lon")
-    ds = _rename_first(ds, _LEVEL_NAMES, "plev")
+    ds = _rename_first(ds, LEVEL_NAMES, "plev")
     for c in ("lat", "lon"):
         if c not in ds.dims:
             raise InputError(f"no {c} axis found (dims {tuple(ds.dims)}); expected latitude/longitude", source)

@@ -36,14 +36,13 @@ Method = Literal["linear", "nearest"]
 #: Levels within this many Pa (or this relative difference) are the same level.
 LEVEL_ATOL_PA = 0.01
 LEVEL_RTOL = 1e-6
-_LEVEL_DIMS = LEVEL_NAMES
 
 
 def _level_dim(da: xr.DataArray, source: str) -> str:
-    dim = next((d for d in _LEVEL_DIMS if d in da.dims), None)
+    dim = next((d for d in LEVEL_NAMES if d in da.dims), None)
     if dim is None:
         raise InputError(f"{da.name or 'field'} has no pressure-level dim (expected one of "
-                         f"{', '.join(_LEVEL_DIMS)})", source)
+                         f"{', '.join(LEVEL_NAMES)})", source)
     return dim
 
 
@@ -161,7 +160,7 @@ def contract_levels(da: xr.DataArray, levels_hpa: tuple[int, ...], source: str, 
 def contract_level(da: xr.DataArray, level_hpa: int, source: str, name: str) -> xr.DataArray:
     """The field on one pressure level (hPa), the level axis dropped; a field without a level
     axis is returned as it is (already on its level, e.g. a ``zg500`` file)."""
-    if not any(d in da.dims for d in _LEVEL_DIMS):
+    if not any(d in da.dims for d in LEVEL_NAMES):
         return da
     have = level_values_pa(da[_level_dim(da, source)])
     inside = match_level(have, level_hpa * 100.0) is not None or have.min() < level_hpa * 100.0 < have.max()
@@ -206,7 +205,7 @@ def zg_as_height(da: xr.DataArray, level_hpa: float | None = None,
     no level dim (a ``zg500`` field). Detection looks at the first year only: a layout
     property of the file, the same for all its months.
     """
-    dim = next((d for d in _LEVEL_DIMS if d in da.dims), None)
+    dim = next((d for d in LEVEL_NAMES if d in da.dims), None)
     if dim is not None:
         ratios = [_typical_value(da.isel({dim: i})) / float(standard_height(p))
                   for i, p in enumerate(level_values_pa(da[dim]))]

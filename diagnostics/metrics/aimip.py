@@ -422,11 +422,6 @@ def relative_nino34_index(tos: xr.DataArray) -> xr.DataArray:
 
 # ----------------------------------------------------------------------------- E4
 
-def _day_months(daily: xr.DataArray) -> np.ndarray:
-    time = daily["time"]
-    return (time.dt.year.values * 12 + time.dt.month.values - 1).astype(int)
-
-
 def daily_departure_std(daily: xr.DataArray, monthly: xr.DataArray | None = None,
                         period: Period = DAILY_PERIOD) -> xr.DataArray:
     """E4: population std over the days of ``period`` of (daily - monthly mean of its month).
@@ -435,7 +430,7 @@ def daily_departure_std(daily: xr.DataArray, monthly: xr.DataArray | None = None
     month; None takes the mean of the daily values of each month. Every month of the period
     must have days (and a monthly value), ValueError otherwise. Units of the field.
     """
-    months = _day_months(daily)
+    months = month_index(daily["time"])
     keep = (months >= period.start.index) & (months <= period.end.index)
     wanted = np.arange(period.start.index, period.end.index + 1)
     missing = np.setdiff1d(wanted, months[keep])

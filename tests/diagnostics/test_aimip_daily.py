@@ -157,3 +157,18 @@ def test_daily_period_is_1979_when_covered_else_the_longest_run_of_whole_months(
     months = set(range(Month(2024, 1).index, Month(2024, 12).index + 1)) | {Month(1979, 3).index}
     assert daily_period(months) == Period(Month(2024, 1), Month(2024, 12))  # the last 12 months
     assert daily_period(set()) is None
+
+
+def test_huss_files_are_read_without_a_shorter_dewpoint_narrowing_them(tmp_path):
+    """Asked for huss of a submission that has huss files, tdas/ps are not read: a dewpoint
+    covering fewer months must not shorten huss (the months common to all variables are kept)."""
+    rng = np.random.default_rng(2)
+    long, short = monthly_axis(Month(1979, 1), Month(1979, 6)), monthly_axis(Month(1979, 1), Month(1979, 3))
+    huss = xr.Dataset({"huss": (("time", "lat", "lon"), 0.01 + 1e-3 * rng.random((6, *GRID.shape)), {"units": "1"}),
+                       "time_bnds": long["time_bnds"]}, coords={"time": long["time"], **GRID.coords()})
+    dew = xr.Dataset({"tdas": (("time", "lat", "lon"), 275.0 + rng.random((3, *GRID.shape)), {"units": "K"}),
+                      "ps": (("time", "lat", "lon"), 98000.0 + rng.random((3, *GRID.shape)), {"units": "Pa"}),
+                      "time_bnds": short["time_bnds"]}, coords={"time": short["time"], **GRID.coords()})
+    files = write_aimip(huss, tmp_path, "TOY", "aimip") + write_aimip(dew, tmp_path, "TOY", "aimip")
+    out = read_aimip([str(f) for f in files], variables=["huss"])
+    assert list(out.data_vars) == ["huss", "time_bnds"] and out.sizes["time"] == 6
