@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from ..data.contract import field_names
+from ..data.contract import field_names, guard_values
 from ..data.errors import InputError
 from ..data.grid import NAMED_GRIDS, Grid, equiangular, grid_of
 from . import healpix
@@ -219,8 +219,9 @@ def read_daily(paths: list[str], variables: tuple[str, ...] = DAILY_VARIABLES) -
         if name.var not in ds.data_vars:
             raise InputError(f"file holds no variable {name.var!r} (found {field_names(ds)})", path)
         converted = to_contract(name.var, ds[name.var], path)
-        if converted is not None and converted[0] in variables:
-            pieces.setdefault(converted[0], {}).setdefault(index[name.member], []).append(converted[1])
+        if converted is not None and converted[0] in variables:  # values checked lazily, every day's month
+            checked = guard_values(converted[1], converted[0], path)
+            pieces.setdefault(converted[0], {}).setdefault(index[name.member], []).append(checked)
     out: dict[str, xr.DataArray] = {}
     for store, by_member in pieces.items():
         source = f"daily {store} files of {os.path.dirname(named[0][0]) or '.'}"

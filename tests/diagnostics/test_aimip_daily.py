@@ -14,6 +14,7 @@ import xarray as xr
 
 from diagnostics.cli.diagnose import main
 from diagnostics.data.catalogue import G0
+from diagnostics.data.errors import InputError
 from diagnostics.data.grid import equiangular
 from diagnostics.data.timeaxis import Month, monthly_axis
 from diagnostics.io.aimip import read_aimip, read_daily
@@ -172,3 +173,15 @@ def test_huss_files_are_read_without_a_shorter_dewpoint_narrowing_them(tmp_path)
     files = write_aimip(huss, tmp_path, "TOY", "aimip") + write_aimip(dew, tmp_path, "TOY", "aimip")
     out = read_aimip([str(f) for f in files], variables=["huss"])
     assert list(out.data_vars) == ["huss", "time_bnds"] and out.sizes["time"] == 6
+
+
+def test_daily_values_are_checked_every_day_not_the_first_month_only(tmp_path):
+    """A day file whose second month is in degC though labelled K is refused when the field is
+    computed, naming the month and the file (below-ground NaN at 850 hPa would be allowed)."""
+    days = _days(cftime.DatetimeNoLeap(1979, 1, 1, 12), cftime.DatetimeNoLeap(1979, 2, 28, 12))
+    values = 270.0 + np.random.default_rng(3).normal(size=(len(days), *GRID.shape))
+    values[31:] -= 273.15  # February in degC
+    f = _day_file(tmp_path, "ta", values, days, "r1i1p1f1", 85000.0, "K", "19790101-19790228")
+    fields = read_daily([str(f)], ("ta",))
+    with pytest.raises(InputError, match=r"1979-02.*ta_day_TOY|ta_day_TOY.*1979-02"):
+        fields["ta"].load()
