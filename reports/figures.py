@@ -263,59 +263,60 @@ def draw_lines(spec: FigureSpec):
     return fig
 
 
-def draw_bars(spec: FigureSpec):
-    """One bar chart per panel (rank histograms), dashed line at the flat (reliable) frequency."""
+def _panel_grid(spec: FigureSpec, row_height_in: float, **subplots):
+    """A figure with one axis per panel of ``spec`` (rows of panels; axes past a short row hidden),
+    titled; returns ``(figure, [(axis, panel, column), ...])``."""
     ncol = max(len(row) for row in spec.panels)
     nrow = len(spec.panels)
-    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, 2.6 * nrow + 0.6), layout="constrained",
-                            squeeze=False, sharey=True)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, row_height_in * nrow + 0.6), layout="constrained",
+                            squeeze=False, **subplots)
+    cells = []
     for i, row in enumerate(spec.panels):
         for j in range(ncol):
-            ax = axs[i, j]
-            if j >= len(row):
-                ax.set_visible(False)
-                continue
-            y = np.asarray(row[j].data.values, dtype=float)
-            y = y / np.nansum(y) if np.nansum(y) > 0 else y  # counts or frequencies -> relative frequency
-            x = np.arange(1, y.size + 1)
-            ax.bar(x, y, color="tab:blue", width=0.85)
-            ax.axhline(1.0 / y.size, color="k", ls="--", lw=0.8)  # flat = reliable
-            ax.set_title(row[j].title, fontsize=9)
-            ax.set_xticks(x)
-            ax.set_xlabel("rank of the reference among the members", fontsize=8)
-            ax.tick_params(labelsize=8)
-            if j == 0:
-                ax.set_ylabel("relative frequency", fontsize=9)
+            if j < len(row):
+                cells.append((axs[i, j], row[j], j))
+            else:
+                axs[i, j].set_visible(False)
     fig.suptitle(spec.title, fontsize=11)
+    return fig, cells
+
+
+def draw_bars(spec: FigureSpec):
+    """One bar chart per panel (rank histograms), dashed line at the flat (reliable) frequency."""
+    fig, cells = _panel_grid(spec, 2.6, sharey=True)
+    for ax, panel, j in cells:
+        y = np.asarray(panel.data.values, dtype=float)
+        y = y / np.nansum(y) if np.nansum(y) > 0 else y  # counts or frequencies -> relative frequency
+        x = np.arange(1, y.size + 1)
+        ax.bar(x, y, color="tab:blue", width=0.85)
+        ax.axhline(1.0 / y.size, color="k", ls="--", lw=0.8)  # flat = reliable
+        ax.set_title(panel.title, fontsize=9)
+        ax.set_xticks(x)
+        ax.set_xlabel("rank of the reference among the members", fontsize=8)
+        ax.tick_params(labelsize=8)
+        if j == 0:
+            ax.set_ylabel("relative frequency", fontsize=9)
     return fig
 
 
 def draw_member_bars(spec: FigureSpec):
     """One panel per variable: a bar per model at ``stat=median``, whiskers from ``min`` to ``max``
     (panel data: dims ``(model, stat)``); the noise floor grey."""
-    ncol = max(len(row) for row in spec.panels)
-    nrow = len(spec.panels)
     floor = spec.options.get("noise_floor_label", "")
-    fig, axs = plt.subplots(nrow, ncol, figsize=(WIDTH_IN, 3.0 * nrow + 0.6), layout="constrained", squeeze=False)
-    for i, row in enumerate(spec.panels):
-        for j in range(ncol):
-            ax = axs[i, j]
-            if j >= len(row):
-                ax.set_visible(False)
-                continue
-            da = row[j].data
-            names = [str(m) for m in da["model"].values]
-            med, lo, hi = (np.asarray(da.sel(stat=s).values, dtype=float) for s in ("median", "min", "max"))
-            x = np.arange(len(names))
-            colours = ["0.7" if n == floor else f"C{k % 10}" for k, n in enumerate(names)]
-            ax.bar(x, med, color=colours, width=0.7)
-            ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="none", ecolor="k", capsize=3, lw=1)
-            ax.set_xticks(x)
-            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-            ax.set_title(row[j].title, fontsize=9)
-            ax.tick_params(axis="y", labelsize=8)
-            ax.set_ylim(bottom=0)
-    fig.suptitle(spec.title, fontsize=11)
+    fig, cells = _panel_grid(spec, 3.0)
+    for ax, panel, _ in cells:
+        da = panel.data
+        names = [str(m) for m in da["model"].values]
+        med, lo, hi = (np.asarray(da.sel(stat=s).values, dtype=float) for s in ("median", "min", "max"))
+        x = np.arange(len(names))
+        colours = ["0.7" if n == floor else f"C{k % 10}" for k, n in enumerate(names)]
+        ax.bar(x, med, color=colours, width=0.7)
+        ax.errorbar(x, med, yerr=[med - lo, hi - med], fmt="none", ecolor="k", capsize=3, lw=1)
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(panel.title, fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.set_ylim(bottom=0)
     return fig
 
 
