@@ -40,6 +40,7 @@ from .data.timeaxis import Period, period_of, select_period
 from .io.files import expand_paths
 from .io.open import describe_grid, open_dataset
 from .metrics import baselines, nino34
+from .metrics.modes import select_domain
 from .outputs import (OUTPUT_NAMES, PARTIAL_DIR, PREVIOUS_DIR, SPREAD_SKILL_NOTE, CorruptPartial, Results, load_partial,
                       retire_previous, save_partial, write_outputs)
 from .schema import NOISE_FLOOR, REFERENCE, key
@@ -226,15 +227,29 @@ class Opened:
         self.scenarios = {m: {k: fn(d) for k, d in s.items()} for m, s in self.scenarios.items()}
 
 
-def _open(spec: str) -> tuple[xr.Dataset, list[str]]:
+#: What the Nino-3.4 index may be computed from (:func:`nino_index`), opened beside the scored variables.
+NINO34_INPUTS = ("tos", "ts", "sftlf")
+
+
+def _open(spec: str, only: list[str] | None = None) -> tuple[xr.Dataset, list[str]]:
+    """Open one input; ``only`` (store names): keep just those of its variables (see
+    :func:`opened_variables`), so unscored fields are neither value-checked nor read."""
     files = expand_paths(spec)
-    return open_dataset(files), files
+    return open_dataset(files, only=only), files
+
+
+def opened_variables(cfg: Config) -> list[str] | None:
+    """The store variables md-diagnose opens: the ``--variables`` asked for and the Nino-3.4
+    inputs; None (every variable) when no ``--variables`` was given."""
+    wanted = _requested(cfg.variables)
+    return None if wanted is None else [*wanted, *(v for v in NINO34_INPUTS if v not in wanted)]
 
 
 def open_inputs(specs: Specs, cfg: Config, res: Results) -> Opened:
     """Open the reference (its first member), the ensembles and their scenario runs; an unreadable
     ensemble or scenario is skipped with its reason unless it is the only ensemble."""
-    reference, ref_files = _open(specs.reference)
+    only = opened_variables(cfg)
+    reference, ref_files = _open(specs.reference, only)
     if "member" in reference.dims and reference.sizes["member"] > 1:
         _say(f"reference has {reference.sizes['member']} members; using the first as the reference")
     reference = align.first_member(reference)
@@ -242,7 +257,7 @@ def open_inputs(specs: Specs, cfg: Config, res: Results) -> Opened:
     opened = Opened(reference, {}, {}, {"reference": ref_files, "ensembles": {}, "scenarios": {}}, specs.reference)
     for given, path in specs.ensembles:
         try:
-            ds, files = _open(path)
+            ds, files = _open(path, only)
             name = _model_name(given, ds, path, set(opened.ensembles))
             align.check_global(grid_of(ds), path)
         except InputError as exc:
@@ -266,7 +281,7 @@ def open_inputs(specs: Specs, cfg: Config, res: Results) -> Opened:
                                         f"({', '.join(opened.ensembles)})")
             continue
         try:
-            ds, files = _open(path)
+            ds, files = _open(path, only)
             align.check_global(grid_of(ds), path)
         except InputError as exc:
             res.skip(f"{model}.{scen}", str(exc))
@@ -442,7 +457,10 @@ def nino_index(inputs: Inputs, res: Results, clim_period: Period,
         res.skip("nino34", "no tos in the ensembles or the reference and no ts in the reference")
         return None, ""
     try:
-        index = nino34.nino34_index(tos, relative=cfg_nino34 == "relative", climatology_period=clim_period).compute()
+        # the 20S-20N band (it holds the Nino-3.4 box) read once into memory: the index is then
+        # small numpy work, where lazily its groupby climatologies built graphs over every chunk
+        band = select_domain(tos, nino34.TROPICS_LAT).compute()
+        index = nino34.nino34_index(band, relative=cfg_nino34 == "relative", climatology_period=clim_period)
     except ValueError as exc:
         res.skip("nino34", str(exc))
         return None, ""
