@@ -98,7 +98,9 @@ def persistence(reference: xr.DataArray, like: xr.DataArray | xr.Dataset | None 
 
 def _fit_ar1_core(x: np.ndarray, month: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, ...]:
     """(..., time) series -> climatology, sigma, phi with a last axis of 12 calendar months."""
-    x = np.asarray(x, dtype=np.float64)
+    # time contiguous (apply_ufunc hands a transposed view): the per-month selections and
+    # reductions along the last axis run ~1.5x faster, with the same values
+    x = np.ascontiguousarray(x, dtype=np.float64)
     groups = [month == c for c in range(1, 13)]
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points (land for tos)
