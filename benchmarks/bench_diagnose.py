@@ -4,9 +4,12 @@
     python -m benchmarks.bench_diagnose --grid 3 --members 5 --start 2005-01 --end 2014-12
     python -m benchmarks.bench_diagnose --full          # AI-MIP size: 1.5 deg, 5 members, 1978-10..2024-12
                                                         # (~12 GB float32; needs ~15 GB disk, hours on 2 cores)
+    python -m benchmarks.bench_diagnose --full --grid 1 --channels tas pr psl zg500 --variables tas pr psl zg500
+                                                        # AI-MIP length, 4 channels only (2 GiB at 1 deg,
+                                                        # ~30 min to generate on the loaded 2-core VM)
 
 Steps: ``md-synth`` writes the ensemble (all 37 channels + forcings) and a one-member
-reference as prepared zarr directories; the I/O floor is the wall time of one dask pass
+reference as prepared zarr directories (``--channels``: only those, see :func:`synth`); the I/O floor is the wall time of one dask pass
 that reads every chunk of both stores once (a sum per variable); then ``md-diagnose`` runs
 in a subprocess while a thread samples the resident memory of it and all its children
 (psutil, every 0.1 s). Prints sizes, wall times, the ratio to the floor and the peak RSS.
