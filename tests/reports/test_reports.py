@@ -156,6 +156,7 @@ def test_maps_are_drawn_offline_from_the_shipped_coastlines(rendered, tmp_path, 
     spec = next(f.spec for s in sections.build(md, "", "", {}) for f in s.figures if f.spec.kind == "maps")
     cache = getattr(cartopy.feature, "_NATURAL_EARTH_GEOM_CACHE", {})
     cache.clear()  # force reading the coastline file in this process
+    maps._COASTLINES.clear()  # and projecting it (maps caches the projected lines per process)
     png = figures.render(spec, tmp_path / "map.png")
     assert png.exists() and attempts == []
     assert Path(cartopy.config["pre_existing_data_dir"]) == maps.natural_earth_root()
@@ -169,6 +170,7 @@ def test_maps_are_drawn_offline_from_the_shipped_coastlines(rendered, tmp_path, 
 
     monkeypatch.setattr(maps, "configure_cartopy", unconfigured)
     cache.clear()
+    maps._COASTLINES.clear()
     with pytest.raises(Exception), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cartopy's DownloadWarning is the expected attempt
         figures.render(spec, tmp_path / "map2.png")
