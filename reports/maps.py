@@ -18,7 +18,10 @@ matplotlib.use("Agg")  # files only; no display, no GUI toolkit
 
 import cartopy  # noqa: E402
 import cartopy.crs as ccrs  # noqa: E402
+import cartopy.feature  # noqa: E402
+import cartopy.mpl.path as cpath  # noqa: E402
 import matplotlib.path as mpath  # noqa: E402
+from matplotlib.patches import PathPatch  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -27,6 +30,8 @@ import diagnostics  # noqa: E402
 COASTLINE = Path("shapefiles/natural_earth/physical/ne_110m_coastline.shp")
 PLATE = ccrs.PlateCarree()
 SEAM_EPS = 1e-4  # degrees
+#: projected coastlines, one compound path per projection (proj4 string), built once per process
+_COASTLINES: dict[str, mpath.Path] = {}
 
 
 def natural_earth_root() -> Path:
@@ -123,7 +128,32 @@ def setup_axes(ax, extent: tuple[float, float, float, float]) -> None:
         ax.set_global()
     else:
         ax.set_extent([lon0, lon1, lat0, lat1], crs=PLATE)
-    ax.coastlines(resolution="110m", linewidth=0.5, color="0.15")
+    add_coastlines(ax)
+
+
+def coastline_path(proj: ccrs.Projection) -> mpath.Path:
+    """The Natural Earth 110m coastline projected to ``proj``, as one compound path (map units).
+
+    Cached per projection: ``ax.coastlines()`` would redo the extent query, the intersection
+    test of all 134 coastline geometries and draw them as separate paths on every panel
+    (about 8 ms a panel, a fifth of a one-panel map); projecting is cartopy's own
+    ``project_geometry``, so the lines are the ones ``ax.coastlines()`` draws.
+    """
+    key = proj.proj4_init
+    if key not in _COASTLINES:
+        feature = cartopy.feature.COASTLINE.with_scale("110m")
+        paths = [cpath.shapely_to_path(proj.project_geometry(g, feature.crs)) for g in feature.geometries()]
+        _COASTLINES[key] = mpath.Path.make_compound_path(*[p for p in paths if len(p.vertices)])
+    return _COASTLINES[key]
+
+
+def add_coastlines(ax) -> PathPatch:
+    """Coastlines on a GeoAxes, styled as ``ax.coastlines(linewidth=0.5, color="0.15")`` (zorder 1.5:
+    above the field, below text), clipped to the map outline."""
+    patch = PathPatch(coastline_path(ax.projection), facecolor="none", edgecolor="0.15", linewidth=0.5,
+                      zorder=1.5, transform=ax.transData)
+    ax.add_artist(patch)  # add_artist: clipped to the map outline, no change to the data limits
+    return patch
 
 
 def projected_aspect(proj: ccrs.Projection, extent: tuple[float, float, float, float]) -> float:
