@@ -24,9 +24,10 @@ import xarray as xr
 
 from diagnostics.cli.diagnose import main
 from diagnostics.data.catalogue import G0
-from diagnostics.data.grid import equiangular
+from diagnostics.data.grid import equiangular, latitude_edges
 from diagnostics.data.timeaxis import Month
 from diagnostics.io.levels import standard_height
+from diagnostics.io.regrid import longitude_edges
 from diagnostics.synth.climate import synthesize
 
 START, END = Month(2012, 1), Month(2015, 12)
@@ -138,3 +139,97 @@ def test_healpix_members_r1i1p_n_f1_regridded_and_scored(tmp_path):
         assert m[f"cBottle.tas.crps.{period}"] == pytest.approx(
             np.mean(np.abs(BIAS["tas"] + np.array(OFFSETS))) - 0.4 / 4, abs=1e-4)  # 1/(2M^2) sum|o_i - o_j|
         assert m[f"cBottle.tas.spread.{period}"] == pytest.approx(np.std(OFFSETS, ddof=1), abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- DLESyM faces
+
+def _official_dlesym_latlon(nside: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) of every (face, height, width) value, transcribed from ai2cm/AIMIP
+    ``add_latlon_to_dlesym``: xyf2pix(x=width, y=height, face) on the broadcast dims, pix2ang, both
+    in-face axes reversed and the result labelled (face, width, height); returned (face, height, width)."""
+    f, y, x = np.meshgrid(np.arange(12), np.arange(nside), np.arange(nside), indexing="ij")
+    lon, lat = hp.pix2ang(nside, hp.xyf2pix(nside, x, y, f, nest=False), lonlat=True, nest=False)
+    lon, lat = lon[:, ::-1, ::-1], lat[:, ::-1, ::-1]  # dims (face, width, height)
+    return np.swapaxes(lat, 1, 2), np.swapaxes(lon, 1, 2)
+
+
+def _pattern(lat, lon) -> np.ndarray:
+    """10 K x (cos(lat) cos(lon) + sin(lat)): zonally asymmetric and north-south asymmetric, so a wrong
+    face layout puts a wrong value (errors of several K) in most cells."""
+    phi, lam = np.deg2rad(lat), np.deg2rad(lon)
+    return 10.0 * (np.cos(phi) * np.cos(lam) + np.sin(phi))
+
+
+def _pattern_cell_means(grid) -> np.ndarray:
+    """Exact area-weighted cell means of :func:`_pattern` (area element cos(lat) dlat dlon):
+    mean cos(lat) = diff(phi/2 + sin(2 phi)/4) / diff(sin phi), mean sin(lat) = (sin phi1 + sin phi2)/2."""
+    s = np.deg2rad(latitude_edges(grid.lat))
+    w, e = (np.deg2rad(v) for v in longitude_edges(grid.lon))
+    area = np.diff(np.sin(s))
+    cos_mean = np.diff(s / 2 + np.sin(2 * s) / 4) / area
+    sin_mean = (np.sin(s[1:]) + np.sin(s[:-1])) / 2
+    return 10.0 * (cos_mean[:, None] * ((np.sin(e) - np.sin(w)) / (e - w))[None, :] + sin_mean[:, None])
+
+
+def _write_dlesym(root, member: str, values: np.ndarray, calendar: str = "standard") -> None:
+    """A DLESyM-like DRS file: ``tas`` on (time, face, height, width) with integer face/height/width
+    coordinates and no lat/lon (as the Phase-1 submission)."""
+    months, _, n, _ = values.shape
+    time, bnds = _times(months, calendar)
+    d = root / member / "Amon" / "tas" / "gn" / "v20250601"
+    d.mkdir(parents=True, exist_ok=True)
+    xr.Dataset({"tas": (("time", "face", "height", "width"), values.astype(np.float32), {"units": "K"}),
+                "time_bnds": (("time", "bnds"), bnds)},
+               coords={"time": ("time", time, {"bounds": "time_bnds"}), "face": np.arange(values.shape[1]),
+                       "height": np.arange(n), "width": np.arange(values.shape[3])}).to_netcdf(
+        d / f"tas_Amon_DLESyM_aimip_{member}_gn_201201-201512.nc",
+        encoding={v: {"units": "days since 1850-01-01", "calendar": calendar} for v in ("time", "time_bnds")})
+
+
+def test_dlesym_faces_from_a_known_field_regridded_and_scored(tmp_path):
+    """A DLESyM-like submission (face/height/width, nside 16, no lat/lon) made from a known lat-lon field
+    at the pixel centres the official evaluation assigns; the reference is the field's exact cell means
+    on the 5.625 degree grid (nside 16's target). The planted bias comes back to the regridding error of
+    a piecewise-constant source: measured bias mean 0.7 K to 8e-7 K (conservative weights keep the
+    global mean), bias RMS 0.7 K + 7.5e-4 K (a 0.032 K area-weighted RMS regridding error). The faces
+    turned by 90 or 180 degrees or transposed give RMS errors of 3.1-7.4 K (measured with the orientation
+    check off; with it on, they are refused)."""
+    from diagnostics.io.healpix import dlesym_ring_index
+
+    nside, months = 16, 48
+    grid = equiangular(5.625)
+    cycle = 280.0 + 5.0 * np.sin(2 * np.pi * np.arange(months) / 12.0)
+    lat, lon = _official_dlesym_latlon(nside)
+    # the reader's own index agrees with the official transcription (pixel centres)
+    ring = dlesym_ring_index(nside)
+    rlon, rlat = hp.pix2ang(nside, ring, lonlat=True)
+    np.testing.assert_allclose(rlat, lat, atol=1e-12)
+    era5 = tmp_path / "ERA5"
+    ref = cycle[:, None, None] + _pattern_cell_means(grid)[None]
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_tas_2012-2015.nc", "tas", ref, "K", grid.lat, grid.lon, "standard")
+    exp = tmp_path / "UW" / "DLESyM" / "aimip"
+    for n, off in enumerate(OFFSETS, start=1):
+        _write_dlesym(exp, f"r{n}i1p1f1", cycle[:, None, None, None] + _pattern(lat, lon)[None] + BIAS["tas"] + off)
+    m = _diagnose(tmp_path, f"DLESyM={exp}", era5, ["tas"])
+    for period in ("train", "test"):
+        for season in ("ANN", "DJF", "JJA"):
+            assert m[f"DLESyM.tas.bias_mean.{period}.{season}"] == pytest.approx(BIAS["tas"], abs=5e-6)
+            # sqrt(b^2 + e^2) with e the regridding error: above b, by at most 1.5e-3 K (e <= 0.046 K)
+            assert BIAS["tas"] < m[f"DLESyM.tas.bias_rms.{period}.{season}"] < BIAS["tas"] + 1.5e-3
+        assert m[f"DLESyM.tas.spread.{period}"] == pytest.approx(np.std(OFFSETS, ddof=1), abs=1e-4)
+
+
+def test_dlesym_inconsistent_face_dims_refused_in_one_line(tmp_path, capsys):
+    """face/height/width not 12 x nside x nside: exit 2, one line naming the file and what was expected."""
+    grid = equiangular(5.625)
+    era5 = tmp_path / "ERA5"
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_tas_2012-2015.nc", "tas", 280.0 + np.zeros((48, 33, 64)), "K",
+          grid.lat, grid.lon, "standard")
+    exp = tmp_path / "DLESyM" / "aimip"
+    _write_dlesym(exp, "r1i1p1f1", 280.0 + np.zeros((48, 12, 16, 8)))  # height 16, width 8
+    code = main(["--ensemble", f"DLESyM={exp}", "--reference", str(era5), "--out", str(tmp_path / "s"),
+                 "--variables", "tas", "--report", "none", "--no-progress", "--no-baselines", "--no-spectra"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert "tas_Amon_DLESyM_aimip_r1i1p1f1_gn_201201-201512.nc" in err[0] and "12 x nside x nside" in err[0]
