@@ -1,8 +1,8 @@
 """The numbers of the "Models side by side" section (its figures are assembled in
 :func:`reports.sections.comparison`), as the AI-MIP Phase-1 paper shows them: per-variable member
 median with the min-max range (E1 RMSB, and E2 / E3 where metrics.json holds them) and the
-portrait plot's relative errors (models x variables, each column normalised by the median over
-the models).
+portrait plot's relative errors (each error and variable normalised by the median over the models;
+drawn as variables x models, one panel per error family, so that it stays readable at 37 channels).
 
 Everything is read from metrics.json (``{stem}_median`` / ``_min`` / ``_max`` keys, one per model,
 channel and period); nothing is recomputed. No import of :mod:`reports.sections` (it imports this).
@@ -68,7 +68,7 @@ def portrait_table(md: MetricsDir) -> xr.DataArray | None:
     models = comparison_models(md)
     if len([m for m in models if m != NOISE_FLOOR]) < 2:  # one model is its own median: nothing to compare
         return None
-    cols, values = [], []
+    cols, values, families, channels = [], [], [], []
     for stem, _, short in STEMS:
         period = period_of(md, stem)
         stats = member_stats(md, stem, period)
@@ -80,11 +80,39 @@ def portrait_table(md: MetricsDir) -> xr.DataArray | None:
                 continue
             cols.append(f"{short}\n{labels.channel(ch)}")
             values.append(med / norm - 1.0)
+            families.append(short)
+            channels.append(ch)
     if not cols:
         return None
     return xr.DataArray(np.array(values).T, dims=("model", "column"),
-                        coords={"model": [labels.model(m) for m in models], "column": cols},
+                        coords={"model": [labels.model(m) for m in models], "column": cols,
+                                "family": ("column", families), "channel": ("column", channels)},
                         name="relative_error", attrs={"units": "1"})
+
+
+def portrait_panels(md: MetricsDir) -> list[tuple[str, xr.DataArray]]:
+    """The portrait split by error family, for a plot that stays readable at 37 channels: one
+    ``(short name, DataArray (variable, model))`` per :data:`STEMS` entry that has a column, rows the
+    variables (:func:`labels.channel`) that any family has, in the same order in every panel (NaN
+    where a family lacks a variable), so the panels share their row labels. Values are those of
+    :func:`portrait_table`. Empty when there is no portrait."""
+    table = portrait_table(md)
+    if table is None:
+        return []
+    channels = list(dict.fromkeys(str(c) for c in table["channel"].values))
+    rows = [labels.channel(ch) for ch in channels]
+    out = []
+    for family in dict.fromkeys(str(f) for f in table["family"].values):
+        sub = table.isel(column=np.flatnonzero(table["family"].values == family))
+        have = {str(c): k for k, c in enumerate(sub["channel"].values)}
+        grid = np.full((len(channels), table.sizes["model"]), np.nan)
+        for i, ch in enumerate(channels):
+            if ch in have:
+                grid[i] = sub.values[:, have[ch]]
+        out.append((family, xr.DataArray(grid, dims=("variable", "model"),
+                                         coords={"variable": rows, "model": table["model"].values},
+                                         name="relative_error", attrs={"units": "1"})))
+    return out
 
 
 def channel_units_of(md: MetricsDir, channel: str) -> str:

@@ -924,14 +924,14 @@ def comparison_bars(md: MetricsDir, stem: str, what: str) -> Figure | None:
 
 
 def comparison_portrait(md: MetricsDir) -> Figure | None:
-    table = cmp.portrait_table(md)
-    if table is None:
+    panels = cmp.portrait_panels(md)
+    if not panels:
         return None
     spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
-                      short_caption(md, "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member "
-                                    "median) / the median over the models - 1", {}, "1",
-                                    "Blue = smaller error than the typical model."),
-                      panels=[[Panel("relative error", table, "diff")]])
+                      short_caption(md, "Variables x models, one panel per AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; "
+                                    "member median) / the median over the models - 1", {}, "1",
+                                    "Blue = smaller error than the typical model; grey = not computed."),
+                      panels=[[Panel(family, data, "diff") for family, data in panels]])
     return Figure(spec, headline=True)
 
 
