@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from diagnostics.metrics import aimip
 from diagnostics.schema import NOISE_FLOOR
 
 from . import labels, scorecard
@@ -26,6 +27,8 @@ STEMS = (
     ("aimip_enso_rmse", "E3: RMSE of the Niño-3.4 regression map", "E3 ENSO"),
 )
 STATS = ("median", "min", "max")
+#: E5's member statistics (perturbed minus control global mean), qualified by the scenario.
+E5_STEM = "aimip_response_global"
 #: Most variables in one map-grid figure (columns) and bar panels per row.
 MAP_COLUMNS = 5
 BARS_PER_ROW = 4
@@ -43,20 +46,55 @@ def comparison_models(md: MetricsDir) -> list[str]:
     return ens + ([NOISE_FLOOR] if NOISE_FLOOR in md.ensembles else [])
 
 
-def member_stats(md: MetricsDir, stem: str, period: str) -> dict[tuple[str, str], tuple[float, float, float]]:
-    """``{(model, channel): (median, min, max)}`` over members of ``stem`` where all three exist, for
-    the channels at least one model (not only the noise floor) has."""
+def member_stats(md: MetricsDir, stem: str, period: str,
+                 scenario: str = "") -> dict[tuple[str, str], tuple[float, float, float]]:
+    """``{(model, channel): (median, min, max)}`` over members of ``stem`` (of ``period`` and
+    ``scenario``) where all three exist, for the channels at least one model (not only the noise
+    floor) has."""
     out = {}
     order = md.channels
-    channels = sorted({k.channel for k in md.scalars if k.metric == f"{stem}_median" and k.period == period},
+    channels = sorted({k.channel for k in md.scalars if k.metric == f"{stem}_median" and k.period == period
+                       and k.scenario == scenario},
                       key=lambda c: (order.index(c) if c in order else len(order), c))
+    qualifiers = tuple(q for q in (period, scenario) if q)
     for m in comparison_models(md):
         for ch in channels:
-            vals = [md.scalar(m, ch, f"{stem}_{s}", (period,) if period else ()) for s in STATS]
+            vals = [md.scalar(m, ch, f"{stem}_{s}", qualifiers) for s in STATS]
             if all(v is not None for v in vals):
                 out[(m, ch)] = (vals[0], vals[1], vals[2])
     modelled = {ch for m, ch in out if m != NOISE_FLOOR}  # a variable only the noise floor has is left out
     return {mc: v for mc, v in out.items() if mc[1] in modelled}
+
+
+def e5_channels() -> tuple[str, ...]:
+    """The channels the official E5 shows: :data:`diagnostics.metrics.aimip.RESPONSE_VARIABLES` with
+    ``ta`` at the E5 levels (850, 500 hPa) and ``zg`` at 500 hPa (``tas, ts, pr, huss, ta850, ta500,
+    zg500``)."""
+    out: list[str] = []
+    for var in aimip.RESPONSE_VARIABLES:
+        if var == "ta":
+            out += [f"ta{int(round(p / 100.0))}" for p in aimip.RESPONSE_PLEVS_PA]
+        elif var == "zg":
+            out.append("zg500")
+        else:
+            out.append(var)
+    return tuple(out)
+
+
+def response_stats(md: MetricsDir, scenario: str) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """E5 of ``scenario`` (``p2k``/``p4k``): ``{(model, channel): (median, min, max)}`` over members of
+    the global-mean perturbed-minus-control response, for the :func:`e5_channels` present, in that
+    order, every model that has it (a physics baseline given with ``--ensemble`` / ``--scenario`` is
+    one of them)."""
+    stats = member_stats(md, E5_STEM, "", scenario)
+    order = e5_channels()
+    return {mc: stats[mc] for ch in order for mc in stats if mc[1] == ch}
+
+
+def response_scenarios(md: MetricsDir) -> list[str]:
+    """The scenarios with an E5 response in metrics.json, in ``p2k``, ``p4k`` order."""
+    have = {k.scenario for k in md.scalars if k.metric == f"{E5_STEM}_median"}
+    return [s for s in sorted(have) if s]
 
 
 def portrait_table(md: MetricsDir) -> xr.DataArray | None:

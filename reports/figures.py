@@ -316,7 +316,10 @@ def draw_member_bars(spec: FigureSpec):
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_title(panel.title, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
-        ax.set_ylim(bottom=0)
+        if spec.options.get("signed"):  # responses may be negative: a zero line, no floor
+            ax.axhline(0.0, color="0.4", lw=0.6)
+        else:
+            ax.set_ylim(bottom=0)
     return fig
 
 

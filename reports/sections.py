@@ -923,6 +923,30 @@ def comparison_bars(md: MetricsDir, stem: str, what: str) -> Figure | None:
     return Figure(spec, headline=stem == "aimip_rmsb")
 
 
+def comparison_response(md: MetricsDir, scenario: str) -> Figure | None:
+    """E5 of one scenario, one panel per E5 variable: a bar per model (physics baseline included) at
+    its member median of the global-mean perturbed-minus-control response, whiskers min-max."""
+    stats = cmp.response_stats(md, scenario)
+    if not stats:
+        return None
+    panels = []
+    for ch in dict.fromkeys(ch for _, ch in stats):
+        models = [m for m in cmp.comparison_models(md) if (m, ch) in stats]
+        data = xr.DataArray(np.array([stats[(m, ch)] for m in models]), dims=("model", "stat"),
+                            coords={"model": [labels.model(m) for m in models], "stat": list(cmp.STATS)})
+        scale, disp_units = display_scale(cmp.channel_units_of(md, ch))
+        panels.append(Panel(f"{labels.channel(ch)} ({disp_units})" if disp_units else labels.channel(ch),
+                            data * scale))
+    rows = [panels[i:i + cmp.BARS_PER_ROW] for i in range(0, len(panels), cmp.BARS_PER_ROW)]
+    what = f"E5: perturbed minus control, global mean, {labels.qualifier(scenario)}"
+    spec = FigureSpec("member_bars", slug("compare", cmp.E5_STEM, scenario), what,
+                      short_caption(md, f"{what}: bar = median over members, whiskers = min-max", {"scenario": scenario},
+                                    "each panel's (in its title)", "Not an error: compare each model's response "
+                                    "with the physics model's."),
+                      panels=rows, options={"noise_floor_label": labels.NOISE_FLOOR_LABEL, "signed": True})
+    return Figure(spec, headline=True)
+
+
 def comparison_portrait(md: MetricsDir) -> Figure | None:
     panels = cmp.portrait_panels(md)
     if not panels:
@@ -980,6 +1004,9 @@ def comparison(md: MetricsDir) -> Section:
                         "portrait of the relative errors, and the bias maps of all models together.")
     for stem, what, _ in cmp.STEMS:
         if (fig := comparison_bars(md, stem, what)) is not None:
+            sec.items.append(fig)
+    for scenario in cmp.response_scenarios(md):
+        if (fig := comparison_response(md, scenario)) is not None:
             sec.items.append(fig)
     if (fig := comparison_portrait(md)) is not None:
         sec.items.append(fig)

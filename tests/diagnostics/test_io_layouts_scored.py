@@ -15,6 +15,8 @@ is b everywhere (HEALPix: on a spatially uniform field, which conservative regri
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import cftime
 import healpy as hp
@@ -233,3 +235,125 @@ def test_dlesym_inconsistent_face_dims_refused_in_one_line(tmp_path, capsys):
     assert code == 2
     assert len(err) == 1 and "Traceback" not in err[0]
     assert "tas_Amon_DLESyM_aimip_r1i1p1f1_gn_201201-201512.nc" in err[0] and "12 x nside x nside" in err[0]
+
+
+# ----------------------------------------------------------------------------- E5 beside a physics model
+
+#: Planted +4K responses, per channel: a global value c and a shape c x (1 + 0.5 cos 2 lat) on the map.
+RESPONSE = {"tas": 4.5, "ts": 4.0, "pr": 2.0e-6, "huss": 1.5e-3, "ta850": 4.8, "ta500": 6.5, "zg500": 95.0}
+#: Member offsets of the response (fraction of c): median 0, min / max -+0.05 c.
+RESPONSE_OFFSETS = (-0.05, 0.05)
+UNITS = {"tas": "K", "ts": "K", "pr": "kg m-2 s-1", "huss": "1", "ta": "K", "zg": "m"}
+
+
+def _ta19(ta7: np.ndarray, plev7: np.ndarray) -> np.ndarray:
+    """ta on the 19 CMIP levels: each level takes the nearest of the 7 given ones (exact at those 7)."""
+    nearest = [int(np.argmin(np.abs(plev7 - p))) for p in PLEV19]
+    return ta7[:, nearest]
+
+
+def _response_shape(lat: np.ndarray) -> np.ndarray:
+    return 1.0 + 0.5 * np.cos(np.deg2rad(2 * lat))[:, None]
+
+
+def _expected_global(c: float, lat: np.ndarray, nlon: int) -> float:
+    """The official E5 global mean of c x shape, computed here: cos(lat) weights at the grid points,
+    |lat| <= 87.5 (ai2cm/AIMIP LATITUDE_LIMITS)."""
+    keep = np.abs(lat) <= 87.5
+    w = np.cos(np.deg2rad(lat[keep]))
+    return float(np.sum(w * c * _response_shape(lat)[keep, 0]) / np.sum(w))
+
+
+def _write_run(root, model: str, exp: str, fields: dict, lat, lon, calendar: str, members: int, grid: str) -> None:
+    """A CMIP DRS tree ``root/{member}/Amon/{var}/{grid}/v20180701/`` of CMOR-like files."""
+    for n in range(1, members + 1):
+        member = f"r{n}i1p1f1"
+        for var, data in fields[n].items():
+            plev = PLEV19 if data.ndim == 4 else None
+            _cmor(root / member / "Amon" / var / grid / "v20180701" /
+                  f"{var}_Amon_{model}_{exp}_{member}_{grid}_201201-201312.nc", var, data, UNITS[var], lat, lon,
+                  calendar, plev)
+
+
+def _runs(ref, scale: dict, members: int) -> tuple[dict, dict]:
+    """Control and +4K fields per member: control = reference + 0.1 K-like bias; +4K = control +
+    (scale x RESPONSE) x shape x (1 + member offset)."""
+    lat = ref["lat"].values
+    shape = _response_shape(lat)[None]
+    plev7 = ref["plev"].values
+    ctrl, warm = {}, {}
+    for n in range(1, members + 1):
+        off = 1.0 + RESPONSE_OFFSETS[n - 1]
+        c = {v: ref[v].values + 0.1 * ref[v].values.std() for v in ("tas", "ts", "pr", "huss")}
+        c["ta"] = ref["ta"].values + 0.1
+        c["zg"] = ref["zg500"].values + 5.0
+        w = {v: c[v] + scale[v] * RESPONSE[v] * off * shape for v in ("tas", "ts", "pr", "huss")}
+        ta7 = c["ta"].copy()
+        for ch in ("ta850", "ta500"):
+            k = int(np.flatnonzero(plev7 == int(ch[2:]) * 100.0)[0])
+            ta7[:, k] += scale[ch] * RESPONSE[ch] * off * shape[0]
+        wzg = c["zg"] + scale["zg500"] * RESPONSE["zg500"] * off * shape
+        ctrl[n] = {**{v: c[v] for v in ("tas", "ts", "pr", "huss")}, "ta": _ta19(c["ta"], plev7), "zg": _zg19(c["zg"])}
+        warm[n] = {**{v: w[v] for v in ("tas", "ts", "pr", "huss")}, "ta": _ta19(ta7, plev7), "zg": _zg19(wzg)}
+    return ctrl, warm
+
+
+def test_e5_of_a_physics_model_beside_an_emulator(tmp_path):
+    """GFDL-CM4-like ``amip`` / ``amip-p4K`` CMOR trees (Julian calendar, 19 levels in Pa, bounds) and an
+    emulator's ``aimip`` / ``aimip-p4k`` tree, scored by one md-diagnose command: both E5 responses come
+    back as planted (independent cos-lat mean of the planted map), and the comparison section shows them
+    side by side (bars = metrics.json numbers)."""
+    from reports import comparison, labels, metricsdir, sections
+
+    # 9 x 16, two years: the time goes per channel (12 here)
+    ref, _ = synthesize(equiangular(22.5), START, Month(2013, 12), seed=7, members=1)
+    ref["huss"] = (ref["tas"] * 0 + 0.01 * np.cos(np.deg2rad(ref["lat"]))).astype(np.float32)
+    lat, lon = ref["lat"].values, ref["lon"].values
+    era5 = tmp_path / "ERA5"
+    for var in ("tas", "ts", "pr", "huss"):
+        _cmor(era5 / f"native6_ERA5_an_v1_Amon_{var}_2012-2013.nc", var, ref[var].values, UNITS[var], lat, lon,
+              "gregorian")
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_ta_2012-2013.nc", "ta", _ta19(ref["ta"].values, ref["plev"].values), "K",
+          lat, lon, "gregorian", PLEV19)
+    _cmor(era5 / "native6_ERA5_an_v1_Amon_zg_2012-2013.nc", "zg", _zg19(ref["zg500"].values), "m", lat, lon,
+          "gregorian", PLEV19)
+    scales = {"GFDL-CM4": {ch: 1.0 for ch in RESPONSE}, "EMU": {ch: 0.8 for ch in RESPONSE}}
+    cmip = tmp_path / "CMIP6" / "CFMIP" / "NOAA-GFDL" / "GFDL-CM4"
+    emu = tmp_path / "aimip" / "Lab" / "EMU"
+    for model, root, (control, warm), cal, grid in (
+            ("GFDL-CM4", cmip, ("amip", "amip-p4K"), "julian", "gr1"),
+            ("EMU", emu, ("aimip", "aimip-p4k"), "standard", "gn")):
+        ctrl, hot = _runs(ref, scales[model], members=2)
+        _write_run(root / control, model, control, ctrl, lat, lon, cal, 2, grid)
+        _write_run(root / warm, model, warm, hot, lat, lon, cal, 2, grid)
+    out = tmp_path / "scores"
+    assert main(["--ensemble", f"GFDL-CM4={cmip / 'amip'}", "--scenario", f"GFDL-CM4:p4k={cmip / 'amip-p4K'}",
+                 "--ensemble", f"EMU={emu / 'aimip'}", "--scenario", f"EMU:p4k={emu / 'aimip-p4k'}",
+                 "--reference", str(era5), "--out", str(out), "--train-period", "2012-01:2012-12",
+                 "--test-period", "2013-01:2013-12", "--variables", "tas", "ts", "pr", "huss", "ta", "zg", "--report", "none", "--no-progress",
+                 "--no-baselines", "--no-spectra"]) == 0
+    m = _metrics(out)
+    if os.environ.get("MD_KEEP_E5_TEST"):  # to look at the figures: copy the metrics out
+        shutil.copytree(out, os.environ["MD_KEEP_E5_TEST"], dirs_exist_ok=True)
+    for model, scale in scales.items():
+        for ch, c in RESPONSE.items():
+            want = _expected_global(scale[ch] * c, lat, lon.size)
+            got = {s: m[f"{model}.{ch}.aimip_response_global_{s}.p4k"] for s in ("median", "min", "max")}
+            rel = 2e-5 if ch != "zg500" else 2e-4  # float32 files; zg from 5.5 km heights
+            assert got["median"] == pytest.approx(want, rel=rel), (model, ch)
+            assert got["min"] == pytest.approx(want * (1 + RESPONSE_OFFSETS[0]), rel=rel), (model, ch)
+            assert got["max"] == pytest.approx(want * (1 + RESPONSE_OFFSETS[1]), rel=rel), (model, ch)
+    md = metricsdir.load(out)
+    fig = sections.comparison_response(md, "p4k")
+    assert fig is not None
+    panels = {p.title.split(" (")[0]: p.data for row in fig.spec.panels for p in row}
+    assert list(panels) == [labels.channel(ch) for ch in comparison.e5_channels()]
+    for ch in comparison.e5_channels():
+        da = panels[labels.channel(ch)]
+        assert list(da["model"].values) == ["GFDL-CM4", "EMU"]
+        factor = float(da.sel(model="GFDL-CM4", stat="median")) / m[f"GFDL-CM4.{ch}.aimip_response_global_median.p4k"]
+        for model in scales:
+            for s in ("median", "min", "max"):
+                assert float(da.sel(model=model, stat=s)) == pytest.approx(
+                    factor * m[f"{model}.{ch}.aimip_response_global_{s}.p4k"], rel=1e-6)
+    assert "compare-aimip-response-global-p4k" in [f.spec.name for f in sections.comparison(md).figures]
