@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from diagnostics.metrics import aimip
+from diagnostics import physics
 from diagnostics.schema import NOISE_FLOOR
 
 from . import labels, scorecard
@@ -67,28 +67,29 @@ def member_stats(md: MetricsDir, stem: str, period: str,
 
 
 def e5_channels() -> tuple[str, ...]:
-    """The channels the official E5 shows: :data:`diagnostics.metrics.aimip.RESPONSE_VARIABLES` with
-    ``ta`` at the E5 levels (850, 500 hPa) and ``zg`` at 500 hPa (``tas, ts, pr, huss, ta850, ta500,
-    zg500``)."""
-    out: list[str] = []
-    for var in aimip.RESPONSE_VARIABLES:
-        if var == "ta":
-            out += [f"ta{int(round(p / 100.0))}" for p in aimip.RESPONSE_PLEVS_PA]
-        elif var == "zg":
-            out.append("zg500")
-        else:
-            out.append(var)
-    return tuple(out)
+    """The channels the official E5 shows (:func:`diagnostics.physics.e5_channels`: ``tas, ts, pr,
+    huss, ta850, ta500, zg500``)."""
+    return tuple(label for label, _, _ in physics.e5_channels())
+
+
+def physics_models(md: MetricsDir) -> list[str]:
+    """Models with an E5 response that are not evaluated ensembles: md-diagnose's ``--physics``
+    models (GFDL-CM4), in key order."""
+    ens = set(md.ensembles)
+    return list(dict.fromkeys(k.model for k in md.scalars if k.metric == f"{E5_STEM}_median" and k.model not in ens))
 
 
 def response_stats(md: MetricsDir, scenario: str) -> dict[tuple[str, str], tuple[float, float, float]]:
     """E5 of ``scenario`` (``p2k``/``p4k``): ``{(model, channel): (median, min, max)}`` over members of
     the global-mean perturbed-minus-control response, for the :func:`e5_channels` present, in that
-    order, every model that has it (a physics baseline given with ``--ensemble`` / ``--scenario`` is
-    one of them)."""
-    stats = member_stats(md, E5_STEM, "", scenario)
-    order = e5_channels()
-    return {mc: stats[mc] for ch in order for mc in stats if mc[1] == ch}
+    order; the physics models (:func:`physics_models`) first, then the ensembles that have it."""
+    out = {}
+    for ch in e5_channels():
+        for m in physics_models(md) + comparison_models(md):
+            vals = [md.scalar(m, ch, f"{E5_STEM}_{s}", (scenario,)) for s in STATS]
+            if all(v is not None for v in vals):
+                out[(m, ch)] = (vals[0], vals[1], vals[2])
+    return out
 
 
 def response_scenarios(md: MetricsDir) -> list[str]:

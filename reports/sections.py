@@ -931,7 +931,7 @@ def comparison_response(md: MetricsDir, scenario: str) -> Figure | None:
         return None
     panels = []
     for ch in dict.fromkeys(ch for _, ch in stats):
-        models = [m for m in cmp.comparison_models(md) if (m, ch) in stats]
+        models = [m for m in cmp.physics_models(md) + cmp.comparison_models(md) if (m, ch) in stats]
         data = xr.DataArray(np.array([stats[(m, ch)] for m in models]), dims=("model", "stat"),
                             coords={"model": [labels.model(m) for m in models], "stat": list(cmp.STATS)})
         scale, disp_units = display_scale(cmp.channel_units_of(md, ch))

@@ -264,15 +264,18 @@ def _expected_global(c: float, lat: np.ndarray, nlon: int) -> float:
     return float(np.sum(w * c * _response_shape(lat)[keep, 0]) / np.sum(w))
 
 
-def _write_run(root, model: str, exp: str, fields: dict, lat, lon, calendar: str, members: int, grid: str) -> None:
-    """A CMIP DRS tree ``root/{member}/Amon/{var}/{grid}/v20180701/`` of CMOR-like files."""
+def _write_run(root, model: str, exp: str, fields: dict, lat, lon, calendar: str, members: int, grid: str,
+               months: int) -> None:
+    """A CMIP DRS tree ``root/{member}/Amon/{var}/{grid}/v20180701/`` of CMOR-like files, the first
+    ``months`` months from 2012-01."""
+    end = f"{2012 + (months - 1) // 12}{(months - 1) % 12 + 1:02d}"
     for n in range(1, members + 1):
         member = f"r{n}i1p1f1"
         for var, data in fields[n].items():
             plev = PLEV19 if data.ndim == 4 else None
             _cmor(root / member / "Amon" / var / grid / "v20180701" /
-                  f"{var}_Amon_{model}_{exp}_{member}_{grid}_201201-201312.nc", var, data, UNITS[var], lat, lon,
-                  calendar, plev)
+                  f"{var}_Amon_{model}_{exp}_{member}_{grid}_201201-{end}.nc", var, data[:months], UNITS[var],
+                  lat, lon, calendar, plev)
 
 
 def _runs(ref, scale: dict, members: int) -> tuple[dict, dict]:
@@ -299,10 +302,12 @@ def _runs(ref, scale: dict, members: int) -> tuple[dict, dict]:
 
 
 def test_e5_of_a_physics_model_beside_an_emulator(tmp_path):
-    """GFDL-CM4-like ``amip`` / ``amip-p4K`` CMOR trees (Julian calendar, 19 levels in Pa, bounds) and an
-    emulator's ``aimip`` / ``aimip-p4k`` tree, scored by one md-diagnose command: both E5 responses come
-    back as planted (independent cos-lat mean of the planted map), and the comparison section shows them
-    side by side (bars = metrics.json numbers)."""
+    """GFDL-CM4-like ``amip`` / ``amip-p4K`` CMOR trees (Julian calendar, 19 levels in Pa, bounds) given
+    with ``--physics``, and an emulator's ``aimip`` / ``aimip-p4k`` tree, scored by one md-diagnose
+    command: both E5 responses come back as planted (independent cos-lat mean of the planted map), the
+    physics runs' shorter span (one year, as CMIP6 amip ends in 2014 before the 2015-2024 test period)
+    does not clip the emulator's test period, and the comparison section shows the responses side by
+    side (bars = metrics.json numbers)."""
     from reports import comparison, labels, metricsdir, sections
 
     # 9 x 16, two years: the time goes per channel (12 here)
@@ -320,14 +325,14 @@ def test_e5_of_a_physics_model_beside_an_emulator(tmp_path):
     scales = {"GFDL-CM4": {ch: 1.0 for ch in RESPONSE}, "EMU": {ch: 0.8 for ch in RESPONSE}}
     cmip = tmp_path / "CMIP6" / "CFMIP" / "NOAA-GFDL" / "GFDL-CM4"
     emu = tmp_path / "aimip" / "Lab" / "EMU"
-    for model, root, (control, warm), cal, grid in (
-            ("GFDL-CM4", cmip, ("amip", "amip-p4K"), "julian", "gr1"),
-            ("EMU", emu, ("aimip", "aimip-p4k"), "standard", "gn")):
+    for model, root, (control, warm), cal, grid, months in (
+            ("GFDL-CM4", cmip, ("amip", "amip-p4K"), "julian", "gr1", 12),
+            ("EMU", emu, ("aimip", "aimip-p4k"), "standard", "gn", 24)):
         ctrl, hot = _runs(ref, scales[model], members=2)
-        _write_run(root / control, model, control, ctrl, lat, lon, cal, 2, grid)
-        _write_run(root / warm, model, warm, hot, lat, lon, cal, 2, grid)
+        _write_run(root / control, model, control, ctrl, lat, lon, cal, 2, grid, months)
+        _write_run(root / warm, model, warm, hot, lat, lon, cal, 2, grid, months)
     out = tmp_path / "scores"
-    assert main(["--ensemble", f"GFDL-CM4={cmip / 'amip'}", "--scenario", f"GFDL-CM4:p4k={cmip / 'amip-p4K'}",
+    assert main(["--physics", f"GFDL-CM4={cmip / 'amip'}", "--scenario", f"GFDL-CM4:p4k={cmip / 'amip-p4K'}",
                  "--ensemble", f"EMU={emu / 'aimip'}", "--scenario", f"EMU:p4k={emu / 'aimip-p4k'}",
                  "--reference", str(era5), "--out", str(out), "--train-period", "2012-01:2012-12",
                  "--test-period", "2013-01:2013-12", "--variables", "tas", "ts", "pr", "huss", "ta", "zg", "--report", "none", "--no-progress",
@@ -343,7 +348,10 @@ def test_e5_of_a_physics_model_beside_an_emulator(tmp_path):
             assert got["median"] == pytest.approx(want, rel=rel), (model, ch)
             assert got["min"] == pytest.approx(want * (1 + RESPONSE_OFFSETS[0]), rel=rel), (model, ch)
             assert got["max"] == pytest.approx(want * (1 + RESPONSE_OFFSETS[1]), rel=rel), (model, ch)
+    assert m["EMU.tas.bias_mean.test.ANN"] == pytest.approx(0.1 * float(ref["tas"].std()), rel=1e-4)  # window kept
+    assert not any(k.startswith("GFDL-CM4.") and "aimip_response" not in k for k in m)  # E5 only
     md = metricsdir.load(out)
+    assert md.ensembles == ["EMU"] and comparison.physics_models(md) == ["GFDL-CM4"]
     fig = sections.comparison_response(md, "p4k")
     assert fig is not None
     panels = {p.title.split(" (")[0]: p.data for row in fig.spec.panels for p in row}
