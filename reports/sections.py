@@ -762,7 +762,8 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
     """Keys selected by ``wanted(key)``: one row per model.channel.metric, one column per extra qualifier.
 
     With ``unit_suffix`` the values are converted to the channel's display units (mm day-1,
-    hPa) and the row label shows those units followed by the suffix.
+    hPa) and the row label shows those units, followed by the suffix for per-K metrics (names
+    holding ``per_K``).
     """
     keys = [k for k in md.scalars if md.scalars[k] is not None and wanted(k)]
     if not keys:
@@ -781,8 +782,10 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
         factor, units = 1.0, ""
         if unit_suffix is not None:
             factor, units = display_scale(scorecard.channel_units(channel))
+        # the suffix only on per-K metrics: E5's perturbed-minus-control is in the field's units
+        suffix = unit_suffix if unit_suffix and "per_K" in metric else ""
         label = (f"{labels.model(model)} — {labels.channel(channel)}: {labels.metric(metric)}"
-                 + (f" ({units}{unit_suffix})" if units else ""))
+                 + (f" ({units}{suffix})" if units else ""))
         cells = []
         for c in cols:
             if c not in values:

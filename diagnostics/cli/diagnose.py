@@ -7,7 +7,7 @@ runs this step and then renders the report (``diagnostics`` never imports ``repo
 
     md-diagnose --ensemble [NAME=]DIR_OR_GLOB [--ensemble ...] --reference DIR_OR_GLOB --out DIR
                 [--train-period 1979-01:2014-12] [--test-period 2015-01:2024-12]
-                [--scenario [NAME:]p2k=DIR ...] [--variables tas,ta,...]
+                [--scenario [NAME:]p2k=DIR ...] [--physics NAME=DIR] [--variables tas,ta,...]
                 [--scheduler ADDRESS|local[:N]] [--report html,pdf|none] [--members-max N] [--debug]
 
 See docs/diagnose.md for the user's path and docs/metrics-schema.md for the outputs.

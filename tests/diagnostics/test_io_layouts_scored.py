@@ -365,3 +365,8 @@ def test_e5_of_a_physics_model_beside_an_emulator(tmp_path):
                 assert float(da.sel(model=model, stat=s)) == pytest.approx(
                     factor * m[f"{model}.{ch}.aimip_response_global_{s}.p4k"], rel=1e-6)
     assert "compare-aimip-response-global-p4k" in [f.spec.name for f in sections.comparison(md).figures]
+    # the scenario table: E5 in the field's units, only the per-K response per K
+    rows = [label for t in sections.warming(md).items if isinstance(t, sections.Table) for label, _ in t.rows]
+    e5_tas = [r for r in rows if r.startswith("GFDL-CM4 — Surface air temperature: perturbed minus control")]
+    assert e5_tas and all(r.endswith("(K)") for r in e5_tas), e5_tas
+    assert any(r.startswith("EMU — Surface air temperature: warming per K") and r.endswith("(K K-1)") for r in rows)
