@@ -10,10 +10,10 @@ runs reach that far), by the same kernel as the ensembles' E5
 min / max), and filed under the same keys ``NAME.<channel>.aimip_response_global_{median,min,max}.<scenario>``.
 
 Its files are read like any submission (CMIP DRS trees, CMOR files with bounds, 19 levels in Pa,
-Julian / 365-day calendars, geopotential detected), regridded conservatively onto the analysis grid
-when that is not finer than the model's (else the response is taken on the model's own grid, said
-in the skipped lines). Only the channels of :func:`e5_channels` that the reference's scoring covers
-are computed.
+Julian / 365-day calendars, geopotential detected) and put on the analysis grid as any submission
+(:func:`diagnostics.align.on_grid`: conservative coarsening, bilinear refining up to 4x); a grid
+that cannot be put on it is kept, said in the skipped lines (E5 is a global mean). Only the
+channels of :func:`e5_channels` among the variables the run scores are computed.
 """
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ def physics_names(specs: list[str]) -> dict[str, str]:
     return out
 
 
+def check_names(physics: dict[str, str], ensembles: list[tuple[str | None, str]]) -> None:
+    """A physics model may not share a name with an ensemble: their keys would mix."""
+    clash = sorted(set(physics) & {name for name, _ in ensembles if name})
+    if clash:
+        raise InputError(f"{', '.join(clash)} named both as --ensemble and --physics; give one of them "
+                         "another name", "--physics")
+
+
 def split_scenarios(scenarios: list[str], physics: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
     """The ``--scenario`` specs of the ensembles, and (model, scenario, path) of the physics models'."""
     main, phys = [], []
@@ -81,7 +89,7 @@ def _open(path: str) -> xr.Dataset:
 
 
 def _onto(ds: xr.Dataset, grid: Grid) -> tuple[xr.Dataset, bool]:
-    """``ds`` on ``grid`` when it can be coarsened onto it, else unchanged (False)."""
+    """``ds`` on ``grid`` when it can be regridded onto it (True), else unchanged (False)."""
     if grid_of(ds).same_as(grid):
         return ds, True
     try:
@@ -119,8 +127,8 @@ def score_e5(physics: dict[str, str], runs: list[tuple[str, str, str]], grid: Gr
             continue
         control, on_common = _onto(control, grid)
         if not on_common:
-            res.skip(f"{model}.regrid", f"{model}'s grid is coarser than the analysis grid: its E5 is taken on "
-                                        "its own grid")
+            res.skip(f"{model}.regrid", f"{model}'s grid {grid_of(control).shape} cannot be put on the analysis "
+                                        "grid: its E5 (a global mean) is taken on its own grid")
         paths[model] = {"control": control_path}
         for scen, path in mine:
             try:

@@ -197,6 +197,7 @@ class Specs:
         except ValueError as exc:
             raise InputError(str(exc), "--scenario") from None
         ensembles = [align.parse_named(e) for e in cfg.ensembles]
+        physics.check_names(physics.physics_names(cfg.physics), ensembles)
         if any(name == NOISE_FLOOR for name, _ in ensembles):
             raise InputError(f"the name {NOISE_FLOOR!r} is kept for --noise-floor; give the ensemble another",
                              "--ensemble")

@@ -31,6 +31,12 @@ def test_physics_spec_errors(specs, match):
         physics.physics_names(specs)
 
 
+def test_a_physics_model_named_like_an_ensemble_is_refused():
+    with pytest.raises(InputError, match="both as --ensemble and --physics"):
+        physics.check_names({"CM4": "a"}, [("CM4", "b"), (None, "c")])
+    physics.check_names({"CM4": "a"}, [("ACE2", "b"), (None, "c")])
+
+
 def test_physics_without_a_name_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "ens").mkdir()
     code = main(["--ensemble", str(tmp_path / "ens"), "--reference", str(tmp_path / "ens"), "--out",
