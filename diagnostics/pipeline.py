@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from . import align, cache, groups
+from . import align, cache, groups, physics
 from .data import catalogue
 from .data.errors import InputError, ensure_output_dir
 from .data.grid import grid_of
@@ -67,6 +67,7 @@ class Config:
     train: Period = field(default_factory=lambda: Period.parse(DEFAULT_TRAIN))
     test: Period = field(default_factory=lambda: Period.parse(DEFAULT_TEST))
     scenarios: list[str] = field(default_factory=list)
+    physics: list[str] = field(default_factory=list)  # --physics NAME=DIR: E5 only (diagnostics.physics)
     variables: list[str] | None = None
     scheduler: str | None = None
     noise_floor: str | None = None  # other realisations of the reference's climate (--noise-floor)
@@ -192,10 +193,12 @@ class Specs:
     def parse(cls, cfg: Config) -> "Specs":
         """Parse every spec and check that each path exists (a typo fails in a second)."""
         try:
-            scenarios = [align.parse_scenario(s) for s in cfg.scenarios]
+            own, _ = physics.split_scenarios(cfg.scenarios, physics.physics_names(cfg.physics))
+            scenarios = [align.parse_scenario(s) for s in own]
         except ValueError as exc:
             raise InputError(str(exc), "--scenario") from None
         ensembles = [align.parse_named(e) for e in cfg.ensembles]
+        physics.check_names(physics.physics_names(cfg.physics), ensembles)
         if any(name == NOISE_FLOOR for name, _ in ensembles):
             raise InputError(f"the name {NOISE_FLOOR!r} is kept for --noise-floor; give the ensemble another",
                              "--ensemble")
@@ -733,6 +736,10 @@ def run(cfg: Config, also_stale: tuple[str, ...] = ()) -> int:
                 save_partial(out, fp, var, var_res)
                 res.update(var_res)
         models_cache.save(res)  # store what was scored, add what was cached
+        if cfg.physics:  # physics models: E5 only, over their own months
+            phys = physics.physics_names(cfg.physics)
+            inputs.paths["physics"] = physics.score_e5(phys, physics.split_scenarios(cfg.scenarios, phys)[1],
+                                                       grid_of(inputs.reference), inputs.variables, res)
     if not res.metrics:
         raise InputError("no metric could be computed from these inputs (see the skipped lines above)",
                          cfg.reference)

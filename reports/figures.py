@@ -349,33 +349,64 @@ def draw_member_bars(spec: FigureSpec):
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_title(panel.title, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
-        ax.set_ylim(bottom=0)
+        if spec.options.get("signed"):  # responses may be negative: a zero line, no floor
+            ax.axhline(0.0, color="0.4", lw=0.6)
+        else:
+            ax.set_ylim(bottom=0)
     return fig
 
 
+#: Portrait cells: at most this size (inches), smaller when many columns must fit in WIDTH_IN;
+#: values are written in the cells only when they are at least PORTRAIT_TEXT_CELL_IN wide.
+PORTRAIT_CELL_IN = 0.5
+PORTRAIT_TEXT_CELL_IN = 0.38
+
+
 def draw_portrait(spec: FigureSpec):
-    """A portrait plot (models x columns) of relative errors, symmetric diverging colours about 0,
-    each cell annotated with its value (panel data: dims ``(model, column)``)."""
-    da = spec.panels[0][0].data
-    values = np.asarray(da.values, dtype=float)
-    rows, cols = [str(m) for m in da["model"].values], [str(c) for c in da["column"].values]
-    width = min(WIDTH_IN, 2.0 + 0.9 * len(cols))
-    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.45 * len(rows)), layout="constrained")
-    finite = np.abs(values[np.isfinite(values)])
-    lim = max(float(finite.max()) if finite.size else 1.0, 0.05)
-    im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    for (r, c), v in np.ndenumerate(values):
-        if np.isfinite(v):
-            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * lim else "black")
-    ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels(cols, fontsize=7, rotation=90)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(rows, fontsize=8)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    """A portrait plot of relative errors: the panels of ``spec.panels[0]`` side by side (one per
+    error family), each a grid of rows (dim 0, e.g. variables, shared by the panels: labels on the
+    first) x columns (dim 1, e.g. models, labelled on top), square cells of a size that fits every
+    column into the page width (at most :data:`PORTRAIT_CELL_IN`), so the figure grows in height with
+    the rows; one symmetric diverging colour scale about 0 (clipped at +-1: arrows beyond), NaN grey,
+    values written in the cells when they are wide enough."""
+    panels = spec.panels[0]
+    nrow = panels[0].data.shape[0]
+    ncols = [p.data.shape[1] for p in panels]
+    label_in, bar_in, gap_in = 1.9, 0.9, 0.25
+    cell = min(PORTRAIT_CELL_IN, (WIDTH_IN - label_in - bar_in - gap_in * (len(panels) - 1)) / sum(ncols))
+    top_in = 0.35 + 0.065 * max(len(str(c)) for p in panels for c in p.data[p.data.dims[1]].values)
+    width = label_in + bar_in + gap_in * (len(panels) - 1) + cell * sum(ncols)
+    fig, axs = plt.subplots(1, len(panels), figsize=(width, top_in + 0.5 + cell * nrow), squeeze=False,
+                            gridspec_kw={"width_ratios": ncols}, layout="constrained")
+    values = [np.asarray(p.data.values, dtype=float) for p in panels]
+    finite = np.abs(np.concatenate([v[np.isfinite(v)] for v in values]))
+    peak = float(finite.max()) if finite.size else 1.0
+    lim = min(max(peak, 0.05), 1.0)
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.88")
+    size = 7 if cell >= 0.3 else 6
+    for k, (ax, panel, v) in enumerate(zip(axs[0], panels, values)):
+        im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, vmin=-lim, vmax=lim, aspect="equal")
+        if cell >= PORTRAIT_TEXT_CELL_IN:
+            for (r, c), x in np.ndenumerate(v):
+                if np.isfinite(x):
+                    ax.text(c, r, f"{x:+.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(x) > 0.6 * lim else "black")
+        da = panel.data
+        ax.set_xticks(range(v.shape[1]))
+        ax.set_xticklabels([str(c) for c in da[da.dims[1]].values], fontsize=size, rotation=90)
+        ax.xaxis.tick_top()
+        ax.set_yticks(range(nrow))
+        ax.set_yticklabels([str(r) for r in da[da.dims[0]].values] if k == 0 else [], fontsize=size)
+        ax.set_xticks(np.arange(-0.5, v.shape[1]), minor=True)
+        ax.set_yticks(np.arange(-0.5, nrow), minor=True)
+        ax.grid(which="minor", color="white", lw=0.6)
+        ax.tick_params(which="minor", length=0)
+        ax.set_title(panel.title, fontsize=9)
+    cb = fig.colorbar(im, ax=axs[0, -1], shrink=min(1.0, 3.0 / max(cell * nrow, 1e-9)),
+                      extend="max" if peak > lim else "neither")  # relative errors are >= -1
     cb.set_label("relative error", fontsize=8)
     cb.ax.tick_params(labelsize=7)
-    ax.set_title(spec.title, fontsize=11)
+    fig.suptitle(spec.title, fontsize=11)
     return fig
 
 

@@ -762,7 +762,8 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
     """Keys selected by ``wanted(key)``: one row per model.channel.metric, one column per extra qualifier.
 
     With ``unit_suffix`` the values are converted to the channel's display units (mm day-1,
-    hPa) and the row label shows those units followed by the suffix.
+    hPa) and the row label shows those units, followed by the suffix for per-K metrics (names
+    holding ``per_K``).
     """
     keys = [k for k in md.scalars if md.scalars[k] is not None and wanted(k)]
     if not keys:
@@ -781,8 +782,10 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
         factor, units = 1.0, ""
         if unit_suffix is not None:
             factor, units = display_scale(scorecard.channel_units(channel))
+        # the suffix only on per-K metrics: E5's perturbed-minus-control is in the field's units
+        suffix = unit_suffix if unit_suffix and "per_K" in metric else ""
         label = (f"{labels.model(model)} — {labels.channel(channel)}: {labels.metric(metric)}"
-                 + (f" ({units}{unit_suffix})" if units else ""))
+                 + (f" ({units}{suffix})" if units else ""))
         cells = []
         for c in cols:
             if c not in values:
@@ -923,15 +926,39 @@ def comparison_bars(md: MetricsDir, stem: str, what: str) -> Figure | None:
     return Figure(spec, headline=stem == "aimip_rmsb")
 
 
+def comparison_response(md: MetricsDir, scenario: str) -> Figure | None:
+    """E5 of one scenario, one panel per E5 variable: a bar per model (physics baseline included) at
+    its member median of the global-mean perturbed-minus-control response, whiskers min-max."""
+    stats = cmp.response_stats(md, scenario)
+    if not stats:
+        return None
+    panels = []
+    for ch in dict.fromkeys(ch for _, ch in stats):
+        models = [m for m in cmp.physics_models(md) + cmp.comparison_models(md) if (m, ch) in stats]
+        data = xr.DataArray(np.array([stats[(m, ch)] for m in models]), dims=("model", "stat"),
+                            coords={"model": [labels.model(m) for m in models], "stat": list(cmp.STATS)})
+        scale, disp_units = display_scale(cmp.channel_units_of(md, ch))
+        panels.append(Panel(f"{labels.channel(ch)} ({disp_units})" if disp_units else labels.channel(ch),
+                            data * scale))
+    rows = [panels[i:i + cmp.BARS_PER_ROW] for i in range(0, len(panels), cmp.BARS_PER_ROW)]
+    what = f"E5: perturbed minus control, global mean, {labels.qualifier(scenario)}"
+    spec = FigureSpec("member_bars", slug("compare", cmp.E5_STEM, scenario), what,
+                      short_caption(md, f"{what}: bar = median over members, whiskers = min-max", {"scenario": scenario},
+                                    "each panel's (in its title)", "Not an error: compare each model's response "
+                                    "with the physics model's."),
+                      panels=rows, options={"noise_floor_label": labels.NOISE_FLOOR_LABEL, "signed": True})
+    return Figure(spec, headline=True)
+
+
 def comparison_portrait(md: MetricsDir) -> Figure | None:
-    table = cmp.portrait_table(md)
-    if table is None:
+    panels = cmp.portrait_panels(md)
+    if not panels:
         return None
     spec = FigureSpec("portrait", "compare-portrait", "Portrait: relative error of each model",
-                      short_caption(md, "Models x variables: each AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; member "
-                                    "median) / the median over the models - 1", {}, "1",
-                                    "Blue = smaller error than the typical model."),
-                      panels=[[Panel("relative error", table, "diff")]])
+                      short_caption(md, "Variables x models, one panel per AI-MIP error (E1 RMSB, E2 trend, E3 ENSO; "
+                                    "member median) / the median over the models - 1", {}, "1",
+                                    "Blue = smaller error than the typical model; grey = not computed."),
+                      panels=[[Panel(family, data, "diff") for family, data in panels]])
     return Figure(spec, headline=True)
 
 
@@ -980,6 +1007,9 @@ def comparison(md: MetricsDir) -> Section:
                         "portrait of the relative errors, and the bias maps of all models together.")
     for stem, what, _ in cmp.STEMS:
         if (fig := comparison_bars(md, stem, what)) is not None:
+            sec.items.append(fig)
+    for scenario in cmp.response_scenarios(md):
+        if (fig := comparison_response(md, scenario)) is not None:
             sec.items.append(fig)
     if (fig := comparison_portrait(md)) is not None:
         sec.items.append(fig)

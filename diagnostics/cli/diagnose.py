@@ -7,7 +7,7 @@ runs this step and then renders the report (``diagnostics`` never imports ``repo
 
     md-diagnose --ensemble [NAME=]DIR_OR_GLOB [--ensemble ...] --reference DIR_OR_GLOB --out DIR
                 [--train-period 1979-01:2014-12] [--test-period 2015-01:2024-12]
-                [--scenario [NAME:]p2k=DIR ...] [--variables tas,ta,...]
+                [--scenario [NAME:]p2k=DIR ...] [--physics NAME=DIR] [--variables tas,ta,...]
                 [--scheduler ADDRESS|local[:N]] [--report html,pdf|none] [--members-max N] [--debug]
 
 See docs/diagnose.md for the user's path and docs/metrics-schema.md for the outputs.
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"held-out period (default {DEFAULT_TEST})")
     p.add_argument("--scenario", action="append", default=[], metavar="[NAME:]p2k=PATH",
                    help="warming run of ensemble NAME (default: the first ensemble): p2k or p4k")
+    p.add_argument("--physics", action="append", default=[], metavar="NAME=PATH",
+                   help="a physics model's control run (e.g. GFDL-CM4 amip), scored for E5 only against its "
+                        "--scenario NAME:p4k=PATH over the months both hold; it does not enter the common window")
     p.add_argument("--noise-floor", default=None, metavar="PATH",
                    help="other realisations of the reference's own climate (e.g. `md-synth --members 6`, "
                         "or a physics model's large ensemble): scored like an ensemble, named "
@@ -96,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
 def config(args: argparse.Namespace, argv: list[str]) -> Config:
     """The pipeline's configuration from parsed arguments (``argv`` is recorded in the provenance)."""
     return Config(ensembles=args.ensemble, reference=args.reference, out=Path(args.out),
-                  train=args.train_period, test=args.test_period, scenarios=args.scenario,
+                  train=args.train_period, test=args.test_period, scenarios=args.scenario, physics=args.physics,
                   variables=args.variables, scheduler=args.scheduler, noise_floor=args.noise_floor, nino34=args.nino34_index,
                   members_max=args.members_max, baselines=not args.no_baselines, spectra=not args.no_spectra,
                   progress=not args.no_progress, seed=args.seed, debug=args.debug,

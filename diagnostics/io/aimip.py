@@ -53,15 +53,19 @@ def check_same_levels(fields: dict[str, xr.DataArray], source: str) -> None:
                          source)
 
 
-def healpix_target_grid(ds: xr.Dataset) -> Grid:
+def healpix_target_grid(ds: xr.Dataset, source: str = "dataset") -> Grid:
     """The named lat-lon grid nearest a HEALPix submission's resolution and not finer (else the coarsest).
 
     A HEALPix pixel spans sqrt(4 pi / (12 nside^2)) rad = 58.6 / nside degrees (0.92 deg for
     cBottle's nside 64 -> the 1 degree grid, AI-MIP's analysis grid). md-diagnose then coarsens
     conservatively to the common grid of all inputs, as for any submission.
     """
-    npix = ds.sizes["cell"] if "cell" in ds.dims else 12 * ds.sizes["height"] * ds.sizes["width"]
-    spacing = 58.6 / healpix.nside_of(npix)
+    if healpix.is_healpix(ds) == "healpix-faces":
+        nside = healpix.faces_nside(ds, source)
+    else:
+        dim = next(d for d in healpix.CELL_DIMS if d in ds.dims)
+        nside = healpix.nside_of(ds.sizes[dim], dim, source)
+    spacing = 58.6 / nside
     coarser = [d for d in sorted(NAMED_GRIDS) if d >= 0.999 * spacing]
     return equiangular(coarser[0] if coarser else max(NAMED_GRIDS))
 
@@ -118,7 +122,7 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
         ds = open_netcdf(path)
         layout = healpix.is_healpix(ds)
         if layout is not None:  # cBottle / DLESyM: onto a lat-lon grid of about their resolution
-            target = healpix_target_grid(ds)
+            target = healpix_target_grid(ds, path)
             ds = healpix.to_latlon(ds, target, source=path)
             regridded.add(f"{ds.attrs['healpix_source']} -> {target.resolution:g} degree")
         ds = standard_coords(ds, path)
@@ -214,7 +218,7 @@ def read_daily(paths: list[str], variables: tuple[str, ...] = DAILY_VARIABLES) -
             continue
         ds = open_netcdf(path)
         if healpix.is_healpix(ds) is not None:
-            ds = healpix.to_latlon(ds, healpix_target_grid(ds), source=path)
+            ds = healpix.to_latlon(ds, healpix_target_grid(ds, path), source=path)
         ds = standard_coords(ds, path)
         if name.var not in ds.data_vars:
             raise InputError(f"file holds no variable {name.var!r} (found {field_names(ds)})", path)

@@ -80,13 +80,23 @@ def _healpy():
     return healpy
 
 
-def nside_of(npix: int, what: str = "cell") -> int:
-    """nside from a pixel count 12 nside^2 (nside a power of 2), else :class:`InputError`."""
+def nside_of(npix: int, what: str = "cell", source: str | None = None) -> int:
+    """nside from a pixel count 12 nside^2 (nside a power of 2), else :class:`InputError` (naming ``source``)."""
     nside = int(round(np.sqrt(npix / 12.0)))
     if nside < 1 or 12 * nside * nside != npix or nside & (nside - 1):
         raise InputError(f"{what} dim has {npix} cells, expected 12 nside^2 with nside a power of 2 "
-                         f"(nside 64 -> 49152)")
+                         f"(nside 64 -> 49152)", source)
     return nside
+
+
+def faces_nside(ds: xr.Dataset | xr.DataArray, source: str = "dataset") -> int:
+    """nside of a ``healpix-faces`` dataset: its dims must be face x height x width = 12 x nside x
+    nside with nside a power of 2, else a one-line :class:`InputError` naming ``source``."""
+    face, height, width = (ds.sizes[d] for d in FACE_DIMS)
+    if face != 12 or height != width or width < 1 or width & (width - 1):
+        raise InputError(f"face/height/width dims are {face} x {height} x {width}, expected 12 x nside x nside "
+                         "with nside a power of 2 (DLESyM: 12 x 64 x 64)", source)
+    return int(width)
 
 
 def _cell_dim(ds: xr.Dataset | xr.DataArray) -> str | None:
@@ -141,7 +151,7 @@ def cell_ring_index(ds: xr.Dataset, source: str = "dataset") -> tuple[np.ndarray
     """
     hp = _healpy()
     dim = _cell_dim(ds)
-    nside = nside_of(ds.sizes[dim], dim)
+    nside = nside_of(ds.sizes[dim], dim, source)
     npix = 12 * nside * nside
     var = next((v for v in ds.data_vars if dim in ds[v].dims), None)
     declared = _order_attribute(ds, var)
@@ -363,11 +373,7 @@ def to_latlon(ds: xr.Dataset, grid: Grid, *, method: Method = "conservative", k:
         raise InputError("not a HEALPix dataset: expected a cell dim (cBottle) or face/height/width "
                          "dims (DLESyM)", source)
     if layout == "healpix-faces":
-        nside = ds.sizes["width"]
-        if (ds.sizes["face"] != 12 or ds.sizes["height"] != nside
-                or nside_of(12 * nside * nside, "face/height/width") != nside):
-            raise InputError(f"face/height/width dims are {ds.sizes['face']} x {ds.sizes['height']} x "
-                             f"{ds.sizes['width']}, expected 12 x nside x nside", source)
+        nside = faces_nside(ds, source)
         core = list(FACE_DIMS)
         ring = dlesym_ring_index(nside).ravel()
         order = "DLESyM faces: (f, h, w) -> xyf2pix(x=nside-1-h, y=nside-1-w, f)"
@@ -379,7 +385,7 @@ def to_latlon(ds: xr.Dataset, grid: Grid, *, method: Method = "conservative", k:
         dim = _cell_dim(ds)
         core = [dim]
         ring, order = cell_ring_index(ds, source)
-        nside = nside_of(ds.sizes[dim], dim)
+        nside = nside_of(ds.sizes[dim], dim, source)
         variables = [v for v in ds.data_vars if dim in ds[v].dims and v not in ("lat", "lon", "latitude", "longitude")]
     if not variables:
         raise InputError(f"no data variable on the HEALPix dims {core}", source)

@@ -95,3 +95,75 @@ def test_diagnostics_never_imports_reports_or_emulator():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------ the portrait at 37 channels
+
+ARCHIVE_MODELS = ("ACE2", "NeuralGCM", "cBottle", "DLESyM", "ArchesWeather", "Aurora", "LUCIE", "MD-1p5", "GFDL-CM4")
+
+
+def _archive_metrics(tmp_path):
+    """metrics.json of nine models on the 37 AI-MIP channels (E1 for all, E2 for all but ta1000,
+    E3 for tas, pr, zg500 only), planted member medians that differ per model and channel."""
+    import numpy as np
+
+    from diagnostics.data import catalogue
+    from tests.reports import report_fixtures
+
+    d = report_fixtures.build(tmp_path / "m", seasons=("ANN",), models=ARCHIVE_MODELS[:2])
+    info = json.loads((d / "metrics.json").read_text())
+    channels = [catalogue.channel_label(n, lev) for n, lev in catalogue.channels()]
+    assert len(channels) == 37
+    rng = np.random.default_rng(3)
+    for stem in ("aimip_rmsb", "aimip_trend_bias_rms", "aimip_enso_rmse"):
+        for ch in channels:
+            if (stem == "aimip_trend_bias_rms" and ch == "ta1000") or (
+                    stem == "aimip_enso_rmse" and ch not in ("tas", "pr", "zg500")):
+                continue
+            for m in ARCHIVE_MODELS:
+                med = float(rng.uniform(0.5, 2.0))
+                info["metrics"].update({f"{m}.{ch}.{stem}_median.test": med, f"{m}.{ch}.{stem}_min.test": 0.8 * med,
+                                        f"{m}.{ch}.{stem}_max.test": 1.2 * med})
+    info["channels"] = channels
+    info["ensembles"] = list(ARCHIVE_MODELS)
+    (d / "metrics.json").write_text(json.dumps(info))
+    return d, channels
+
+
+def test_portrait_at_37_channels_one_panel_per_error_family(tmp_path):
+    """Variables x models, one panel per error (E1, E2, E3), every panel on the same 37 rows; each cell
+    recomputed here from the raw metrics.json keys (model median / median over the nine models - 1);
+    the drawn figure keeps the page width and grows in height with the rows."""
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from reports import comparison, figures, labels, metricsdir, sections
+
+    d, channels = _archive_metrics(tmp_path)
+    raw = json.loads((d / "metrics.json").read_text())["metrics"]
+    md = metricsdir.load(d)
+    panels = dict(comparison.portrait_panels(md))
+    assert list(panels) == ["E1 RMSB", "E2 trend", "E3 ENSO"]
+    for (stem, short) in (("aimip_rmsb", "E1 RMSB"), ("aimip_trend_bias_rms", "E2 trend"), ("aimip_enso_rmse", "E3 ENSO")):
+        da = panels[short]
+        assert list(da["variable"].values) == [labels.channel(ch) for ch in channels]  # same rows in each
+        assert list(da["model"].values) == [labels.model(m) for m in ARCHIVE_MODELS]
+        for ch in channels:
+            vals = [raw.get(f"{m}.{ch}.{stem}_median.test") for m in ARCHIVE_MODELS]
+            typical = sorted(vals)[4] if vals[0] is not None else None  # median of nine
+            for m, v in zip(ARCHIVE_MODELS, vals):
+                got = float(da.sel(variable=labels.channel(ch), model=labels.model(m)))
+                if v is None:
+                    assert math.isnan(got), (short, ch)
+                else:
+                    assert got == pytest.approx(v / typical - 1, rel=1e-12), (short, ch, m)
+    assert int(np.isfinite(panels["E3 ENSO"].values).all(axis=1).sum()) == 3
+    fig = sections.comparison_portrait(md)
+    png = figures.render(fig.spec, tmp_path / "portrait.png")
+    with Image.open(png) as im:
+        w, h = im.size
+    assert w <= figures.WIDTH_IN * figures.DPI + 1
+    # 37 rows of square cells of the width that fits 27 columns: taller than wide
+    assert h > 37 * (w * 0.6 / 27)
