@@ -42,6 +42,9 @@ class AroundModel:
     hidden: int = 32  # channels of the convolutional denoiser
     depth: int = 3  # its 3x3 convolution layers
     steps: int = 10  # denoising steps at run time (ancestral sampler)
+    # the mean step as a VAR(1) across the latent channels of each point (docs/residual.md); False:
+    # each channel on its own past only (checkpoints fitted before the option have False)
+    mixing: bool = False
 
 
 @dataclass

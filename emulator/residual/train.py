@@ -62,7 +62,7 @@ def tos_eofs(tos: np.ndarray, month: np.ndarray, sqrt_w: np.ndarray, modes: int)
     return clim, eofs, flat @ eofs
 
 
-def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: torch.Tensor):
+def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: torch.Tensor, chunk: int = 96):
     """Least-squares coefficients of the mean step over every ordered pair; returns the
     standardised innovations ``[N, Z, h, w]``, their previous residuals and months (for the diffusion)."""
     n_mem = z.shape[0]
@@ -71,11 +71,15 @@ def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: t
     xtx = torch.zeros((*model.latent_shape, p, p), dtype=torch.float64)
     xty = torch.zeros((*model.latent_shape, p), dtype=torch.float64)
     pairs = [(j, c) for j in range(n_mem) for c in range(n_mem) if j != c]
+    n_t = len(month) - 1
     for j, c in pairs:
         r = model.standardise(z[j] - z[c])
-        x = model.design(r[:-1], z[c][1:], m_next, z[c][:-1], m_prev, u[1:], u[:-1]).double()
-        xtx += torch.einsum("tzhwp,tzhwq->zhwpq", x, x)
-        xty += torch.einsum("tzhwp,tzhw->zhwp", x, r[1:].double())
+        for s in range(0, n_t, chunk):  # in time chunks: the design of a mixing step is P ~ 30 wide
+            t = slice(s, min(s + chunk, n_t))
+            t1 = slice(s + 1, min(s + chunk, n_t) + 1)
+            x = model.design(r[t], z[c][t1], m_next[t], z[c][t], m_prev[t], u[t1], u[t]).double()
+            xtx += torch.einsum("tzhwp,tzhwq->zhwpq", x, x)
+            xty += torch.einsum("tzhwp,tzhw->zhwp", x, r[t1].double())
     scale = torch.diagonal(xtx, dim1=-2, dim2=-1).mean(-1, keepdim=True).unsqueeze(-1)
     coef = torch.linalg.solve(xtx + RIDGE * scale * torch.eye(p, dtype=torch.float64), xty.unsqueeze(-1))
     model.coef.copy_(coef.squeeze(-1).float())
@@ -170,7 +174,7 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
     z = torch.stack(latents)  # [M, T, Z, h, w]
     t_enc = time.perf_counter() - t0
     mc = cfg.model
-    model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth)
+    model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth, mc.mixing)
     sqrt_w = sqrt_area_weights(spec.lat)
     clim, eofs, pcs = tos_eofs(forcing[:, i_tos], month, sqrt_w, mc.forcing_modes)
     model.sqrt_w.copy_(torch.from_numpy(sqrt_w))
@@ -191,12 +195,12 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
     history = train_diffusion(model, e, prev, months, cfg.train.iterations, cfg.train.batch_size,
                               cfg.train.lr, cfg.train.seed)
     raw_std = calibrate_spread(model, prev, months, mc.steps, seed=cfg.train.seed)
-    coef = model.coef
+    own = model.own_terms()
     info = {"members": int(z.shape[0]), "pairs": int(z.shape[0] * (z.shape[0] - 1)), "months": int(len(month)),
             "train_period": cfg.data.train_period, "encode_s": round(t_enc, 2), "fit_s": round(t_fit, 2),
             "diffusion_s": round(time.perf_counter() - t0 - t_enc - t_fit, 2), "loss_per_100": history,
-            "mean_a": float(coef[..., 0].mean()), "mean_b": float(coef[..., 1].mean()),
-            "mean_d": float(coef[..., 2].mean()),
+            "mean_a": float(own["a"].mean()), "mean_b": float(own["b"].mean()), "mean_d": float(own["d"].mean()),
+            "mixing": mc.mixing,
             "innovation_fraction": float((model.e_std ** 2).mean()),
             "sampler_std_before_calibration": [round(float(v), 4) for v in raw_std]}
     checkpoint.save(target, model, cfg, emeta, info)

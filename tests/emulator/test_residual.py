@@ -63,6 +63,34 @@ def test_mean_step_recovers_the_closed_form_of_a_planted_ensemble():
     assert e.shape[0] == 30 * 599 and abs(float(e.std()) - 1) < 0.01
 
 
+def test_mixing_mean_step_recovers_a_planted_channel_mixing_var1():
+    """Members n(t+1) = A n(t) + eps with A mixing the 2 latent channels of each point (what a
+    decoder that mixes channels makes of a field's memory): with ``mixing`` the fitted r_t and
+    z_c'(t) blocks are A (closed form r_{t+1} = A r_t + A n_c(t) - n_c(t+1) + eps) and z_c'(t+1)'s is -1;
+    the diagonal step cannot hold the cross terms and leaves more innovation variance."""
+    a = np.array([[0.5, 0.35], [-0.25, 0.6]])
+    rng = np.random.default_rng(4)
+    members, months, shape = 5, 500, (2, 3, 4)
+    n = np.zeros((members, months, *shape))
+    for t in range(1, months):
+        n[:, t] = np.einsum("ij,mjhw->mihw", a, n[:, t - 1]) + rng.standard_normal((members, *shape))
+    z, month, u = torch.tensor(n, dtype=torch.float32), np.arange(months) % 12 + 1, torch.zeros((months, 1))
+    mixing = ResidualModel(shape, (3, 4), forcing_modes=1, hidden=16, depth=3, mixing=True)
+    for buf in (mixing.z_std, mixing.r_std, mixing.u_std):
+        buf.fill_(1.0)
+    diagonal = _model()
+    with torch.no_grad():
+        fit_mean_step(mixing, z, month, u, chunk=77)  # time chunks that do not divide the months
+        fit_mean_step(diagonal, z, month, u)
+    coef = mixing.coef.numpy()  # [Z_out, h, w, P]: r_t (2), z_c'(t+1), z_c'(t) (2), u, u, 1
+    np.testing.assert_allclose(coef[..., 0:2].mean(axis=(1, 2)), a, atol=0.03)
+    np.testing.assert_allclose(coef[..., 3:5].mean(axis=(1, 2)), a, atol=0.03)
+    np.testing.assert_allclose(coef[..., 2].mean(), -1.0, atol=0.02)
+    np.testing.assert_allclose(mixing.own_terms()["a"].mean(dim=(1, 2)).numpy(), np.diag(a), atol=0.03)
+    np.testing.assert_allclose((mixing.e_std ** 2).numpy(), 1.0, rtol=0.06)
+    assert (diagonal.e_std ** 2 > 1.05).all()  # the cross terms it drops become innovation (1.09-1.20 here)
+
+
 def test_generated_members_have_the_planted_spread_memory_and_forced_mean():
     """Members generated around one planted member (ResidualStepper.step, the diffusion trained
     briefly) against the planted truth: std about the forced signal sigma = SIGMA_EPS / sqrt(1 - PHI^2),
