@@ -48,6 +48,33 @@ def encode_states(stepper: DiffusionStepper, state: np.ndarray, forcing: np.ndar
     return torch.cat(out)
 
 
+@torch.no_grad()
+def decoder_noise_scale(stepper: DiffusionStepper, state: np.ndarray, forcing: np.ndarray, month: np.ndarray,
+                        z: torch.Tensor, samples: int = 64, seed: int = 0, chunk: int = 64) -> torch.Tensor:
+    """Per channel ``[C]``: std of what the decoder misses of real states, ``x_n - D_n(E(x))``
+    (normalised units, area-weighted over the grid and months), over the std of the emulator's own
+    residual noise sample (``residual_sample``: its decoder-residual power times the forecast spread
+    calibration ``residual_scale``). The residual members add noise at the first size (what the
+    latent does not carry of a month), not at the forecast-calibrated one (docs/residual.md, measured).
+    """
+    m = stepper.model
+    w = m.area_data.double().cpu().view(1, -1, 1)  # [1, H, 1], mean 1
+    total = sq = None
+    for i in range(0, len(month), chunk):
+        mo = torch.as_tensor(month[i:i + chunk])
+        cond = stepper.condition(torch.from_numpy(forcing[i:i + chunk]), mo)
+        x_n = m.normaliser.normalise_state(torch.from_numpy(state[i:i + chunk]).to(stepper.device), cond.month)
+        miss = (x_n - stepper.decode_normalised(z[i:i + chunk].to(stepper.device), cond).float()).double().cpu()
+        total = miss.sum(0) if total is None else total + miss.sum(0)
+        sq = (miss ** 2).sum(0) if sq is None else sq + (miss ** 2).sum(0)
+    var_miss = sq / len(month) - (total / len(month)) ** 2  # per point about its time mean (the decoder's bias)
+    gen = torch.Generator().manual_seed(seed)
+    sample = m.residual_sample(torch.randn(m.residual_noise_shape(samples), generator=gen).to(stepper.device))
+    var_own = (sample.double().cpu() ** 2).mean(0)  # zero-mean by construction
+    ratio = (var_miss * w).mean(dim=(1, 2)) / (var_own * w).mean(dim=(1, 2)).clamp_min(1e-30)
+    return torch.sqrt(ratio).float()
+
+
 def tos_eofs(tos: np.ndarray, month: np.ndarray, sqrt_w: np.ndarray, modes: int):
     """(monthly climatology ``[12, H, W]`` (0 over land), area-weighted EOFs ``[H*W, modes]``,
     PCs ``[T, modes]``) of SST ``[T, H, W]`` in K."""
@@ -172,6 +199,9 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
         month, forcing = split.month, split.forcing
         latents.append(encode_states(md, split.state, split.forcing, split.month))
     z = torch.stack(latents)  # [M, T, Z, h, w]
+    noise_scale = None
+    if md.model.cfg.residual_noise:  # of the last member (one is enough for a per-channel variance)
+        noise_scale = decoder_noise_scale(md, split.state, split.forcing, split.month, z[-1], seed=cfg.train.seed)
     t_enc = time.perf_counter() - t0
     mc = cfg.model
     model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth, mc.mixing)
@@ -201,6 +231,7 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
             "diffusion_s": round(time.perf_counter() - t0 - t_enc - t_fit, 2), "loss_per_100": history,
             "mean_a": float(own["a"].mean()), "mean_b": float(own["b"].mean()), "mean_d": float(own["d"].mean()),
             "mixing": mc.mixing,
+            "decoder_noise_scale": None if noise_scale is None else [round(float(v), 4) for v in noise_scale],
             "innovation_fraction": float((model.e_std ** 2).mean()),
             "sampler_std_before_calibration": [round(float(v), 4) for v in raw_std]}
     checkpoint.save(target, model, cfg, emeta, info)

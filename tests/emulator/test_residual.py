@@ -138,7 +138,7 @@ TINY_MD = {
     "name": "tiny-around-encoder",
     "data": {"state": ["tas", "pr", "zg500"], "train_period": "2000-07:2001-12", "valid_period": "2000-01:2000-06"},
     "model": {"latent_channels": 2, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4, "decoder_rank": 4,
-              "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 2, "ddim_steps": 2},
+              "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 2, "ddim_steps": 2, "residual_noise": True},
     "train": {"epochs": 1, "batch_size": 9, "lr": 3e-3, "warmup_steps": 1, "ema_decay": 0.5},
     "validation": {"every": 0, "members": 2},
 }
@@ -175,6 +175,43 @@ def _run(around, out, *extra) -> int:
     return run_main(["--checkpoint", str(around["fit"]), "--around", str(around["members"]), "--experiment",
                      "historical", "--members", "3", "--start", "2000-01", "--end", "2000-08", "--out", str(out),
                      "--device", "cpu", "--no-progress", *extra])
+
+
+def test_decoder_noise_scale_is_what_the_decoder_misses_not_the_forecast_calibration(around):
+    """The fitted per-channel scale of the decoder noise: std of x_n - D_n(E(x)) of the training
+    members (recomputed here in numpy) over the std of the emulator's residual sample; scaling the
+    emulator's forecast calibration (residual_scale) by 4 halves it (the target is the decoder's miss)."""
+    from diagnostics.data.grid import area_weights
+    from diagnostics.data.timeaxis import Period
+    from emulator import checkpoint as md_checkpoint
+    from emulator.data import load_split, open_prepared_dataset
+    from emulator.residual import checkpoint as around_ckpt
+    from emulator.residual.train import decoder_noise_scale, encode_states
+    from emulator.stepper import DiffusionStepper
+
+    fitted = np.array(around_ckpt.read_meta(around["fit"])["fit"]["decoder_noise_scale"])
+    md = DiffusionStepper(md_checkpoint.load_model(around["root"] / "md", weights="ema"))
+    ds = open_prepared_dataset(str(around["members"]))
+    split = load_split(ds.sel(member=3), md.spec, Period.parse("2000-01:2001-12"), str(around["members"]))
+    z = encode_states(md, split.state, split.forcing, split.month)
+    scale = decoder_noise_scale(md, split.state, split.forcing, split.month, z).numpy()
+    np.testing.assert_allclose(scale, fitted, rtol=1e-3)  # the fit used the last member, seed 0
+    # numpy: the decoder's miss (normalised units) about its time mean, area-weighted
+    with torch.no_grad():
+        mo = torch.as_tensor(split.month)
+        cond = md.condition(torch.from_numpy(split.forcing), mo)
+        x_n = md.model.normaliser.normalise_state(torch.from_numpy(split.state), cond.month).numpy()
+        miss = x_n - md.decode_normalised(z, cond).float().numpy()
+        gen = torch.Generator().manual_seed(0)
+        sample = md.model.residual_sample(torch.randn(md.model.residual_noise_shape(64), generator=gen)).numpy()
+    w = area_weights(np.asarray(md.spec.lat)).values[:, None]
+    var_miss = (w * miss.astype(np.float64).var(axis=0)).mean(axis=(1, 2))
+    var_own = (w * (sample.astype(np.float64) ** 2).mean(axis=0)).mean(axis=(1, 2))
+    np.testing.assert_allclose(scale, np.sqrt(var_miss / var_own), rtol=1e-4)
+    with torch.no_grad():
+        md.model.residual_scale.mul_(4.0)
+    np.testing.assert_allclose(decoder_noise_scale(md, split.state, split.forcing, split.month, z).numpy(),
+                               scale / 2, rtol=1e-5)
 
 
 def _error(capsys) -> str:
