@@ -214,6 +214,34 @@ def test_decoder_noise_scale_is_what_the_decoder_misses_not_the_forecast_calibra
                                scale / 2, rtol=1e-5)
 
 
+def test_decoder_noise_choice_is_checked_and_applied_only_when_asked(around, monkeypatch):
+    """``model.decoder_noise``: a bad value is a one-line InputError naming the key; "reconstruction"
+    hands the fitted scale to the stepper, the default "emulator" does not."""
+    import argparse
+    import dataclasses
+
+    from diagnostics.data.errors import InputError
+    from emulator.residual import checkpoint as around_ckpt, config as around_config
+    from emulator.residual.cli import prepare_run
+    from emulator.rollout import RolloutConfig
+
+    with pytest.raises(InputError, match="model.decoder_noise: expected one of emulator, reconstruction"):
+        around_config.from_dict({"type": "around", "model": {"decoder_noise": "white"}})
+    args = argparse.Namespace(checkpoint=str(around["fit"]), around=str(around["members"]), around_member=2,
+                              forcing=None, device="cpu", steps=None)
+    cfg = RolloutConfig(members=2, start=Month(2000, 1), end=Month(2000, 3), model_name="MD-around").check()
+    assert prepare_run(args, cfg)[0].noise_scale is None
+    fitted = around_ckpt.read_meta(around["fit"])["fit"]["decoder_noise_scale"]
+    original = around_ckpt.config_of
+
+    def reconstruction(meta):
+        c = original(meta)
+        return dataclasses.replace(c, model=dataclasses.replace(c.model, decoder_noise="reconstruction"))
+
+    monkeypatch.setattr(around_ckpt, "config_of", reconstruction)
+    np.testing.assert_allclose(prepare_run(args, cfg)[0].noise_scale.numpy(), fitted)
+
+
 def _error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
