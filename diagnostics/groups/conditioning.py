@@ -8,6 +8,8 @@ sampling-only values: :mod:`diagnostics.metrics.conditioning`.
 The noise-floor comparisons need every ensemble's computed mean, so this group runs in the single
 pass (one batch for all subjects of a variable) and files them from the noise floor's callback:
 md-diagnose lists the noise floor after every other ensemble, and callbacks run in build order.
+An ensemble added to a cached md-diagnose run (the per-model cache scores only it) gets its own
+numbers but not the noise-floor ones, which need the noise floor scored in the same run.
 """
 
 from __future__ import annotations
@@ -51,21 +53,20 @@ class Conditioning(Group):
         units = ctx.ref.attrs.get("units", "")
         if subject.kind == "reference":
             def done_ref(ref: xr.DataArray) -> None:
-                clim = monthly_climatology(ref, ctx.clim_period)
-                ctx.shared[(_STORE, REFERENCE)] = (monthly_anomalies(ref, ctx.clim_period), clim)
+                _, clim = self._reference(ctx, ref)
                 self._series(res, REFERENCE, ch.label, cond.global_anomaly_series(global_mean(ref), clim), units)
             batch.add(ctx.ref, done_ref)
             return
         da = subject.da
         n = int(da.sizes.get("member", 1))
-        lazy = {"mean": ensemble_mean(da), "series": global_mean(da)}
+        # the reference rides along with every ensemble (one dask key: computed once per batch), so an
+        # ensemble scored alone (md-diagnose's per-model cache: reference and others cached) has it too
+        lazy = {"mean": ensemble_mean(da), "series": global_mean(da), "reference": ctx.ref}
         if n >= 2:
             lazy["variance"] = cond.member_variance(da)
 
         def done(v: xr.Dataset) -> None:
-            if (_STORE, REFERENCE) not in ctx.shared:
-                return  # the reference's field failed: nothing to compare with (its error is recorded)
-            ref_anom, clim = ctx.shared[(_STORE, REFERENCE)]
+            ref_anom, clim = self._reference(ctx, v["reference"])
             name = subject.name
             self._series(res, name, ch.label, cond.global_anomaly_series(v["series"], clim), units)
             mean_anom = monthly_anomalies(v["mean"], ctx.clim_period)
@@ -76,6 +77,14 @@ class Conditioning(Group):
                 self._against_floor(res, ctx, ch.label)
 
         batch.add(xr.Dataset(lazy), done)
+
+    @staticmethod
+    def _reference(ctx: Context, ref: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+        """(the reference's monthly anomalies, its monthly climatology), computed once per variable."""
+        if (_STORE, REFERENCE) not in ctx.shared:
+            ctx.shared[(_STORE, REFERENCE)] = (monthly_anomalies(ref, ctx.clim_period),
+                                               monthly_climatology(ref, ctx.clim_period))
+        return ctx.shared[(_STORE, REFERENCE)]
 
     @staticmethod
     def _series(res: Results, model: str, channel: str, series: xr.DataArray, units: str) -> None:
