@@ -50,6 +50,15 @@ METRICS = {
     "aimip_daily_std_global": "std of daily departures (AI-MIP E4)",
     "aimip_daily_std_error_rms": "RMS error of daily std (AI-MIP E4)",
     "aimip_response_global": "perturbed minus control (AI-MIP E5)",
+    # ensembles around a trajectory and guided runs (diagnostics/groups/conditioning.py)
+    "global_anomaly_mean": "global-mean anomaly from the reference's climatology (mean)",
+    "global_anomaly_rms": "global-mean anomaly from the reference's climatology (RMS)",
+    "distance_reference": "ensemble-mean distance to the reference (anomalies)",
+    "distance_forced": "distance to the forced signal (noise-floor mean)",
+    "distance_forced_sampling": "distance to the forced signal from sampling alone",
+    "spread_ratio_noise_floor": "spread / noise floor's spread",
+    "weather_corr_reference": "correlation with the reference's weather",
+    "weather_corr_reference_sampling": "correlation with the reference's weather from sampling alone",
 }
 #: Suffixes of the statistics over members the AI-MIP groups write beside the per-member values.
 MEMBER_STATS = {"median": "member median", "min": "member min", "max": "member max"}

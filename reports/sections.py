@@ -17,7 +17,7 @@ import xarray as xr
 from diagnostics.data.grid import global_mean
 from diagnostics.metrics.pattern import weighted_rms
 
-from . import comparison as cmp, labels, scorecard
+from . import comparison as cmp, labels, scorecard, section_ensembles
 from .figures import FigureSpec, Line, Panel, display_scale, display_units
 from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir, canonical_dims
 from .scorecard import Cell
@@ -802,7 +802,8 @@ def qualifier_table(md: MetricsDir, wanted, title: str, caption: str, unit_suffi
 
 KNOWN = {"climatology", "bias", "zonal_bias", "trend", "std_anomaly", "nino34_regression", "nino34_index",
          "eof_pattern", "eof_pc", "crps_map", "rank_histogram", "global_mean_series", "sh_spectrum",
-         "zonal_spectrum", "anomaly_sh_spectrum", "anomaly_zonal_spectrum", "warming_response"}
+         "zonal_spectrum", "anomaly_sh_spectrum", "anomaly_zonal_spectrum", "warming_response",
+         section_ensembles.SERIES}
 #: Fields of the official AI-MIP groups (diagnostics/groups/aimip.py), drawn by :func:`aimip_official`.
 AIMIP_FIELDS = {"aimip_trend_bias", "aimip_global_mean_series", "aimip_enso_coefficient", "aimip_daily_std"}
 KNOWN |= AIMIP_FIELDS
@@ -864,6 +865,15 @@ def other(md: MetricsDir) -> Section:
                                                options={"xlabel": xlabel, "ylabel": units})))
         else:
             sec.notes.append(f"{name}: dimensions {tuple(map(str, da.dims))} have no figure type; not drawn.")
+    return sec
+
+
+def ensembles_around(md: MetricsDir) -> Section:
+    """Ensembles around a trajectory and guided runs (:mod:`reports.section_ensembles`)."""
+    sec = Section(section_ensembles.ID, section_ensembles.TITLE, intro=section_ensembles.INTRO)
+    for item in section_ensembles.items(md, series_lines):
+        sec.items.append(Figure(item, headline=True) if isinstance(item, FigureSpec)
+                         else Table(item.title, item.caption, item.header, item.rows))
     return sec
 
 
@@ -1050,6 +1060,9 @@ def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) 
     appendix after them), figures and tables numbered consecutively, figure names unique."""
     secs = [overview(md), comparison(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
+    around = ensembles_around(md)  # only when md-diagnose's conditioning group wrote its numbers
+    if around.items:
+        secs.append(around)
     official = aimip_official(md)
     if official.items:
         secs.append(official)

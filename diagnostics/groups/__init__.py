@@ -18,6 +18,7 @@ from . import nino34  # noqa: F401
 from . import modes  # noqa: F401
 from . import aimip  # noqa: F401
 from . import coverage  # noqa: F401
+from . import conditioning  # noqa: F401
 from .base import (REGISTRY, STAGES, Batch, Channel, Context, EagerGroup, Group, Subject, each_channel,
                    label_of, of_stage, register)
 from .modes import northern_subset

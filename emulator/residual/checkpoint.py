@@ -65,7 +65,7 @@ def load(path: str | os.PathLike) -> tuple[ResidualModel, dict, dict]:
     cfg = config_of(meta)
     spec = spec_from_meta(meta)
     model = ResidualModel(tuple(meta["latent_shape"]), spec.shape, cfg.model.forcing_modes, cfg.model.hidden,
-                          cfg.model.depth)
+                          cfg.model.depth, cfg.model.mixing)
     file = Path(meta["_dir"]) / "residual.safetensors"
     try:
         tensors = load_file(str(file))

@@ -48,7 +48,9 @@ def prepare_run(args: argparse.Namespace, cfg) -> tuple:
     forcing = ForcingReader(forcing_dir, spec, cfg.start, cfg.end, cfg.offset)
     device = resolve_device(args.device)
     md = DiffusionStepper(md_checkpoint.load_model(emeta["_dir"], device=device, weights="ema"), "ancestral")
-    stepper = ResidualStepper(model, md, args.steps or checkpoint.config_of(meta).model.steps)
+    mcfg = checkpoint.config_of(meta).model
+    scale = meta["fit"].get("decoder_noise_scale") if mcfg.decoder_noise == "reconstruction" else None
+    stepper = ResidualStepper(model, md, args.steps or mcfg.steps, scale)
     manifest = read_manifest(forcing_dir) or {}
     identity = {"checkpoint_sha256": meta["sha256"]["residual.safetensors"], "model": "around",
                 "encoder_sha256": meta["encoder_sha256"], "forcing": os.path.abspath(forcing_dir),

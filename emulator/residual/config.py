@@ -34,6 +34,9 @@ class AroundData:
     train_period: str = "1979-01:2024-12"
 
 
+DECODER_NOISE = ("emulator", "reconstruction")
+
+
 @dataclass
 class AroundModel:
     """Sizes: the linear mean of the residual step and the diffusion of its innovations."""
@@ -42,6 +45,13 @@ class AroundModel:
     hidden: int = 32  # channels of the convolutional denoiser
     depth: int = 3  # its 3x3 convolution layers
     steps: int = 10  # denoising steps at run time (ancestral sampler)
+    # the mean step as a VAR(1) across the latent channels of each point (docs/residual.md); False:
+    # each channel on its own past only (checkpoints fitted before the option have False)
+    mixing: bool = False
+    # decoder noise of the members: "emulator" (its residual noise as the emulator draws it, calibrated to
+    # its forecast spread) or "reconstruction" (scaled per channel to what the decoder misses of the
+    # training members: fit.decoder_noise_scale); measured trade-off in docs/residual.md
+    decoder_noise: str = "emulator"
 
 
 @dataclass
@@ -77,6 +87,9 @@ def _check(cfg: AroundConfig, source: str) -> AroundConfig:
             raise InputError(f"{key}: must be >= 1", source)
     if t.lr <= 0:
         raise InputError("train.lr: must be > 0", source)
+    if m.decoder_noise not in DECODER_NOISE:
+        raise InputError(f"model.decoder_noise: expected one of {', '.join(DECODER_NOISE)}, got {m.decoder_noise!r}",
+                         source)
     return cfg
 
 

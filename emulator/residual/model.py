@@ -62,19 +62,25 @@ class ResidualModel(nn.Module):
     """Every array of a fitted residual model (buffers) and its denoiser.
 
     Buffers: ``z_clim [12, Z, h, w]``, ``z_std [Z]``, ``r_std [Z]``, ``e_std [Z]``, ``e_scale [Z]`` (spread
-    calibration of the diffusion's samples: 1 / their std per channel at the configured steps), ``coef [Z, h, w, 4 + 2 K_f]``
-    (order: r_t, z_c'(t+1), z_c'(t), u(t+1), u(t), 1), ``tos_clim [12, H, W]`` (K, 0 over land), ``tos_eofs [H*W, K_f]``
-    (area-weighted), ``u_std [K_f]``.
+    calibration of the diffusion's samples: 1 / their std per channel at the configured steps), ``coef [Z, h, w, P]``
+    (order: r_t, z_c'(t+1), z_c'(t), u(t+1), u(t), 1; P = 4 + 2 K_f), ``tos_clim [12, H, W]`` (K, 0 over land),
+    ``tos_eofs [H*W, K_f]`` (area-weighted), ``u_std [K_f]``.
+
+    With ``mixing`` the mean step is a VAR(1) across the latent channels at each point: ``r_t`` and
+    ``z_c'(t)`` enter with all Z channels of the point (``r_{t+1} = Phi r_t + Phi n_c(t) - n_c(t+1) + eps``
+    for AR(1) members with a channel-mixing Phi), P = 2 Z + 2 + 2 K_f. A latent channel's own
+    persistence is not that of a field: the decoder mixes the channels, so a field's lag-1 depends
+    on the cross-channel lagged covariances a diagonal step drops (docs/residual.md, measured).
     """
 
     def __init__(self, latent_shape: tuple[int, int, int], grid_shape: tuple[int, int], forcing_modes: int,
-                 hidden: int, depth: int):
+                 hidden: int, depth: int, mixing: bool = False):
         super().__init__()
         z, h, w = latent_shape
         H, W = grid_shape
-        self.latent_shape, self.forcing_modes = tuple(latent_shape), forcing_modes
+        self.latent_shape, self.forcing_modes, self.mixing = tuple(latent_shape), forcing_modes, bool(mixing)
         for name, shape in (("z_clim", (12, z, h, w)), ("z_std", (z,)), ("r_std", (z,)), ("e_std", (z,)), ("e_scale", (z,)),
-                            ("coef", (z, h, w, 4 + 2 * forcing_modes)), ("tos_clim", (12, H, W)),
+                            ("coef", (z, h, w, n_predictors(z, forcing_modes, mixing))), ("tos_clim", (12, H, W)),
                             ("tos_eofs", (H * W, forcing_modes)), ("u_std", (forcing_modes,)),
                             ("sqrt_w", (H, 1))):
             self.register_buffer(name, torch.zeros(shape))
@@ -95,12 +101,25 @@ class ResidualModel(nn.Module):
     def design(self, r_prev_n: torch.Tensor, zc_next: torch.Tensor, month_next: torch.Tensor,
                zc_prev: torch.Tensor, month_prev: torch.Tensor, u_next: torch.Tensor,
                u_prev: torch.Tensor) -> torch.Tensor:
-        """Predictors ``[B, Z, h, w, 4 + 2 K_f]`` of the mean step (standardised units)."""
+        """Predictors ``[B, Z, h, w, P]`` of the mean step (standardised units; P see the class docstring)."""
         b, z, h, w = r_prev_n.shape
         u = torch.cat([u_next, u_prev], dim=-1).view(b, 1, 1, 1, -1).expand(b, z, h, w, -1)
         one = torch.ones_like(r_prev_n).unsqueeze(-1)
+        zp = self.anomaly(zc_prev, month_prev)
+        if self.mixing:  # every channel of the point predicts every channel: [B, Z_out, h, w, Z_in]
+            return torch.cat([_all_channels(r_prev_n), self.anomaly(zc_next, month_next).unsqueeze(-1),
+                              _all_channels(zp), u, one], dim=-1)
         return torch.cat([r_prev_n.unsqueeze(-1), self.anomaly(zc_next, month_next).unsqueeze(-1),
-                          self.anomaly(zc_prev, month_prev).unsqueeze(-1), u, one], dim=-1)
+                          zp.unsqueeze(-1), u, one], dim=-1)
+
+    def own_terms(self) -> dict[str, torch.Tensor]:
+        """Coefficients ``[Z, h, w]`` of a channel's own r_t (``a``), z_c'(t+1) (``b``) and z_c'(t) (``d``)."""
+        z = self.latent_shape[0]
+        if not self.mixing:
+            return {"a": self.coef[..., 0], "b": self.coef[..., 1], "d": self.coef[..., 2]}
+        eye = torch.eye(z, dtype=torch.bool)
+        diag = lambda block: block.permute(1, 2, 0, 3)[..., eye].permute(2, 0, 1)  # noqa: E731  [Z, h, w]
+        return {"a": diag(self.coef[..., :z]), "b": self.coef[..., z], "d": diag(self.coef[..., z + 1:2 * z + 1])}
 
     def mean_step(self, r_prev_n: torch.Tensor, zc_next: torch.Tensor, month_next: torch.Tensor,
                   zc_prev: torch.Tensor, month_prev: torch.Tensor, u_next: torch.Tensor,
@@ -114,6 +133,17 @@ class ResidualModel(nn.Module):
 
     def unstandardise(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.r_std.view(1, -1, 1, 1)
+
+
+def n_predictors(z: int, forcing_modes: int, mixing: bool) -> int:
+    """Predictors per point and channel of the mean step (see :class:`ResidualModel`)."""
+    return 2 * z + 2 + 2 * forcing_modes if mixing else 4 + 2 * forcing_modes
+
+
+def _all_channels(x: torch.Tensor) -> torch.Tensor:
+    """``[B, Z, h, w]`` -> ``[B, Z, h, w, Z]``: the point's channels as predictors of each channel."""
+    b, z, h, w = x.shape
+    return x.permute(0, 2, 3, 1).unsqueeze(1).expand(b, z, h, w, z)
 
 
 def sqrt_area_weights(lat) -> np.ndarray:

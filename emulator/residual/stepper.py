@@ -51,8 +51,12 @@ class ResidualStepper:
 
     title = "residual ensemble around a conditioning run"
 
-    def __init__(self, model: ResidualModel, md: DiffusionStepper, steps: int):
+    def __init__(self, model: ResidualModel, md: DiffusionStepper, steps: int,
+                 noise_scale: list[float] | None = None):
         self.model, self.md, self.steps = model.to(md.device), md, steps
+        #: per channel, the decoder's reconstruction-residual std over its residual-noise std (fitted;
+        #: None: the emulator's own residual noise, as checkpoints fitted before it was measured)
+        self.noise_scale = None if noise_scale is None else torch.tensor(noise_scale, dtype=torch.float32)
         self.spec: DataSpec = md.spec
         self.latent_shape = tuple(model.latent_shape)
         self.n_forcing = len(md.spec.forcing_names)
@@ -107,11 +111,14 @@ class ResidualStepper:
     def decode(self, latent: torch.Tensor, cond: AroundConditioning, generators: Generators) -> torch.Tensor:
         """``x = denorm(norm(x_c) + D_n(z_c + r) - D_n(z_c))``: the difference is taken in the normalised
         (transformed) space, so sqrt-transformed channels (pr) stay >= 0; the decoder's residual
-        noise (when the model has it) is drawn per member as in the emulator's own decode."""
+        noise (when the model has it) is drawn per member as in the emulator's own decode, scaled per
+        channel to what the decoder misses of real states (``noise_scale``, when fitted)."""
         m = self.md.model
         noise = None
         if m.cfg.residual_noise and generators is not None:
             noise = diffusion.draw_noise(1, m.residual_noise_shape(latent.shape[0]), generators, self.device)[0]
+            if self.noise_scale is not None:  # residual_sample is linear in the white noise, per channel
+                noise = noise * self.noise_scale.to(noise.device).view(1, -1, 1, 1, 1)
         x_n = self.md.decode_normalised(cond.z_c + latent.to(self.device), cond.md, noise).float()
         return m.normaliser.denormalise_state(cond.x_c + x_n - cond.decoded_c, cond.md.month).cpu()
 

@@ -48,6 +48,33 @@ def encode_states(stepper: DiffusionStepper, state: np.ndarray, forcing: np.ndar
     return torch.cat(out)
 
 
+@torch.no_grad()
+def decoder_noise_scale(stepper: DiffusionStepper, state: np.ndarray, forcing: np.ndarray, month: np.ndarray,
+                        z: torch.Tensor, samples: int = 64, seed: int = 0, chunk: int = 64) -> torch.Tensor:
+    """Per channel ``[C]``: std of what the decoder misses of real states, ``x_n - D_n(E(x))``
+    (normalised units, area-weighted over the grid and months), over the std of the emulator's own
+    residual noise sample (``residual_sample``: its decoder-residual power times the forecast spread
+    calibration ``residual_scale``). The residual members add noise at the first size (what the
+    latent does not carry of a month), not at the forecast-calibrated one (docs/residual.md, measured).
+    """
+    m = stepper.model
+    w = m.area_data.double().cpu().view(1, -1, 1)  # [1, H, 1], mean 1
+    total = sq = None
+    for i in range(0, len(month), chunk):
+        mo = torch.as_tensor(month[i:i + chunk])
+        cond = stepper.condition(torch.from_numpy(forcing[i:i + chunk]), mo)
+        x_n = m.normaliser.normalise_state(torch.from_numpy(state[i:i + chunk]).to(stepper.device), cond.month)
+        miss = (x_n - stepper.decode_normalised(z[i:i + chunk].to(stepper.device), cond).float()).double().cpu()
+        total = miss.sum(0) if total is None else total + miss.sum(0)
+        sq = (miss ** 2).sum(0) if sq is None else sq + (miss ** 2).sum(0)
+    var_miss = sq / len(month) - (total / len(month)) ** 2  # per point about its time mean (the decoder's bias)
+    gen = torch.Generator().manual_seed(seed)
+    sample = m.residual_sample(torch.randn(m.residual_noise_shape(samples), generator=gen).to(stepper.device))
+    var_own = (sample.double().cpu() ** 2).mean(0)  # zero-mean by construction
+    ratio = (var_miss * w).mean(dim=(1, 2)) / (var_own * w).mean(dim=(1, 2)).clamp_min(1e-30)
+    return torch.sqrt(ratio).float()
+
+
 def tos_eofs(tos: np.ndarray, month: np.ndarray, sqrt_w: np.ndarray, modes: int):
     """(monthly climatology ``[12, H, W]`` (0 over land), area-weighted EOFs ``[H*W, modes]``,
     PCs ``[T, modes]``) of SST ``[T, H, W]`` in K."""
@@ -62,7 +89,7 @@ def tos_eofs(tos: np.ndarray, month: np.ndarray, sqrt_w: np.ndarray, modes: int)
     return clim, eofs, flat @ eofs
 
 
-def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: torch.Tensor):
+def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: torch.Tensor, chunk: int = 96):
     """Least-squares coefficients of the mean step over every ordered pair; returns the
     standardised innovations ``[N, Z, h, w]``, their previous residuals and months (for the diffusion)."""
     n_mem = z.shape[0]
@@ -71,11 +98,15 @@ def fit_mean_step(model: ResidualModel, z: torch.Tensor, month: np.ndarray, u: t
     xtx = torch.zeros((*model.latent_shape, p, p), dtype=torch.float64)
     xty = torch.zeros((*model.latent_shape, p), dtype=torch.float64)
     pairs = [(j, c) for j in range(n_mem) for c in range(n_mem) if j != c]
+    n_t = len(month) - 1
     for j, c in pairs:
         r = model.standardise(z[j] - z[c])
-        x = model.design(r[:-1], z[c][1:], m_next, z[c][:-1], m_prev, u[1:], u[:-1]).double()
-        xtx += torch.einsum("tzhwp,tzhwq->zhwpq", x, x)
-        xty += torch.einsum("tzhwp,tzhw->zhwp", x, r[1:].double())
+        for s in range(0, n_t, chunk):  # in time chunks: the design of a mixing step is P ~ 30 wide
+            t = slice(s, min(s + chunk, n_t))
+            t1 = slice(s + 1, min(s + chunk, n_t) + 1)
+            x = model.design(r[t], z[c][t1], m_next[t], z[c][t], m_prev[t], u[t1], u[t]).double()
+            xtx += torch.einsum("tzhwp,tzhwq->zhwpq", x, x)
+            xty += torch.einsum("tzhwp,tzhw->zhwp", x, r[t1].double())
     scale = torch.diagonal(xtx, dim1=-2, dim2=-1).mean(-1, keepdim=True).unsqueeze(-1)
     coef = torch.linalg.solve(xtx + RIDGE * scale * torch.eye(p, dtype=torch.float64), xty.unsqueeze(-1))
     model.coef.copy_(coef.squeeze(-1).float())
@@ -168,9 +199,12 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
         month, forcing = split.month, split.forcing
         latents.append(encode_states(md, split.state, split.forcing, split.month))
     z = torch.stack(latents)  # [M, T, Z, h, w]
+    noise_scale = None
+    if md.model.cfg.residual_noise:  # of the last member (one is enough for a per-channel variance)
+        noise_scale = decoder_noise_scale(md, split.state, split.forcing, split.month, z[-1], seed=cfg.train.seed)
     t_enc = time.perf_counter() - t0
     mc = cfg.model
-    model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth)
+    model = ResidualModel(tuple(md.latent_shape), spec.shape, mc.forcing_modes, mc.hidden, mc.depth, mc.mixing)
     sqrt_w = sqrt_area_weights(spec.lat)
     clim, eofs, pcs = tos_eofs(forcing[:, i_tos], month, sqrt_w, mc.forcing_modes)
     model.sqrt_w.copy_(torch.from_numpy(sqrt_w))
@@ -191,12 +225,13 @@ def fit_dataset(cfg: AroundConfig, out_dir: str | Path, resume: bool = False) ->
     history = train_diffusion(model, e, prev, months, cfg.train.iterations, cfg.train.batch_size,
                               cfg.train.lr, cfg.train.seed)
     raw_std = calibrate_spread(model, prev, months, mc.steps, seed=cfg.train.seed)
-    coef = model.coef
+    own = model.own_terms()
     info = {"members": int(z.shape[0]), "pairs": int(z.shape[0] * (z.shape[0] - 1)), "months": int(len(month)),
             "train_period": cfg.data.train_period, "encode_s": round(t_enc, 2), "fit_s": round(t_fit, 2),
             "diffusion_s": round(time.perf_counter() - t0 - t_enc - t_fit, 2), "loss_per_100": history,
-            "mean_a": float(coef[..., 0].mean()), "mean_b": float(coef[..., 1].mean()),
-            "mean_d": float(coef[..., 2].mean()),
+            "mean_a": float(own["a"].mean()), "mean_b": float(own["b"].mean()), "mean_d": float(own["d"].mean()),
+            "mixing": mc.mixing,
+            "decoder_noise_scale": None if noise_scale is None else [round(float(v), 4) for v in noise_scale],
             "innovation_fraction": float((model.e_std ** 2).mean()),
             "sampler_std_before_calibration": [round(float(v), 4) for v in raw_std]}
     checkpoint.save(target, model, cfg, emeta, info)

@@ -63,6 +63,34 @@ def test_mean_step_recovers_the_closed_form_of_a_planted_ensemble():
     assert e.shape[0] == 30 * 599 and abs(float(e.std()) - 1) < 0.01
 
 
+def test_mixing_mean_step_recovers_a_planted_channel_mixing_var1():
+    """Members n(t+1) = A n(t) + eps with A mixing the 2 latent channels of each point (what a
+    decoder that mixes channels makes of a field's memory): with ``mixing`` the fitted r_t and
+    z_c'(t) blocks are A (closed form r_{t+1} = A r_t + A n_c(t) - n_c(t+1) + eps) and z_c'(t+1)'s is -1;
+    the diagonal step cannot hold the cross terms and leaves more innovation variance."""
+    a = np.array([[0.5, 0.35], [-0.25, 0.6]])
+    rng = np.random.default_rng(4)
+    members, months, shape = 5, 500, (2, 3, 4)
+    n = np.zeros((members, months, *shape))
+    for t in range(1, months):
+        n[:, t] = np.einsum("ij,mjhw->mihw", a, n[:, t - 1]) + rng.standard_normal((members, *shape))
+    z, month, u = torch.tensor(n, dtype=torch.float32), np.arange(months) % 12 + 1, torch.zeros((months, 1))
+    mixing = ResidualModel(shape, (3, 4), forcing_modes=1, hidden=16, depth=3, mixing=True)
+    for buf in (mixing.z_std, mixing.r_std, mixing.u_std):
+        buf.fill_(1.0)
+    diagonal = _model()
+    with torch.no_grad():
+        fit_mean_step(mixing, z, month, u, chunk=77)  # time chunks that do not divide the months
+        fit_mean_step(diagonal, z, month, u)
+    coef = mixing.coef.numpy()  # [Z_out, h, w, P]: r_t (2), z_c'(t+1), z_c'(t) (2), u, u, 1
+    np.testing.assert_allclose(coef[..., 0:2].mean(axis=(1, 2)), a, atol=0.03)
+    np.testing.assert_allclose(coef[..., 3:5].mean(axis=(1, 2)), a, atol=0.03)
+    np.testing.assert_allclose(coef[..., 2].mean(), -1.0, atol=0.02)
+    np.testing.assert_allclose(mixing.own_terms()["a"].mean(dim=(1, 2)).numpy(), np.diag(a), atol=0.03)
+    np.testing.assert_allclose((mixing.e_std ** 2).numpy(), 1.0, rtol=0.06)
+    assert (diagonal.e_std ** 2 > 1.05).all()  # the cross terms it drops become innovation (1.09-1.20 here)
+
+
 def test_generated_members_have_the_planted_spread_memory_and_forced_mean():
     """Members generated around one planted member (ResidualStepper.step, the diffusion trained
     briefly) against the planted truth: std about the forced signal sigma = SIGMA_EPS / sqrt(1 - PHI^2),
@@ -110,7 +138,7 @@ TINY_MD = {
     "name": "tiny-around-encoder",
     "data": {"state": ["tas", "pr", "zg500"], "train_period": "2000-07:2001-12", "valid_period": "2000-01:2000-06"},
     "model": {"latent_channels": 2, "latent_shape": [5, 8], "embed_dim": 8, "encoder_rank": 4, "decoder_rank": 4,
-              "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 2, "ddim_steps": 2},
+              "denoiser_rank": 4, "norm_hidden": 3, "sample_steps": 2, "ddim_steps": 2, "residual_noise": True},
     "train": {"epochs": 1, "batch_size": 9, "lr": 3e-3, "warmup_steps": 1, "ema_decay": 0.5},
     "validation": {"every": 0, "members": 2},
 }
@@ -147,6 +175,71 @@ def _run(around, out, *extra) -> int:
     return run_main(["--checkpoint", str(around["fit"]), "--around", str(around["members"]), "--experiment",
                      "historical", "--members", "3", "--start", "2000-01", "--end", "2000-08", "--out", str(out),
                      "--device", "cpu", "--no-progress", *extra])
+
+
+def test_decoder_noise_scale_is_what_the_decoder_misses_not_the_forecast_calibration(around):
+    """The fitted per-channel scale of the decoder noise: std of x_n - D_n(E(x)) of the training
+    members (recomputed here in numpy) over the std of the emulator's residual sample; scaling the
+    emulator's forecast calibration (residual_scale) by 4 halves it (the target is the decoder's miss)."""
+    from diagnostics.data.grid import area_weights
+    from diagnostics.data.timeaxis import Period
+    from emulator import checkpoint as md_checkpoint
+    from emulator.data import load_split, open_prepared_dataset
+    from emulator.residual import checkpoint as around_ckpt
+    from emulator.residual.train import decoder_noise_scale, encode_states
+    from emulator.stepper import DiffusionStepper
+
+    fitted = np.array(around_ckpt.read_meta(around["fit"])["fit"]["decoder_noise_scale"])
+    md = DiffusionStepper(md_checkpoint.load_model(around["root"] / "md", weights="ema"))
+    ds = open_prepared_dataset(str(around["members"]))
+    split = load_split(ds.sel(member=3), md.spec, Period.parse("2000-01:2001-12"), str(around["members"]))
+    z = encode_states(md, split.state, split.forcing, split.month)
+    scale = decoder_noise_scale(md, split.state, split.forcing, split.month, z).numpy()
+    np.testing.assert_allclose(scale, fitted, rtol=1e-3)  # the fit used the last member, seed 0
+    # numpy: the decoder's miss (normalised units) about its time mean, area-weighted
+    with torch.no_grad():
+        mo = torch.as_tensor(split.month)
+        cond = md.condition(torch.from_numpy(split.forcing), mo)
+        x_n = md.model.normaliser.normalise_state(torch.from_numpy(split.state), cond.month).numpy()
+        miss = x_n - md.decode_normalised(z, cond).float().numpy()
+        gen = torch.Generator().manual_seed(0)
+        sample = md.model.residual_sample(torch.randn(md.model.residual_noise_shape(64), generator=gen)).numpy()
+    w = area_weights(np.asarray(md.spec.lat)).values[:, None]
+    var_miss = (w * miss.astype(np.float64).var(axis=0)).mean(axis=(1, 2))
+    var_own = (w * (sample.astype(np.float64) ** 2).mean(axis=0)).mean(axis=(1, 2))
+    np.testing.assert_allclose(scale, np.sqrt(var_miss / var_own), rtol=1e-4)
+    with torch.no_grad():
+        md.model.residual_scale.mul_(4.0)
+    np.testing.assert_allclose(decoder_noise_scale(md, split.state, split.forcing, split.month, z).numpy(),
+                               scale / 2, rtol=1e-5)
+
+
+def test_decoder_noise_choice_is_checked_and_applied_only_when_asked(around, monkeypatch):
+    """``model.decoder_noise``: a bad value is a one-line InputError naming the key; "reconstruction"
+    hands the fitted scale to the stepper, the default "emulator" does not."""
+    import argparse
+    import dataclasses
+
+    from diagnostics.data.errors import InputError
+    from emulator.residual import checkpoint as around_ckpt, config as around_config
+    from emulator.residual.cli import prepare_run
+    from emulator.rollout import RolloutConfig
+
+    with pytest.raises(InputError, match="model.decoder_noise: expected one of emulator, reconstruction"):
+        around_config.from_dict({"type": "around", "model": {"decoder_noise": "white"}})
+    args = argparse.Namespace(checkpoint=str(around["fit"]), around=str(around["members"]), around_member=2,
+                              forcing=None, device="cpu", steps=None)
+    cfg = RolloutConfig(members=2, start=Month(2000, 1), end=Month(2000, 3), model_name="MD-around").check()
+    assert prepare_run(args, cfg)[0].noise_scale is None
+    fitted = around_ckpt.read_meta(around["fit"])["fit"]["decoder_noise_scale"]
+    original = around_ckpt.config_of
+
+    def reconstruction(meta):
+        c = original(meta)
+        return dataclasses.replace(c, model=dataclasses.replace(c.model, decoder_noise="reconstruction"))
+
+    monkeypatch.setattr(around_ckpt, "config_of", reconstruction)
+    np.testing.assert_allclose(prepare_run(args, cfg)[0].noise_scale.numpy(), fitted)
 
 
 def _error(capsys) -> str:
