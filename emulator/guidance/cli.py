@@ -124,20 +124,17 @@ def training_global_mean(dataset: str | Path, label: str, channels: list[tuple[s
 
 def training_global_humidity(dataset: str | Path, period: str) -> np.ndarray:
     """Area-weighted global mean of near-surface specific humidity (kg kg-1) per calendar month ``[12]``
-    over ``period``: ``huss`` of the prepared dataset, else derived per cell and month from ``tdas``
-    and ``ps`` (:func:`diagnostics.io.units.specific_humidity_from_dewpoint`, what the model's
-    :class:`~.operators.GlobalMeanHumidity` computes)."""
+    over ``period``, derived per cell and month from the dataset's ``tdas`` and ``ps``
+    (:func:`diagnostics.io.units.specific_humidity_from_dewpoint`): what the model's
+    :class:`~.operators.GlobalMeanHumidity` computes from its own fields, so target and
+    operator agree (a dataset's own ``huss`` is not used: it is the mean of the humidity, not
+    the humidity of the mean dewpoint)."""
     from diagnostics.io.units import specific_humidity_from_dewpoint
 
-    from ..data import open_prepared_dataset
+    from ..data import _channel, open_prepared_dataset
 
     sub = select_period(open_prepared_dataset(dataset), Period.parse(period))
-    if HUMIDITY in sub:
-        q = sub[HUMIDITY]
-    elif "tdas" in sub and "ps" in sub:
-        q = specific_humidity_from_dewpoint(sub["tdas"], sub["ps"])
-    else:
-        raise InputError("--guide humidity-scaling: the dataset has neither huss nor tdas and ps", dataset)
+    q = specific_humidity_from_dewpoint(_channel(sub, "tdas", None, str(dataset)), _channel(sub, "ps", None, str(dataset)))
     series = global_mean(q).values.astype(np.float64)
     return _monthly_climatology(series, month_index(sub["time"]) % 12 + 1, HUMIDITY, period, dataset)
 
