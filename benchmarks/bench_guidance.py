@@ -33,6 +33,8 @@ import argparse
 import json
 import platform
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +49,7 @@ from diagnostics.metrics.pattern import pattern_correlation
 from diagnostics.data.timeaxis import Month
 from emulator import checkpoint
 from emulator.forcing import ForcingReader, initial_state
-from emulator.guidance.cli import training_global_mean
+from emulator.guidance.cli import training_global_humidity, training_global_mean
 from emulator.guidance.operators import GlobalMean
 from emulator.guidance.sampler import GuidanceConfig
 from emulator.guidance.stepper import GlobalMeanGuide, GuidedStepper
@@ -82,12 +84,26 @@ def rollout_global_mean(stepper, forcing: ForcingReader, x0: np.ndarray, members
 
 
 def read_run(run_dir: str | Path, var: str) -> xr.DataArray:
-    """``var [member, time, lat, lon]`` from an emulator-run directory's AI-MIP files (members r1, r2, ...)."""
-    files = sorted(Path(run_dir).glob(f"{var}_Amon_*.nc"),
-                   key=lambda f: int(re.search(r"_r(\d+)i", f.name).group(1)))
+    """``var [member, time, lat, lon]`` from an emulator-run directory's AI-MIP files (members r1, r2, ...).
+
+    A run still going (or stopped) is read from its ``.VAR_Amon_*.nc.partial`` files, copied first
+    (they are open for writing), up to the months ``run_state.json`` counts as completed (the
+    files are flushed before the state advances; later months are still zero there)."""
+    run_dir = Path(run_dir)
+    state = json.loads((run_dir / "run_state.json").read_text())
+    partial = state["status"] != "complete"
+    pattern = f".{var}_Amon_*.nc.partial" if partial else f"{var}_Amon_*.nc"
+    files = sorted(run_dir.glob(pattern), key=lambda f: int(re.search(r"_r(\d+)i", f.name).group(1)))
     if not files:
-        raise SystemExit(f"{run_dir}: no {var}_Amon_*.nc files")
-    return xr.concat([xr.open_dataset(f)[var].load() for f in files], dim="member")
+        raise SystemExit(f"{run_dir}: no {pattern} files")
+    members = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in files:
+            if partial:
+                f = Path(shutil.copy(f, Path(tmp) / f.name.lstrip(".")))
+            with xr.open_dataset(f) as ds:
+                members.append(ds[var].isel(time=slice(0, state["completed"])).load())
+    return xr.concat(members, dim="member")
 
 
 def drift_stats(dev: np.ndarray) -> dict[str, float]:
@@ -146,11 +162,20 @@ def storyline(args, cfg) -> dict:
     months = slice(1, None)
     ds = ref.sel(time=slice(str(times[0])[:7], str(times[-1])[:7]))
     tas_per_sst = float(global_mean(truth["tas_warming_per_K"]))  # K of global tas per K of SST offset
+    spec = checkpoint.spec_from_meta(checkpoint.read_meta(args.checkpoint))
+    clim_tas = training_global_mean(cfg.data.path, "tas", list(spec.channels), list(spec.labels), cfg.data.train_period)
+    clim_q = training_global_humidity(cfg.data.path, cfg.data.train_period)
     out = {}
     for name, run_dir in runs.items():
-        if name == args.storyline:
-            continue
         run = _global_quantities(run_dir)
+        cal = run["tas"]["time"].dt.month.values - 1
+        vs_clim = {"tas_minus_clim_K": float((run["tas"] - clim_tas[cal]).isel(time=months).mean()),
+                   "huss_over_clim": float((run["huss"] / clim_q[cal]).isel(time=months).mean() - 1.0)}
+        print(f"{name:10s} global tas - training climatology {vs_clim['tas_minus_clim_K']:+.3f} K, "
+              f"huss / climatology - 1 {100 * vs_clim['huss_over_clim']:+.2f} % (months 2..)")
+        if name == args.storyline:
+            out[name] = vs_clim
+            continue
         d_tas = float((run["tas"] - base["tas"]).isel(time=months).mean())
         d_q = float((run["huss"] / base["huss"]).isel(time=months).mean() - 1.0)
         d_pr = float((run["pr"] / base["pr"]).isel(time=months).mean() - 1.0)
@@ -162,7 +187,7 @@ def storyline(args, cfg) -> dict:
         truth_pr = float((global_mean(ds["pr"] + sst * truth["pr_warming_per_K"]) / global_mean(ds["pr"])).mean() - 1)
         corr = {v: float(pattern_correlation((run[f"{v}_map"] - base[f"{v}_map"]).isel(time=months).mean(("member", "time")),
                                              truth[f"{v}_warming_per_K"])) for v in ("tas", "pr")}
-        out[name] = {"d_tas_K": d_tas, "d_huss_frac": d_q, "d_pr_frac": d_pr, "truth_d_huss_frac": truth_q,
+        out[name] = {**vs_clim, "d_tas_K": d_tas, "d_huss_frac": d_q, "d_pr_frac": d_pr, "truth_d_huss_frac": truth_q,
                      "truth_d_pr_frac": truth_pr, "cc_d_huss_frac": float(np.expm1(0.07 * d_tas)),
                      "pattern_corr_tas": corr["tas"], "pattern_corr_pr": corr["pr"],
                      "s_per_member_month": _wall_per_member_month(run_dir)}
