@@ -34,7 +34,8 @@ _NUMBER = r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?"
 _SPEC = re.compile(rf"^global-(?P<label>[A-Za-z0-9]+)=(?P<offset>{_NUMBER})$")
 _HUMIDITY = re.compile(rf"^humidity-scaling(=(?P<rate>{_NUMBER}))?$")
 #: Default tolerance (observation-error std of the global mean) per channel, in its units.
-#: huss: 3e-5 kg kg-1, about 0.3 % of its global mean (~0.011) and 1/10 of the +2 K response.
+#: huss: 3e-5 kg kg-1, about 0.3 % of its global mean (0.0094 in the demo training period), 1/50 of
+#: the +2 K humidity response.
 DEFAULT_SIGMA = {"ps": 10.0, "tas": 0.05, "huss": 3.0e-5}
 #: Clausius-Clapeyron rate d ln e_s / dT (per K) at fixed relative humidity. The Bolton form of
 #: e_s (diagnostics.io.units) gives 17.67 x 243.5 / (T_c + 243.5)^2 = 6.7 %/K at 10 degC and
