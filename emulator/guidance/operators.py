@@ -9,6 +9,9 @@ MMPS, Jacobian-vector products for MMPS), so it must be built from torch operati
   a warming storyline: ``tas``). Weights are the cell areas of
   :func:`diagnostics.data.grid.area_weights` (sin-difference rows, the project's one home).
 * :class:`PointSamples`: the values at given grid cells (station-like sparse observations).
+* :class:`GlobalMeanHumidity`: the area-weighted global mean of near-surface specific humidity
+  computed from the 2 m dewpoint and the surface pressure channels (a model without ``huss``
+  in its state: the humidity-scaling constraint of a warming storyline).
 * :class:`Stacked`: several operators side by side (their observations concatenated).
 """
 
@@ -55,6 +58,40 @@ class GlobalMean:
 
     def describe(self) -> str:
         return f"global mean of {self.name}"
+
+
+#: Bolton (1980) constants of the saturation vapour pressure over water, and the ratio of the gas
+#: constants of dry air and water vapour: the formula of
+#: :func:`diagnostics.io.units.specific_humidity_from_dewpoint` (xarray, its home; numpy ufuncs
+#: there would drop the autograd graph, so the operator restates it in torch, tested equal).
+_E0_PA, _A, _B_DEGC, _EPS = 611.2, 17.67, 243.5, 0.622
+
+
+def specific_humidity(dewpoint_k: torch.Tensor, pressure_pa: torch.Tensor) -> torch.Tensor:
+    """q = eps e / (p - (1 - eps) e), e = 611.2 exp(17.67 T_c / (T_c + 243.5)) Pa, T_c = T_d - 273.15 (kg kg-1)."""
+    tc = dewpoint_k - 273.15
+    e = _E0_PA * torch.exp(_A * tc / (tc + _B_DEGC))
+    return _EPS * e / (pressure_pa - (1.0 - _EPS) * e)
+
+
+class GlobalMeanHumidity:
+    """Area-weighted global mean of near-surface specific humidity (kg kg-1) from the dewpoint
+    channel ``tdas`` (K) and the surface-pressure channel ``ps`` (Pa): ``sum_jk w_j q(Td, p)_jk / sum_jk w_j``
+    with q of :func:`specific_humidity` per cell (the humidity of the monthly-mean dewpoint, as
+    the readers derive ``huss``)."""
+
+    dim = 1
+
+    def __init__(self, dewpoint_channel: int, pressure_channel: int, lat: Sequence[float] | np.ndarray):
+        self.dewpoint_channel, self.pressure_channel = int(dewpoint_channel), int(pressure_channel)
+        self._mean = GlobalMean(0, lat, "huss")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        q = specific_humidity(x[:, self.dewpoint_channel], x[:, self.pressure_channel])
+        return self._mean(q.unsqueeze(1))
+
+    def describe(self) -> str:
+        return "global mean of huss(tdas, ps)"
 
 
 class PointSamples:

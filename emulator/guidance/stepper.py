@@ -26,7 +26,7 @@ import torch
 from .. import diffusion
 from ..model import autocast
 from ..stepper import Conditioning, DiffusionStepper, Generators
-from .operators import GlobalMean, ObservationOperator
+from .operators import GlobalMean, ObservationOperator, Stacked
 from .sampler import GuidanceConfig, guided_sample
 
 
@@ -53,17 +53,21 @@ class GlobalMeanGuide:
     ``monthly_target [12]`` (units of the channel) for January..December, e.g. the
     training-period climatology of the global mean of ``ps`` (dry air mass), or that of
     ``tas`` plus 2 K (a warming storyline); ``sigma`` the tolerance (observation error std).
+    ``operator`` replaces the global mean of ``channel`` by another 1-D global quantity (e.g.
+    :class:`~.operators.GlobalMeanHumidity`); ``channel`` is then unused.
     """
 
     def __init__(self, label: str, channel: int, lat: Sequence[float], monthly_target: np.ndarray, sigma: float,
-                 name: str = ""):
+                 name: str = "", operator: ObservationOperator | None = None):
         target = np.asarray(monthly_target, dtype=np.float64)
         if target.shape != (12,) or not np.isfinite(target).all():
             raise ValueError(f"monthly_target must be 12 finite values, got shape {target.shape}")
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         self.label, self.name = label, name or label
-        self.operator = GlobalMean(channel, lat, label)
+        self.operator = operator if operator is not None else GlobalMean(channel, lat, label)
+        if self.operator.dim != 1:
+            raise ValueError(f"a global-mean guide observes one value per member, got dim {self.operator.dim}")
         self.monthly_target, self.sigma = target, float(sigma)
 
     def target(self, cond_t1: Conditioning, batch: int) -> Target:
@@ -73,6 +77,25 @@ class GlobalMeanGuide:
 
     def describe(self) -> str:
         return f"{self.name}(sigma={self.sigma:g})"
+
+
+class StackedGuide:
+    """Several :class:`GlobalMeanGuide` constraints at once (e.g. a warming storyline and its
+    humidity scaling): one observation vector ``[B, len(guides)]`` with per-entry tolerances."""
+
+    def __init__(self, guides: Sequence[GlobalMeanGuide]):
+        if not guides:
+            raise ValueError("StackedGuide needs at least one guide")
+        self.guides = list(guides)
+        self.operator = Stacked([g.operator for g in self.guides])
+        self.sigma = torch.tensor([g.sigma for g in self.guides], dtype=torch.float32)
+
+    def target(self, cond_t1: Conditioning, batch: int) -> Target:
+        y = torch.cat([g.target(cond_t1, batch).y for g in self.guides], dim=-1)
+        return Target(self.operator, y, self.sigma)
+
+    def describe(self) -> str:
+        return "+".join(g.describe() for g in self.guides)
 
 
 def _peek_noise(n: int, shape: tuple[int, ...], generators: Generators, device: torch.device) -> torch.Tensor:
