@@ -126,7 +126,7 @@ def from_runs(args, cfg, spec, labels) -> dict:
     """Dry-mass deviation statistics and cost of finished emulator-run directories (``--runs``)."""
     clim = training_global_mean(cfg.data.path, "ps", list(spec.channels), labels, cfg.data.train_period)
     runs = dict(r.split("=", 1) for r in args.runs)
-    results, base = {}, None
+    results, base, series = {}, None, {}
     for name, run_dir in runs.items():
         ps = read_run(run_dir, "ps")
         gm = global_mean(ps).transpose("time", "member").values.astype(np.float64)
@@ -137,11 +137,35 @@ def from_runs(args, cfg, spec, labels) -> dict:
         res["cost_ratio"] = res["s_per_member_month"] / base
         res["members"], res["months"] = int(ps.sizes["member"]), int(ps.sizes["time"])
         results[name] = res
+        series[name] = (ps["time"].values, gm - clim[months - 1][:, None])
         print(f"{name:10s} {res['members']} x {res['months']} months: last 12 {res['drift_last12_Pa']:+7.2f} Pa  "
               f"rms {res['rms_Pa']:6.2f} Pa  max {res['max_abs_Pa']:6.2f} Pa  trend "
               f"{res['trend_Pa_per_decade']:+6.2f} Pa/decade  {res['s_per_member_month']:.2f} s/member-month "
               f"x{res['cost_ratio']:.2f}", flush=True)
+    if args.plot:
+        plot_drift(series, args.plot)
     return results
+
+
+def plot_drift(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> None:
+    """Dry-mass deviation (Pa) against time, one line per run (member mean) with its members'
+    min-max band; written as a PNG for docs/guidance.md."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    for name, (time, dev) in series.items():
+        months = time.astype("datetime64[M]").astype(int)  # months since 1970-01
+        years = 1970 + (months + 0.5) / 12
+        line, = ax.plot(years, dev.mean(axis=1), lw=0.9, label=f"{name} ({dev.shape[1]} members)")
+        ax.fill_between(years, dev.min(axis=1), dev.max(axis=1), color=line.get_color(), alpha=0.2, lw=0)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_ylabel("global-mean ps minus\ntraining climatology (Pa)")
+    ax.legend(frameon=False, fontsize=8, ncol=len(series))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}")
 
 
 def _global_quantities(run_dir: str | Path) -> dict[str, xr.DataArray]:
@@ -212,6 +236,7 @@ def main() -> None:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--runs", nargs="+", metavar="NAME=DIR", help="score finished emulator-run directories instead")
     p.add_argument("--storyline", metavar="NAME", help="with --runs: the unguided run the storylines are relative to")
+    p.add_argument("--plot", metavar="PNG", help="with --runs: draw the dry-mass deviation of each run")
     p.add_argument("--truth", help="with --storyline: truth.nc of the synthetic dataset")
     args = p.parse_args()
 
