@@ -96,6 +96,9 @@ class LatentLimStep(SkipStep):
     forcing_modes: int = 4
     noise: Literal["constant", "seasonal"] = "seasonal"
     mean: Literal["lim", "skip"] = "lim"  # skip: the trained skip path is the mean, the Gaussian its spread
+    # the sample set whose EOFs span the model (emulator.latent_lim_fit.basis_samples): the latents
+    # (session 6), their monthly anomalies with the forcing regressed out, or the skip residuals
+    basis: Literal["latents", "anomalies", "residuals"] = "latents"
     # cap of the spread calibration's residual_scale: the decoder residual noise is white in time and
     # without structure, so inflating it to make up for the step's spread costs memory (lag-1) and modes
     max_residual_scale: float = 100.0

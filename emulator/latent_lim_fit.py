@@ -26,26 +26,12 @@ def _residual_chol(r: np.ndarray, target_month: np.ndarray, kind: str) -> np.nda
     return out
 
 
-@torch.no_grad()
-def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Tensor, month: torch.Tensor,
-                   skip_mean: torch.Tensor | None = None) -> dict[str, float]:
-    """Fit ``lim``'s buffers (in place) on a consecutive record: latents ``zn [T, Z, h, w]``,
-    normalised forcing ``[T, n_forcing_channels, H, W]``, calendar months ``[T]``; every
-    t -> t+1 is a pair.
+BASES = ("latents", "anomalies", "residuals")
 
-    With ``skip_mean [T - 1, Z, h, w]`` (the skip path's prediction of each month t+1,
-    ``step.mean: skip``) the noise (``chol``, ``perp_std``) is that of ``zn_{t+1} - skip_mean``
-    instead of the LIM's own residuals: the skip path is the mean, this Gaussian its spread.
 
-    Returns fit statistics: the variance fraction the K modes explain, the spectral
-    radius of A, and the residual variance fractions inside / outside the span.
-    """
-    y = lim.reduce(zn).double().cpu().numpy()
-    k = lim.eofs.shape[1]
-    e, s = leading_eofs(y - y.mean(axis=0), k)
-    if e.shape[1] < k:
-        raise ValueError(f"the training latents have only {e.shape[1]} modes with variance; "
-                         f"model.step.modes is {k}")
+def standardised_predictors(lim: LatentLinearModel, forcing_n: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit ``lim.forcing_eofs`` (in place) on the forcing anomalies of the record and return the
+    standardised forcing predictors ``u [T, M]`` with their raw mean and std ``[M]``."""
     anom = (lim._anomalies(forcing_n) * lim.area_data.sqrt()).flatten(1).double().cpu().numpy()
     kf = lim.forcing_eofs.shape[1]
     if kf:
@@ -55,10 +41,70 @@ def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Te
     raw = lim._raw_predictors(forcing_n.cpu().to(lim.forcing_eofs.device)).double().cpu().numpy()
     mean, std = raw.mean(axis=0), raw.std(axis=0)
     std = np.where(std > 1e-8, std, 1.0)  # a constant predictor (no forcing variability) stays 0
-    u = (raw - mean) / std
+    return (raw - mean) / std, mean, std
+
+
+def basis_samples(y: np.ndarray, u: np.ndarray, month: np.ndarray,
+                  skip_residual: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The sample sets whose EOFs may span the latent LIM (``model.step.basis``), each ``[N, P]``
+    in the reduced units ``y = sqrt(w_lat) zn`` of a record ``y [T, P]``:
+
+    * ``latents``: y about its time mean (the cycle, ENSO and the trend dominate it);
+    * ``anomalies``: y minus its calendar-month mean, with the forcing predictors ``u [T, M]``
+      (forcing-anomaly PCs and global means: ENSO, the trend, a warming) regressed out by least
+      squares: the internal variability the noise must generate (the NAO lives here);
+    * ``residuals`` (with ``skip_residual [T - 1, P]``, the skip path's one-month residuals
+      ``y_{t+1} - sqrt(w) mu_t``): the spread the step's noise must supply, about its mean.
+    """
+    out = {"latents": y - y.mean(axis=0)}
+    anom = y.copy()
+    for m in np.unique(month):
+        anom[month == m] -= anom[month == m].mean(axis=0)
+    if u.shape[1]:
+        uc = u - u.mean(axis=0)
+        anom -= uc @ np.linalg.lstsq(uc, anom, rcond=None)[0]
+    out["anomalies"] = anom
+    if skip_residual is not None:
+        out["residuals"] = skip_residual - skip_residual.mean(axis=0)
+    return out
+
+
+@torch.no_grad()
+def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Tensor, month: torch.Tensor,
+                   skip_mean: torch.Tensor | None = None, basis: str = "latents",
+                   skip_prediction: torch.Tensor | None = None) -> dict[str, float]:
+    """Fit ``lim``'s buffers (in place) on a consecutive record: latents ``zn [T, Z, h, w]``,
+    normalised forcing ``[T, n_forcing_channels, H, W]``, calendar months ``[T]``; every
+    t -> t+1 is a pair.
+
+    With ``skip_mean [T - 1, Z, h, w]`` (the skip path's prediction of each month t+1,
+    ``step.mean: skip``) the noise (``chol``, ``perp_std``) is that of ``zn_{t+1} - skip_mean``
+    instead of the LIM's own residuals: the skip path is the mean, this Gaussian its spread.
+
+    ``basis`` (:data:`BASES`, :func:`basis_samples`) chooses the sample set whose K leading
+    EOFs span the model; ``residuals`` needs ``skip_prediction [T - 1, Z, h, w]``, the skip
+    path's prediction of each month t+1 (``skip_mean`` itself when the skip path is the mean).
+
+    Returns fit statistics: the variance fraction of the basis samples the K modes explain, the
+    spectral radius of A, and the residual variance fractions inside / outside the span.
+    """
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+    y = lim.reduce(zn).double().cpu().numpy()
+    k = lim.eofs.shape[1]
+    months = month.cpu().numpy().astype(int)
+    u, mean, std = standardised_predictors(lim, forcing_n)
+    skip_prediction = skip_mean if skip_prediction is None else skip_prediction
+    skip_residual = None if skip_prediction is None else y[1:] - lim.reduce(skip_prediction).double().cpu().numpy()
+    if basis == "residuals" and skip_residual is None:
+        raise ValueError("basis 'residuals' needs the skip path's predictions (skip_prediction)")
+    samples = basis_samples(y, u, months, skip_residual)[basis]
+    e, s = leading_eofs(samples, k)
+    if e.shape[1] < k:
+        raise ValueError(f"the training latents ({basis}) have only {e.shape[1]} modes with variance; "
+                         f"model.step.modes is {k}")
     x = y @ e
     pairs = np.arange(len(y) - 1)
-    months = month.cpu().numpy().astype(int)
     op = fit_operator(x, u, months, pairs, noise=lim.noise_kind)
     target = y[1:]
     if skip_mean is not None:  # the spread around the skip path: the covariance of its residual
@@ -75,6 +121,6 @@ def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Te
     lim.fitted.fill_(True)
     total = float(((y - y.mean(axis=0)) ** 2).sum())
     resid_in = float(np.trace(op.covariance.mean(axis=0))) * (len(y) - 1)
-    return {"explained": float((s ** 2).sum() / total), "spectral_radius": op.spectral_radius(),
+    return {"explained": float((s ** 2).sum() / (samples ** 2).sum()), "spectral_radius": op.spectral_radius(),
             "noise_fraction_in_span": resid_in / total,
             "noise_fraction_outside": float((perp ** 2 * lim.sqrt_w.cpu().numpy()[0] ** 2).sum()) / total}
