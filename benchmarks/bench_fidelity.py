@@ -41,6 +41,9 @@ VARIANTS: dict[str, dict | None] = {
     "D96a": {**_LL, "modes": 96, "basis": "anomalies"},
     "D48r": {**_LL, "modes": 48, "basis": "residuals"},
     "B48": {**_LL, "modes": 48, "mean": "lim"},
+    "D48s2": {**_LL, "modes": 48, "seasonal_modes": 2},  # + month-dependent persistence (session 7)
+    "D48s4": {**_LL, "modes": 48, "seasonal_modes": 4},
+    "D96s4": {**_LL, "modes": 96, "seasonal_modes": 4},
 }
 
 
@@ -129,7 +132,7 @@ def main() -> None:
                         t_run += _call([_bin("emulator-run"), "--checkpoint", str(ckpt), "--experiment", exp,
                                         "--members", str(args.members), "--start", args.start, "--end", args.end,
                                         "--out", str(out), "--seed", "0", "--device", "cpu", "--model-name", "MD", "--forcing", args.data,
-                                        "--no-progress"] + (["--resume"] if out.exists() else []), log)
+                                        "--no-progress"] + (["--resume"] if (out / "run_state.json").exists() else []), log)
                 cmd = [_bin("md-diagnose"), "--ensemble", f"MD={work / 'runs' / tag / 'historical'}",
                        "--reference", args.data, "--out", str(scores), "--report", "none", "--no-progress",
                        "--train-period", args.train_period, "--test-period", args.test_period,

@@ -69,6 +69,44 @@ def basis_samples(y: np.ndarray, u: np.ndarray, month: np.ndarray,
     return out
 
 
+def fit_seasonal_gain(x_prev: np.ndarray, resid: np.ndarray, target_month: np.ndarray, modes: int,
+                      ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The month-dependent persistence of :mod:`emulator.latent_lim` fitted on the residuals
+    ``resid [N, K]`` (PCs) of the step's stationary mean, pairs with previous-month PCs
+    ``x_prev [N, K]`` and target months ``target_month [N]``. For each target month m: ``V``
+    [K, J] the ``modes`` (J) leading EOFs of the residuals of target month m - 1 (what month
+    m - 1 received that the stationary mean did not predict: a new winter's NAO in December),
+    ``S = (x_prev - x̄_m) V`` of the pairs of target month m (``x̄_m`` their mean) and ``R``
+    their residuals about their mean::
+
+        D_m = (S^T S + ridge tr(S^T S) / J I)^-1 S^T R,   G_m = (V D_m)^T  [K, K]
+
+    J << n_m (about 30 pairs per calendar month on 30 training years: only a few directions
+    per month can carry a month-specific persistence without overfitting). Returns ``G [12, K,
+    K]``, ``x̄ [12, K]`` and the residuals after the correction as leave-one-out residuals
+    ``(r_i - s_i D_m) / (1 - h_ii)`` (h the hat matrix), so that the noise fitted to them does
+    not understate the error of months not fitted.
+    """
+    k = x_prev.shape[1]
+    gain, centre, out = np.zeros((12, k, k)), np.zeros((12, k)), resid.copy()
+    for m in range(1, 13):
+        sel, before = target_month == m, target_month == (m - 2) % 12 + 1
+        if sel.sum() <= modes + 1 or before.sum() <= modes:
+            continue  # too few pairs: no correction for this month
+        shocks = resid[before] - resid[before].mean(axis=0)
+        v = np.linalg.svd(shocks, full_matrices=False)[2][:modes].T  # [K, J]
+        centre[m - 1] = x_prev[sel].mean(axis=0)
+        s = (x_prev[sel] - centre[m - 1]) @ v
+        gram = s.T @ s
+        inv = np.linalg.inv(gram + ridge * np.trace(gram) / modes * np.eye(s.shape[1]))
+        r = resid[sel] - resid[sel].mean(axis=0)
+        d = inv @ s.T @ r  # [J, K]
+        gain[m - 1] = (v @ d).T
+        hat = np.einsum("ij,jk,ik->i", s, inv, s)
+        out[sel] = resid[sel].mean(axis=0) + (r - s @ d) / (1.0 - hat)[:, None]
+    return gain, centre, out
+
+
 @torch.no_grad()
 def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Tensor, month: torch.Tensor,
                    skip_mean: torch.Tensor | None = None, basis: str = "latents",
@@ -111,6 +149,15 @@ def fit_latent_lim(lim: LatentLinearModel, zn: torch.Tensor, forcing_n: torch.Te
         resid = target - lim.reduce(skip_mean).double().cpu().numpy()
         target = resid
         op = type(op)(A=op.A, B=op.B, c=op.c, chol=_residual_chol(resid @ e, months[1:], lim.noise_kind), dA=op.dA)
+    if lim.seasonal_modes:  # month-dependent persistence on the stationary mean's residual PCs
+        if skip_mean is not None:
+            r_pcs = resid @ e
+        else:
+            r_pcs = x[1:] - x[:-1] @ op.A.T - u[1:] @ op.B.T - op.c[months[1:] - 1]
+        gain, centre, r_loo = fit_seasonal_gain(x[:-1], r_pcs, months[1:], lim.seasonal_modes)
+        lim.gain.copy_(torch.as_tensor(gain, dtype=torch.float32))
+        lim.gain_centre.copy_(torch.as_tensor(centre, dtype=torch.float32))
+        op = type(op)(A=op.A, B=op.B, c=op.c, chol=_residual_chol(r_loo, months[1:], lim.noise_kind), dA=op.dA)
     # the latent outside the span: its std per (channel, row), standardised units, around its mean
     perp = target - (target @ e) @ e.T
     perp = perp.reshape(len(perp), *lim.latent_shape) / lim.sqrt_w.cpu().numpy()[0]

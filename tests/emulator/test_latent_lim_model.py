@@ -221,3 +221,31 @@ def test_calibrate_checkpoint_refits_a_trained_skip_run_as_latent_lim(toy_dir, t
     raw_bad["train"]["epochs"] = 7
     with pytest.raises(InputError, match="beyond model.step"):
         calibrate_checkpoint(tmp_path / "skip", config_mod.from_dict(raw_bad), tmp_path / "bad", toy_dir)
+
+
+def test_seasonal_gain_recovers_a_planted_month_dependent_persistence():
+    """fit_seasonal_gain on x_{t+1} = A_m x_t + eps (a stationary mean of zero, December's
+    noise larger on mode 0: a new winter's NAO): G_m = A_m, and its leave-one-out residuals
+    have the planted noise variance (slightly above: LOO)."""
+    from emulator.latent_lim_fit import fit_seasonal_gain
+
+    rng = np.random.default_rng(7)
+    k, years = 3, 1600
+    month = (np.arange(12 * years) % 12) + 1
+    a = np.zeros((12, k, k))
+    a[0] = np.diag([1.2, 0.0, 0.0])  # Jan from Dec: a winter mode that grows (the NAO's 0.8 -> 1.2)
+    a[1] = np.diag([0.8, 0.5, 0.0])
+    a[6] = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.7], [0.0, 0.0, 0.0]])
+    x = np.zeros((12 * years, k))
+    noise_std = np.full((12, k), 0.5)
+    noise_std[11, 0] = 1.0  # December's shock is mostly mode 0
+    for t in range(1, len(x)):
+        x[t] = a[month[t] - 1] @ x[t - 1] + noise_std[month[t] - 1] * rng.normal(size=k)
+    gain, centre, r_loo = fit_seasonal_gain(x[:-1], x[1:], month[1:], modes=k)
+    np.testing.assert_allclose(gain, a, atol=0.1)  # 1600 pairs a month: error std 0.5 / (0.5 sqrt(1600)) = 0.025, 108 entries
+    np.testing.assert_allclose(centre, 0.0, atol=0.1)
+    want = (noise_std ** 2)[month[1:] - 1].mean()
+    assert abs(r_loo.var() - want) / want < 0.03  # sampling error 0.6 %; the LOO inflation 1 + J / n is 0.2 %
+    # J = 1: only the direction of the previous month's leading shock carries a gain (Jan: mode 0)
+    gain1, _, _ = fit_seasonal_gain(x[:-1], x[1:], month[1:], modes=1)
+    np.testing.assert_allclose(gain1[0], a[0], atol=0.1)
