@@ -3,7 +3,9 @@
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_fidelity.py \
         --checkpoint 0=outputs/demo/train --checkpoint 1=/tmp/seed1 ... \
         --data outputs/demo/synthetic --members-data outputs/demo/synthetic-members \
-        --variant D48 --work /tmp/fidelity/bench [--end 2004-12 --members 3 --experiments historical]
+        --variant D48s4 --work /tmp/fidelity/bench [--experiments historical,p2k,p4k]
+    screening (session 7): --end 2004-12 --members 3 --train-period 1979-01:1998-12 \
+        --test-period 1999-01:2004-12 --quick
 
 Each variant is a ``model.step`` of configs/demo.yaml's networks (the table ``VARIANTS``); a
 ``latent_lim`` variant needs no training: :func:`emulator.train.calibrate_checkpoint` fits its
@@ -107,6 +109,7 @@ def main() -> None:
     p.add_argument("--experiments", default="historical", help="comma list of historical,p2k,p4k")
     p.add_argument("--train-period", default="1979-01:2014-12")
     p.add_argument("--test-period", default="2015-01:2024-12")
+    p.add_argument("--quick", action="store_true", help="screening: md-diagnose without baselines and spectra")
     p.add_argument("--json")
     args = p.parse_args()
     work = Path(args.work)
@@ -139,6 +142,8 @@ def main() -> None:
                        "--members-max", str(args.members)]
                 if args.members_data:
                     cmd += ["--noise-floor", args.members_data]
+                if args.quick:
+                    cmd += ["--no-baselines", "--no-spectra"]
                 for exp in exps[1:]:
                     cmd += ["--scenario", f"MD:{exp}={work / 'runs' / tag / exp}"]
                 t_diag = _call(cmd, log)
