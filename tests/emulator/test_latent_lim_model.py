@@ -249,3 +249,26 @@ def test_seasonal_gain_recovers_a_planted_month_dependent_persistence():
     # J = 1: only the direction of the previous month's leading shock carries a gain (Jan: mode 0)
     gain1, _, _ = fit_seasonal_gain(x[:-1], x[1:], month[1:], modes=1)
     np.testing.assert_allclose(gain1[0], a[0], atol=0.1)
+
+
+def test_seasonal_correction_is_the_formula_and_absent_without_seasonal_modes():
+    """LatentLinearModel.seasonal_correction = E G_m (E^T sqrt(w) zn - x̄_m) / sqrt(w), per sample's
+    target month; zero (and no buffers) with seasonal_modes 0."""
+    area_l = torch.linspace(0.5, 1.5, LATENT[1])
+    plain = LatentLinearModel(LATENT, DATA, F, K, 1, area_l, torch.ones(DATA[0]))
+    assert "gain" not in dict(plain.named_buffers())
+    zn = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain.seasonal_correction(zn, torch.tensor([1, 7])), torch.zeros_like(zn))
+    lim = LatentLinearModel(LATENT, DATA, F, K, 1, area_l, torch.ones(DATA[0]), seasonal_modes=2)
+    rng = np.random.default_rng(2)
+    e, _ = np.linalg.qr(rng.normal(size=(int(np.prod(LATENT)), K)))
+    lim.eofs.copy_(torch.as_tensor(e, dtype=torch.float32))
+    lim.gain.copy_(torch.as_tensor(rng.normal(size=(12, K, K)), dtype=torch.float32))
+    lim.gain_centre.copy_(torch.as_tensor(rng.normal(size=(12, K)), dtype=torch.float32))
+    months = torch.tensor([1, 7])
+    got = lim.seasonal_correction(zn, months).double().numpy()
+    sqrt_w = area_l.sqrt().double().numpy().reshape(1, 1, -1, 1)
+    for b, m in enumerate(months.tolist()):
+        x = e.T @ (zn[b].double().numpy() * sqrt_w[0]).ravel() - lim.gain_centre[m - 1].double().numpy()
+        want = (e @ (lim.gain[m - 1].double().numpy() @ x)).reshape(LATENT) / sqrt_w[0]
+        np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-5)
