@@ -96,6 +96,13 @@ class LatentLimStep(SkipStep):
     forcing_modes: int = 4
     noise: Literal["constant", "seasonal"] = "seasonal"
     mean: Literal["lim", "skip"] = "lim"  # skip: the trained skip path is the mean, the Gaussian its spread
+    # the sample set whose EOFs span the model (emulator.latent_lim_fit.basis_samples): the latents
+    # (session 6), their monthly anomalies with the forcing regressed out, or the skip residuals
+    basis: Literal["latents", "anomalies", "residuals"] = "latents"
+    # month-dependent persistence (session 7): for each target month m, the residual regressed on the
+    # state's projection on the `seasonal_modes` leading EOFs of month m-1's residuals (0: none); a
+    # winter-long NAO needs persistence Dec -> Jan -> Feb that a step fitted over all months lacks
+    seasonal_modes: int = 0
     # cap of the spread calibration's residual_scale: the decoder residual noise is white in time and
     # without structure, so inflating it to make up for the step's spread costs memory (lag-1) and modes
     max_residual_scale: float = 100.0

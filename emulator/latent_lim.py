@@ -16,7 +16,10 @@ standardised on the training months. Dynamics (:func:`emulator.lim.operator.fit_
 
     x_{t+1} = A x_t + B u_{t+1} + c_{m(t+1)} + L_{m(t+1)} eta,   eta ~ N(0, I_K)
 
-and the part of the latent outside the EOF span is white noise with its training standard
+optionally (``seasonal_modes`` J > 0, session 7) with a month-dependent persistence added to the
+step's mean (the skip path's or the LIM's): ``G_m (x_t - x̄_m)``, ``G_m [K, K]`` of rank J
+(:func:`emulator.latent_lim_fit.fit_seasonal_gain`), ``x̄_m`` the mean PCs of the months
+preceding target month m; and the part of the latent outside the EOF span is white noise with its training standard
 deviation ``s [Z, h]`` (per latent channel and row, standardised units): from one white field
 ``xi [P]``, ``eta = E^T xi`` (exactly N(0, I_K)) and ``xi_perp = xi - E E^T xi`` (variance
 ``1 - sum_k E_pk^2``, close to 1 for K << P), so one step consumes one latent-shaped draw::
@@ -43,11 +46,12 @@ class LatentLinearModel(nn.Module):
         modes: K latent PCs; forcing_modes: forcing-anomaly PCs.
         area_latent, area_data: relative row areas (mean 1) ``[h]`` and ``[H]``.
         noise: ``constant`` or ``seasonal`` residual covariance (:func:`fit_operator`).
+        seasonal_modes: J of the month-dependent persistence (0: none).
     """
 
     def __init__(self, latent_shape: tuple[int, int, int], data_shape: tuple[int, int], n_forcings: int,
                  modes: int, forcing_modes: int, area_latent: torch.Tensor, area_data: torch.Tensor,
-                 noise: str = "seasonal"):
+                 noise: str = "seasonal", seasonal_modes: int = 0):
         super().__init__()
         z, h, w = latent_shape
         self.latent_shape, self.n_forcings, self.noise_kind = tuple(latent_shape), n_forcings, noise
@@ -64,6 +68,11 @@ class LatentLinearModel(nn.Module):
         self.register_buffer("pred_mean", torch.zeros(n_pred))
         self.register_buffer("pred_std", torch.ones(n_pred))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # the month-dependent persistence (only with seasonal_modes: older checkpoints have none)
+        self.seasonal_modes = seasonal_modes
+        if seasonal_modes:
+            self.register_buffer("gain", torch.zeros(12, modes, modes))
+            self.register_buffer("gain_centre", torch.zeros(12, modes))
 
     # ------------------------------------------------------------------ reductions
     def _anomalies(self, forcing_n: torch.Tensor) -> torch.Tensor:
@@ -86,6 +95,15 @@ class LatentLinearModel(nn.Module):
         """``y = sqrt(w) zn`` flattened ``[B, P]``."""
         return (zn.float() * self.sqrt_w).flatten(1)
 
+    def seasonal_correction(self, zn_prev: torch.Tensor, month_next: torch.Tensor) -> torch.Tensor:
+        """The month-dependent persistence ``E G_m (x_t - x̄_m) / sqrt(w)`` (standardised latent
+        units) added to the step's mean; zero without ``seasonal_modes``."""
+        if not self.seasonal_modes:
+            return torch.zeros_like(zn_prev, dtype=torch.float32)
+        m = month_next.long().to(self.eofs.device) - 1
+        x = self.reduce(zn_prev) @ self.eofs - self.gain_centre[m]
+        return (torch.einsum("bij,bj->bi", self.gain[m], x) @ self.eofs.T).view(zn_prev.shape) / self.sqrt_w
+
     # ------------------------------------------------------------------ step
     def step(self, zn_prev: torch.Tensor, forcing_n_next: torch.Tensor, month_next: torch.Tensor,
              xi: torch.Tensor) -> torch.Tensor:
@@ -97,7 +115,8 @@ class LatentLinearModel(nn.Module):
         e = self.eofs
         m = month_next.long().to(e.device) - 1
         x1 = self.reduce(zn_prev) @ e @ self.A.T + self.predictors(forcing_n_next) @ self.B.T + self.c[m]
-        return (x1 @ e.T).view(zn_prev.shape) / self.sqrt_w + self.noise(month_next, xi)
+        return ((x1 @ e.T).view(zn_prev.shape) / self.sqrt_w + self.seasonal_correction(zn_prev, month_next)
+                + self.noise(month_next, xi))
 
     def noise(self, month_next: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
         """The step's noise ``(E L_m E^T xi) / sqrt(w) + s * xi_perp`` (standardised latent units)

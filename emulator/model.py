@@ -132,7 +132,7 @@ class MonthlyDiffusion(nn.Module):
                                  "(its forcing predictors are the forcing anomalies)")
             self.latent_linear = LatentLinearModel(
                 (z, *latent_shape), data_shape, len(spec.forcing_names), cfg.step.modes, cfg.step.forcing_modes,
-                self.area_latent, self.area_data, noise=cfg.step.noise)
+                self.area_latent, self.area_data, noise=cfg.step.noise, seasonal_modes=cfg.step.seasonal_modes)
 
     @staticmethod
     def normaliser_only(spec: DataSpec, stats: dict) -> Normaliser:

@@ -163,7 +163,9 @@ class DiffusionStepper:
             zn_prev, xi = m.standardise(z_prev.float()), noise[0].to(z_prev.device)
             if m.cfg.step.mean == "skip":  # the skip path's mean, the Gaussian fitted to its residuals
                 _, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)
-                return m.unstandardise(m.skip(zn_prev, cl_step).float() + m.latent_linear.noise(cond_t1.month, xi))
+                lin = m.latent_linear
+                return m.unstandardise(m.skip(zn_prev, cl_step).float() + lin.seasonal_correction(zn_prev, cond_t1.month)
+                                       + lin.noise(cond_t1.month, xi))
             return m.unstandardise(m.latent_linear.step(zn_prev, cond_t1.data[:, :n_forcing], cond_t1.month, xi))
         with autocast(self.device):
             zn_prev, cl_step = self._step_inputs(z_prev, cond_t, cond_t1)

@@ -9,6 +9,7 @@ whose state is checkpointed, so ``--resume`` continues bit-for-bit (tested: 2 ep
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -279,3 +280,41 @@ class Trainer:
                             {"epoch": self.epoch, "step": self.step, "history": self.history},
                             {"train": self.generator.get_state()})
         return self.history
+
+
+def calibrate_checkpoint(source: str | Path, cfg: RunConfig, out_dir: str | Path, data_dir: str | Path,
+                         device: str = "auto") -> Path:
+    """Re-calibrate a trained run with another step configuration, without training: the
+    networks of ``source`` (a run directory or its ``checkpoint/``) are loaded into a trainer
+    for ``cfg``, :meth:`Trainer.calibrate` fits what the new step needs (e.g. a ``latent_lim``
+    step's Gaussian on the training latents, the spread calibration of the residual noise) and
+    the result is written as a complete run in ``out_dir``. ``cfg`` may differ from the
+    source's configuration in ``model.step`` and ``name`` only (a ``skip`` run serves every
+    ``latent_lim`` variant: they are trained identically). The optimiser state is not copied,
+    so the new run is for inference (``emulator-run``), not for ``--resume``."""
+    meta = checkpoint.read_meta(source)
+    theirs = checkpoint.config_of(meta)
+    diff = [d for d in config_mod.differences(theirs, cfg)
+            if not (d.startswith("model.step.") or d.startswith("name "))]
+    if diff:
+        raise InputError(f"the configuration differs from the checkpoint's beyond model.step: {'; '.join(diff[:3])}",
+                         meta["_dir"])
+    trainer = Trainer(cfg, out_dir, device=device, data=prepare_data(cfg, data_dir), verbose=False)
+    src = Path(meta["_dir"])
+    for module, name in ((trainer.model, "model.safetensors"), (trainer.ema.model, "ema.safetensors")):
+        tensors = checkpoint._load_tensors(src / name)
+        expected = module.state_dict()
+        fitted_later = {k for k in expected if k.startswith("latent_linear.")}  # set by calibrate()
+        if set(tensors) - set(expected) or set(expected) - set(tensors) - fitted_later:
+            raise InputError("weights do not fit the model of the new configuration", src / name)
+        module.load_state_dict({**{k: expected[k] for k in fitted_later}, **tensors})
+    state = json.loads((src / "trainer.json").read_text())
+    trainer.epoch, trainer.step, trainer.history = state["epoch"], state["step"], state["history"]
+    trainer.ema.updates = int(state["ema_updates"])
+    trainer.calibrate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config_mod.to_yaml(cfg))
+    return checkpoint.save(out / checkpoint.CHECKPOINT_DIR, trainer.model, trainer.ema, trainer.optimizer, cfg,
+                           {"epoch": trainer.epoch, "step": trainer.step, "history": trainer.history},
+                           {"train": trainer.generator.get_state()})

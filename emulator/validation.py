@@ -122,11 +122,11 @@ def residual_power(model: MonthlyDiffusion, data: PairTensors, ids: np.ndarray, 
 
 
 @torch.no_grad()
-def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.device,
-                      chunk: int = 32) -> dict[str, float]:
-    """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
-    latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
-    the fit statistics of :func:`emulator.latent_lim_fit.fit_latent_lim`."""
+def latent_fit_inputs(model: MonthlyDiffusion, data: PairTensors, device: torch.device,
+                      chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The standardised posterior-mean latents ``zn [T, Z, h, w]`` of every month of ``data``
+    and the skip path's prediction of every month t+1 from t ``[T - 1, Z, h, w]`` (None
+    without a skip path), on the CPU: what the latent LIM is fitted on."""
     stepper, zs, conds = DiffusionStepper(model), [], []
     for start in range(0, data.state.shape[0], chunk):
         x = data.state[start:start + chunk].to(device)
@@ -135,13 +135,26 @@ def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.
         zs.append(model.standardise(stepper.encode_normalised(x, cond, None).float()).cpu())
         conds.append(cond.latent.float().cpu())
     zn, cl = torch.cat(zs), torch.cat(conds)
-    skip_mean = None
-    if model.cfg.step.mean == "skip":  # the skip path's prediction of every month t+1 from t
+    skip_prediction = None
+    if model.skip is not None:
         cl_step = model.step_conditioning(cl[:-1].to(device), cl[1:].to(device))
-        skip_mean = model.skip(zn[:-1].to(device), cl_step).float().cpu()
+        skip_prediction = model.skip(zn[:-1].to(device), cl_step).float().cpu()
+    return zn, skip_prediction
+
+
+@torch.no_grad()
+def fit_latent_linear(model: MonthlyDiffusion, data: PairTensors, device: torch.device,
+                      chunk: int = 32) -> dict[str, float]:
+    """Fit ``model.latent_linear`` (step.type latent_lim) on the standardised posterior-mean
+    latents of every month of ``data`` (the training record: T months, T - 1 pairs); returns
+    the fit statistics of :func:`emulator.latent_lim_fit.fit_latent_lim`."""
+    zn, skip_prediction = latent_fit_inputs(model, data, device, chunk)
+    step = model.cfg.step
+    skip_mean = skip_prediction if step.mean == "skip" else None  # the skip path is the step's mean
     model.latent_linear.to("cpu")
     try:
-        return fit_latent_lim(model.latent_linear, zn, data.forcing, data.month, skip_mean)
+        return fit_latent_lim(model.latent_linear, zn, data.forcing, data.month, skip_mean,
+                              basis=step.basis, skip_prediction=skip_prediction)
     finally:
         model.latent_linear.to(device)
 
