@@ -43,7 +43,7 @@ import torch
 import xarray as xr
 
 from diagnostics.data.grid import global_mean
-from diagnostics.io.units import specific_humidity_from_dewpoint
+from diagnostics.io.levels import huss_from_tdas
 from diagnostics.metrics.pattern import pattern_correlation
 
 from diagnostics.data.timeaxis import Month
@@ -171,7 +171,7 @@ def plot_drift(series: dict[str, tuple[np.ndarray, np.ndarray]], path: str) -> N
 def _global_quantities(run_dir: str | Path) -> dict[str, xr.DataArray]:
     """Global means ``[member, time]`` of tas (K), huss from tdas and ps (kg kg-1) and pr; maps of tas, pr."""
     tas, pr = read_run(run_dir, "tas"), read_run(run_dir, "pr")
-    q = specific_humidity_from_dewpoint(read_run(run_dir, "tdas"), read_run(run_dir, "ps"))
+    q = huss_from_tdas(read_run(run_dir, "tdas"), read_run(run_dir, "ps"))
     return {"tas": global_mean(tas), "huss": global_mean(q), "pr": global_mean(pr), "tas_map": tas, "pr_map": pr}
 
 
@@ -204,8 +204,8 @@ def storyline(args, cfg) -> dict:
         d_q = float((run["huss"] / base["huss"]).isel(time=months).mean() - 1.0)
         d_pr = float((run["pr"] / base["pr"]).isel(time=months).mean() - 1.0)
         sst = d_tas / tas_per_sst  # the SST offset whose planted response warms global tas by d_tas
-        q0 = specific_humidity_from_dewpoint(ds["tdas"], ds["ps"])
-        q1 = specific_humidity_from_dewpoint(ds["tdas"] + sst * truth["tdas_warming_per_K"],
+        q0 = huss_from_tdas(ds["tdas"], ds["ps"])
+        q1 = huss_from_tdas(ds["tdas"] + sst * truth["tdas_warming_per_K"],
                                              ds["ps"] + sst * truth["ps_warming_per_K"])
         truth_q = float((global_mean(q1) / global_mean(q0)).mean() - 1.0)
         truth_pr = float((global_mean(ds["pr"] + sst * truth["pr_warming_per_K"]) / global_mean(ds["pr"])).mean() - 1)

@@ -37,8 +37,8 @@ _HUMIDITY = re.compile(rf"^humidity-scaling(=(?P<rate>{_NUMBER}))?$")
 #: huss: 3e-5 kg kg-1, about 0.3 % of its global mean (0.0094 in the demo training period), 1/50 of
 #: the +2 K humidity response.
 DEFAULT_SIGMA = {"ps": 10.0, "tas": 0.05, "huss": 3.0e-5}
-#: Clausius-Clapeyron rate d ln e_s / dT (per K) at fixed relative humidity. The Bolton form of
-#: e_s (diagnostics.io.units) gives 17.67 x 243.5 / (T_c + 243.5)^2 = 6.7 %/K at 10 degC and
+#: Clausius-Clapeyron rate d ln e_s / dT (per K) at fixed relative humidity. The Tetens form of
+#: e_s (diagnostics.io.levels) gives 17.502 x 240.97 / (T - 32.19)^2 = 6.7 %/K at 10 degC and
 #: 7.3 %/K at 0 degC; the global-mean surface value is ~7 %/K (Held & Soden 2006, J. Clim. 19).
 CC_RATE_PER_K = 0.07
 #: The label of the derived humidity quantity of ``humidity-scaling``.
@@ -126,16 +126,16 @@ def training_global_mean(dataset: str | Path, label: str, channels: list[tuple[s
 def training_global_humidity(dataset: str | Path, period: str) -> np.ndarray:
     """Area-weighted global mean of near-surface specific humidity (kg kg-1) per calendar month ``[12]``
     over ``period``, derived per cell and month from the dataset's ``tdas`` and ``ps``
-    (:func:`diagnostics.io.units.specific_humidity_from_dewpoint`): what the model's
+    (:func:`diagnostics.io.levels.huss_from_tdas`, the readers' formula): what the model's
     :class:`~.operators.GlobalMeanHumidity` computes from its own fields, so target and
     operator agree (a dataset's own ``huss`` is not used: it is the mean of the humidity, not
     the humidity of the mean dewpoint)."""
-    from diagnostics.io.units import specific_humidity_from_dewpoint
+    from diagnostics.io.levels import huss_from_tdas
 
     from ..data import _channel, open_prepared_dataset
 
     sub = select_period(open_prepared_dataset(dataset), Period.parse(period))
-    q = specific_humidity_from_dewpoint(_channel(sub, "tdas", None, str(dataset)), _channel(sub, "ps", None, str(dataset)))
+    q = huss_from_tdas(_channel(sub, "tdas", None, str(dataset)), _channel(sub, "ps", None, str(dataset)))
     series = global_mean(q).values.astype(np.float64)
     return _monthly_climatology(series, month_index(sub["time"]) % 12 + 1, HUMIDITY, period, dataset)
 

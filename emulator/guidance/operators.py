@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from diagnostics.data.grid import area_weights
+from diagnostics.io.levels import R_DRY, R_VAP, TETENS_A1, TETENS_A2, TETENS_A3, TETENS_A4
 
 
 @runtime_checkable
@@ -60,17 +61,16 @@ class GlobalMean:
         return f"global mean of {self.name}"
 
 
-#: Bolton (1980) constants of the saturation vapour pressure over water, and the ratio of the gas
-#: constants of dry air and water vapour: the formula of
-#: :func:`diagnostics.io.units.specific_humidity_from_dewpoint` (xarray, its home; numpy ufuncs
-#: there would drop the autograd graph, so the operator restates it in torch, tested equal).
-_E0_PA, _A, _B_DEGC, _EPS = 611.2, 17.67, 243.5, 0.622
+#: The readers derive ``huss`` from ``tdas`` and ``ps`` by the official AI-MIP Tetens formula,
+#: :func:`diagnostics.io.levels.huss_from_tdas` (xarray, its home, and of its constants); numpy
+#: ufuncs there would drop the autograd graph, so the operator restates it in torch (tested equal).
+_EPS = R_DRY / R_VAP
 
 
 def specific_humidity(dewpoint_k: torch.Tensor, pressure_pa: torch.Tensor) -> torch.Tensor:
-    """q = eps e / (p - (1 - eps) e), e = 611.2 exp(17.67 T_c / (T_c + 243.5)) Pa, T_c = T_d - 273.15 (kg kg-1)."""
-    tc = dewpoint_k - 273.15
-    e = _E0_PA * torch.exp(_A * tc / (tc + _B_DEGC))
+    """q = eps e / (p - (1 - eps) e) (kg kg-1), e = 611.21 exp(17.502 (T_d - 273.16) / (T_d - 32.19)) Pa,
+    eps = R_d / R_v = 287.0597 / 461.5250 (the AI-MIP / ECMWF constants)."""
+    e = TETENS_A1 * torch.exp(TETENS_A3 * (dewpoint_k - TETENS_A2) / (dewpoint_k - TETENS_A4))
     return _EPS * e / (pressure_pa - (1.0 - _EPS) * e)
 
 

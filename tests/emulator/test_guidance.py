@@ -79,15 +79,15 @@ def _dewpoint_pressure(rng, batch=2):
 
 
 def test_specific_humidity_is_the_readers_formula_and_its_global_mean():
-    """The torch restatement equals diagnostics.io.units (the home of the formula) cell by cell,
+    """The torch restatement equals diagnostics.io.levels.huss_from_tdas (the readers' formula, its home) cell by cell,
     and the operator is the diagnostics area mean of it."""
-    from diagnostics.io.units import specific_humidity_from_dewpoint
+    from diagnostics.io.levels import huss_from_tdas
 
     x = _dewpoint_pressure(np.random.default_rng(3))
     coords = {"lat": GRID.lat, "lon": GRID.lon}
     td = xr.DataArray(x[:, 0], dims=("b", "lat", "lon"), coords=coords)
     p = xr.DataArray(x[:, 1], dims=("b", "lat", "lon"), coords=coords)
-    theirs = specific_humidity_from_dewpoint(td, p)
+    theirs = huss_from_tdas(td, p)
     ours = specific_humidity(torch.from_numpy(x[:, 0]), torch.from_numpy(x[:, 1])).numpy()
     np.testing.assert_allclose(ours, theirs.values, rtol=1e-12)
     op = GlobalMeanHumidity(0, 1, GRID.lat)
@@ -346,10 +346,10 @@ def test_humidity_scaling_needs_dewpoint_and_pressure_channels(tmp_path, capsys)
 
 def test_training_global_humidity_is_the_derived_huss_climatology(toy_humid):
     toy = toy_humid
-    from diagnostics.io.units import specific_humidity_from_dewpoint
+    from diagnostics.io.levels import huss_from_tdas
 
     ds = xr.open_zarr(toy["data"] / "dataset.zarr").sel(time=slice("2000-07", "2001-12"))
-    q = global_mean(specific_humidity_from_dewpoint(ds["tdas"], ds["ps"])).groupby("time.month").mean()
+    q = global_mean(huss_from_tdas(ds["tdas"], ds["ps"])).groupby("time.month").mean()
     got = training_global_humidity(toy["data"], TOY["data"]["train_period"])
     np.testing.assert_allclose(got, q.values, rtol=1e-6)
 
