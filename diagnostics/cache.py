@@ -11,13 +11,15 @@ of everything they depend on:
   common grid and the pressure levels of every scored variable (a ninth model on a coarser grid
   or a shorter period changes them, hence every model's scores);
 * the Niño-3.4 index actually used (its values: it may come from another model's forcing);
+* the noise floor's files by identity (every ensemble's comparisons with it are in its own entry);
 * the options (variables, members, baselines, spectra, seed, Niño-3.4 convention);
 * the code version: the ``monthly-diffusion`` version and a SHA-256 of the ``diagnostics`` sources.
 
 The reference's own results and the baselines (built from the reference) form one more entry,
 ``reference``, whose fingerprint adds the baselines' member count (the largest ensemble's). The
 first ensemble's groups also write the reference's side (spectra, variability, Niño-3.4), so when
-the ``reference`` entry misses, the first ensemble is re-scored too.
+the ``reference`` entry misses, the first ensemble is re-scored too; and the noise floor is
+re-scored whenever any other ensemble is (its groups compare it with the ensembles scored beside it).
 
 A cached entry is used only when its fingerprint equals the one of this run (it is looked up by
 that name, so a stale entry is never read); a model's older entries are deleted when it is
@@ -39,7 +41,7 @@ import numpy as np
 from .data.provenance import digest, file_identity, versions
 from .io.names import daily_files_beside
 from .outputs import CorruptPartial, Results, load_partial, partial_dir, save_partial
-from .schema import REFERENCE
+from .schema import NOISE_FLOOR, REFERENCE
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -96,7 +98,11 @@ def shared_identity(cfg: Config, inputs: Inputs, index: "xr.DataArray | None") -
     index_digest = None if index is None else hashlib.sha256(
         np.ascontiguousarray(np.asarray(index.values, dtype="float64")).tobytes()).hexdigest()[:16]
     ref_files = _flat(inputs.paths["reference"])
+    floor = inputs.paths["ensembles"].get(NOISE_FLOOR)
     return {"reference": file_identity(ref_files + daily_beside(ref_files)), "window": str(inputs.window),
+            # every ensemble's comparisons with the noise floor (and the reference's) are filed
+            # under its own entry: another floor (or none) invalidates them all
+            "noise_floor": None if floor is None else file_identity(_flat(floor)),
             "grid": inputs.grid_note, "layout": layout, "variables": inputs.variables, "nino34_index": index_digest,
             "options": {"members_max": cfg.members_max, "baselines": cfg.baselines, "spectra": cfg.spectra,
                         "seed": cfg.seed, "nino34": cfg.nino34},
@@ -169,6 +175,10 @@ class ModelCache:
         first = next(iter(inputs.ensembles))
         if REFERENCE_ENTRY not in cache.hits:  # the first ensemble writes part of the reference's side
             cache.hits.pop(first, None)
+        if any(n not in cache.hits for n in inputs.ensembles if n != NOISE_FLOOR):
+            # the floor's groups compare it with the ensembles scored in this run: a new or changed
+            # model gets its noise-floor comparisons only if the floor is scored beside it
+            cache.hits.pop(NOISE_FLOOR, None)
         if cache.hits:
             _say(f"reusing cached results of {', '.join(cache.hits)} ({cache.root}); scoring "
                  f"{', '.join(n for n in fps if n not in cache.hits) or 'nothing else'}")

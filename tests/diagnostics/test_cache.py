@@ -50,10 +50,12 @@ def scored(monkeypatch):
     return names
 
 
-def _run(root, out, models) -> dict:
+def _run(root, out, models, floor: str | None = None) -> dict:
     args = []
     for m in models:
         args += ["--ensemble", f"{m}={root / m}"]
+    if floor is not None:
+        args += ["--noise-floor", str(root / floor)]
     code = main([*args, "--reference", str(root / "ref"), "--out", str(out), "--train-period", TRAIN,
                  "--test-period", TEST, "--variables", "tas", "--no-spectra", "--report", "none", "--no-progress"])
     assert code == 0
@@ -100,6 +102,25 @@ def test_per_model_cache(archive, tmp_path, scored, capsys, monkeypatch):
     scored.clear()
     _run(archive, out, ["A", "B", "C"])
     assert {"reference", "A", "B", "C", "baseline-ar1"} <= scored
+
+
+def test_noise_floor_comparisons_are_never_stale(archive, tmp_path, scored):
+    """Each ensemble's comparisons with the noise floor live in its own entry: another floor
+    re-scores every model, and a model added beside a cached floor is scored with the floor."""
+    out = tmp_path / "out"
+    _run(archive, out, ["A"], floor="C")
+    scored.clear()
+    _run(archive, out, ["A", "B"], floor="C")
+    assert scored == {"B", "noise-floor"}, "the new model and the floor it is compared with"
+    scored.clear()
+    _run(archive, out, ["A", "B"], floor="C")
+    assert scored == set(), "nothing changed: everything cached"
+    one_file = sorted((archive / "C").glob("*.nc"))[0]
+    st = os.stat(one_file)
+    os.utime(one_file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    scored.clear()
+    _run(archive, out, ["A", "B"], floor="C")
+    assert {"A", "B", "noise-floor"} <= scored, "a changed floor invalidates every comparison with it"
 
 
 def test_every_input_of_an_entry_is_in_its_fingerprint(archive, tmp_path):
