@@ -29,7 +29,7 @@ from .io.files import expand_paths
 from .io.open import open_dataset
 from .metrics import aimip
 from .outputs import Results
-from .schema import key
+from .schema import NOISE_FLOOR, REFERENCE, key
 
 
 def e5_channels() -> tuple[tuple[str, str, float | None], ...]:
@@ -62,10 +62,10 @@ def physics_names(specs: list[str]) -> dict[str, str]:
 
 def check_names(physics: dict[str, str], ensembles: list[tuple[str | None, str]]) -> None:
     """A physics model may not share a name with an ensemble: their keys would mix."""
-    clash = sorted(set(physics) & {name for name, _ in ensembles if name})
+    clash = sorted(set(physics) & ({name for name, _ in ensembles if name} | {REFERENCE, NOISE_FLOOR}))
     if clash:
-        raise InputError(f"{', '.join(clash)} named both as --ensemble and --physics; give one of them "
-                         "another name", "--physics")
+        raise InputError(f"{', '.join(clash)} named both as --ensemble and --physics (or kept for the reference / "
+                         "noise floor); give the physics model another name", "--physics")
 
 
 def split_scenarios(scenarios: list[str], physics: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -85,7 +85,9 @@ def split_scenarios(scenarios: list[str], physics: dict[str, str]) -> tuple[list
 
 
 def _open(path: str) -> xr.Dataset:
-    return align.with_member(open_dataset(expand_paths(path)))
+    """One run of a physics model, only the variables E5 reads (others are neither read nor checked)."""
+    wanted = sorted({var for _, var, _ in e5_channels()})
+    return align.with_member(open_dataset(expand_paths(path), only=wanted))
 
 
 def _onto(ds: xr.Dataset, grid: Grid) -> tuple[xr.Dataset, bool]:
@@ -155,11 +157,11 @@ def _score_run(model: str, scen: str, control: xr.Dataset, warm: xr.Dataset, spa
         if c is None or w is None:
             res.skip(f"{model}.{label}.aimip_e5.{scen}", f"{label} not in both runs of {model}")
             continue
-        try:
+        try:  # a bad month is raised lazily, by the compute: a skip line too, never fatal
             e5 = aimip.e5_response(w, c, config)
-        except ValueError as exc:
+            done = xr.Dataset({s: e5[f"global_response_{s}"] for s in ("median", "min", "max")}).compute()
+        except (ValueError, InputError) as exc:
             res.skip(f"{model}.{label}.aimip_e5.{scen}", str(exc))
             continue
-        done = xr.Dataset({s: e5[f"global_response_{s}"] for s in ("median", "min", "max")}).compute()
         for stat in ("median", "min", "max"):
             res.add(key(model, label, f"aimip_response_global_{stat}", scenario=scen), done[stat])

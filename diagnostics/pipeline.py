@@ -193,7 +193,7 @@ class Specs:
     def parse(cls, cfg: Config) -> "Specs":
         """Parse every spec and check that each path exists (a typo fails in a second)."""
         try:
-            own, _ = physics.split_scenarios(cfg.scenarios, physics.physics_names(cfg.physics))
+            own, phys_runs = physics.split_scenarios(cfg.scenarios, physics.physics_names(cfg.physics))
             scenarios = [align.parse_scenario(s) for s in own]
         except ValueError as exc:
             raise InputError(str(exc), "--scenario") from None
@@ -205,7 +205,9 @@ class Specs:
         if cfg.noise_floor is not None:
             ensembles.append((NOISE_FLOOR, cfg.noise_floor))
         specs = cls(cfg.reference, ensembles, scenarios)
-        for path in [specs.reference] + [p for _, p in specs.ensembles] + [p for _, _, p in specs.scenarios]:
+        phys_paths = list(physics.physics_names(cfg.physics).values()) + [p for _, _, p in phys_runs]
+        for path in ([specs.reference] + [p for _, p in specs.ensembles] + [p for _, _, p in specs.scenarios]
+                     + phys_paths):
             expand_paths(path)
         return specs
 

@@ -43,3 +43,25 @@ def test_physics_without_a_name_is_one_line_exit_2(tmp_path, capsys):
                  str(tmp_path / "o"), "--physics", str(tmp_path / "amip"), "--report", "none"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--physics" in err[0] and "NAME=PATH" in err[0]
+
+
+def test_a_physics_model_named_like_the_reference_or_the_noise_floor_is_refused():
+    for name in ("reference", "noise-floor"):
+        with pytest.raises(InputError, match="both as --ensemble"):
+            physics.check_names({name: "a"}, [("ACE2", "b")])
+
+
+def test_a_mistyped_physics_path_fails_before_any_scoring(tmp_path, capsys):
+    """Specs.parse checks the physics model's control and scenario paths with the others."""
+    from diagnostics.data.grid import equiangular
+    from diagnostics.data.timeaxis import Month
+    from diagnostics.io.writer import write_aimip
+    from diagnostics.synth.climate import synthesize
+
+    ens, _ = synthesize(equiangular(11.25), Month(2012, 1), Month(2012, 12), seed=1, members=1)
+    write_aimip(ens[["tas", "time_bnds"]], tmp_path / "ens", "A", "aimip")
+    code = main(["--ensemble", f"A={tmp_path / 'ens'}", "--reference", str(tmp_path / "ens"), "--out",
+                 str(tmp_path / "o"), "--physics", f"CM4={tmp_path / 'ens'}",
+                 "--scenario", f"CM4:p4k={tmp_path / 'amip-p4K-typo'}", "--report", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "amip-p4K-typo" in err[0], err
