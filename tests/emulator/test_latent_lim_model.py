@@ -217,6 +217,12 @@ def test_calibrate_checkpoint_refits_a_trained_skip_run_as_latent_lim(toy_dir, t
                                got.area_latent, got.area_data, noise="constant")
     fit_latent_lim(direct, zn, data.train.forcing, data.train.month, pred, basis="residuals", skip_prediction=pred)
     torch.testing.assert_close(direct.chol, got.latent_linear.chol, atol=1e-5, rtol=1e-4)
+    # a latent_lim run re-calibrated with other modes, or back to skip: its own fitted step is not carried over
+    raw_3 = config_mod.to_dict(cfg_ll)
+    raw_3["model"]["step"]["modes"] = 3
+    calibrate_checkpoint(tmp_path / "ll", config_mod.from_dict(raw_3), tmp_path / "ll3", toy_dir, device="cpu")
+    assert checkpoint.load_model(tmp_path / "ll3" / "checkpoint").latent_linear.eofs.shape[1] == 3
+    calibrate_checkpoint(tmp_path / "ll", config_mod.from_dict(raw), tmp_path / "skip2", toy_dir, device="cpu")
     raw_bad = config_mod.to_dict(cfg_ll)
     raw_bad["train"]["epochs"] = 7
     with pytest.raises(InputError, match="beyond model.step"):
