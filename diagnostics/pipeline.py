@@ -693,23 +693,27 @@ def _resumed(out: Path, fp: str, var: str) -> Results | None:
         return None
 
 
-#: glibc's M_MMAP_THRESHOLD (mallopt parameter -3) and the value md-diagnose sets: blocks of at
-#: least 1 MiB (every dask chunk) are mmapped and so handed back to the system when freed.
-_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 2**20
+#: glibc's mallopt parameters M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3), and the value
+#: md-diagnose sets both to: blocks of at least 128 KiB (every dask chunk and per-chunk partial
+#: map) are mmapped, so handed back to the system when freed, and the heaps are trimmed.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, MALLOC_THRESHOLD_BYTES = -1, -3, 128 * 2**10
 
 
 def return_freed_chunks() -> bool:
-    """Make glibc mmap every block >= :data:`MMAP_THRESHOLD_BYTES` (False off glibc).
+    """Fix glibc's mmap and trim thresholds at :data:`MALLOC_THRESHOLD_BYTES` (False off glibc).
 
-    glibc raises its mmap threshold to the size of each mmapped block freed (up to 32 MiB), so
-    after the first chunks a threaded dask run allocates its 3-6 MiB chunks from the per-thread
-    heaps, which keep the freed memory: at 1 deg md-diagnose then held 3.7 GiB between its
-    passes with 1.0 GiB in use. A fixed threshold keeps it at what is in use; values unchanged.
+    By default glibc raises its mmap threshold to the size of each mmapped block freed (up to
+    32 MiB), so after the first chunks a threaded dask run allocates its chunks from the
+    per-thread heaps, which keep the freed memory: at 1 deg md-diagnose held 3.7 GiB after its
+    first pass with under 1 GiB in use. Fixed thresholds keep the RSS at what is in use
+    (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` do the same); values unchanged.
     """
     try:
         import ctypes
 
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD_BYTES)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
 
