@@ -116,6 +116,20 @@ def _fit_ar1_core(x: np.ndarray, month: np.ndarray, previous: np.ndarray) -> tup
     return clim, sigma, np.clip(phi, -1.0, 1.0)
 
 
+#: Largest float64 block (bytes) of whole training series that one ``fit_ar1`` task holds.
+FIT_CHUNK_BYTES = 32 * 2**20
+
+
+def _bands(train: xr.DataArray) -> dict[str, int]:
+    """Chunk sizes that cut ``train`` (time in one chunk) into latitude bands whose float64
+    series are at most :data:`FIT_CHUNK_BYTES`; {} without a ``lat`` dim or when it fits."""
+    if "lat" not in train.dims:
+        return {}
+    per_lat = 8 * train.size // train.sizes["lat"]
+    rows = max(1, FIT_CHUNK_BYTES // max(per_lat, 1))
+    return {"lat": int(rows)} if rows < train.sizes["lat"] else {}
+
+
 def fit_ar1(reference: xr.DataArray, train_period: Period | str) -> xr.Dataset:
     """Per grid point and calendar month, fit on the training period:
 
@@ -129,8 +143,14 @@ def fit_ar1(reference: xr.DataArray, train_period: Period | str) -> xr.Dataset:
     dask (time merged into one chunk: each point needs its whole series).
     """
     train = select_period(reference, _period(train_period))
+    space_chunks: dict[str, tuple[int, ...]] = {}
     if train.chunks is not None:
-        train = train.chunk({"time": -1})
+        # whole series per point, in latitude bands of at most FIT_CHUNK_BYTES of float64:
+        # one global chunk made _fit_ar1_core's ~8 float64 temporaries of the whole field
+        # (~2 GB at 1 deg x 432 months); each point's fit does not depend on the band, and
+        # the outputs get the reference's spatial chunks back (the AR(1) draws follow them)
+        space_chunks = {d: c for d, c in train.chunksizes.items() if d != "time"}
+        train = train.chunk({"time": -1, **_bands(train)})
     index = month_index(train["time"])
     position = {int(i): p for p, i in enumerate(index)}
     previous = np.array([position.get(int(i) - 1, -1) for i in index])
@@ -139,6 +159,8 @@ def fit_ar1(reference: xr.DataArray, train_period: Period | str) -> xr.Dataset:
         output_core_dims=[["month"]] * 3, kwargs={"month": index % 12 + 1, "previous": previous},
         dask="parallelized", output_dtypes=[np.float64] * 3,
         dask_gufunc_kwargs={"output_sizes": {"month": 12}})
+    if space_chunks:
+        clim, sigma, phi = (v.chunk(space_chunks) for v in (clim, sigma, phi))
     units = reference.attrs.get("units", "")
     return xr.Dataset({
         "climatology": clim.assign_attrs(units=units, long_name="monthly climatology"),

@@ -160,3 +160,20 @@ def test_constant_and_missing_points():
     assert float(np.abs(ens.isel(lat=0, lon=0)).max()) == 0.0
     assert bool(ens.isel(lat=1, lon=1).isnull().all())
     assert int(ens.isnull().sum()) == ens.sizes["member"] * ens.sizes["time"]
+
+
+def test_ar1_fit_in_latitude_bands_is_bit_identical(reference, test_period, monkeypatch):
+    """fit_ar1 cuts the whole-series chunk into latitude bands (memory); the parameters and the
+    seeded draws (which follow the reference's spatial chunks) must not change by a bit."""
+    import diagnostics.metrics.baselines as baselines
+
+    lazy = reference.chunk(time=120)
+    whole = ar1_ensemble(lazy, TRAIN, n_members=3, seed=5, like=test_period).compute()
+    fit_whole = fit_ar1(lazy, TRAIN).compute()
+    monkeypatch.setattr(baselines, "FIT_CHUNK_BYTES", 8 * 1800 * NLON * 2)  # 2 latitudes per band
+    assert baselines._bands(lazy.isel(time=slice(0, 1800)).chunk(time=-1)) == {"lat": 2}
+    fit = fit_ar1(lazy, TRAIN)
+    assert fit["phi"].chunksizes["lat"] == (NLAT,)  # the reference's spatial chunks back
+    banded = ar1_ensemble(lazy, TRAIN, n_members=3, seed=5, like=test_period).compute()
+    xr.testing.assert_identical(fit.compute(), fit_whole)
+    np.testing.assert_array_equal(banded.values, whole.values)

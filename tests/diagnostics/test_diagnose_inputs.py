@@ -213,7 +213,7 @@ def test_interrupted_run_resumes_with_finished_variables(tmp_path, ref_dir, caps
 
 
 def test_large_variables_go_level_by_level_with_the_same_numbers(tmp_path, capsys, monkeypatch):
-    """Above STAGE2_BYTES the two-pass statistics of a 3-D variable run one level at a time, and
+    """Above STAGE2_BYTES the two-pass statistics of a 3-D variable run one level (and one group) at a time, and
     above CHUNK_BYTES the inputs stream in chunks of one level and 12 months (bounded memory);
     the numbers are those of the all-in-one graph."""
     from diagnostics import pipeline
