@@ -192,20 +192,21 @@ class Specs:
     @classmethod
     def parse(cls, cfg: Config) -> "Specs":
         """Parse every spec and check that each path exists (a typo fails in a second)."""
+        phys = physics.physics_names(cfg.physics)
         try:
-            own, phys_runs = physics.split_scenarios(cfg.scenarios, physics.physics_names(cfg.physics))
+            own, phys_runs = physics.split_scenarios(cfg.scenarios, phys)
             scenarios = [align.parse_scenario(s) for s in own]
         except ValueError as exc:
             raise InputError(str(exc), "--scenario") from None
         ensembles = [align.parse_named(e) for e in cfg.ensembles]
-        physics.check_names(physics.physics_names(cfg.physics), ensembles)
+        physics.check_names(phys, ensembles)
         if any(name == NOISE_FLOOR for name, _ in ensembles):
             raise InputError(f"the name {NOISE_FLOOR!r} is kept for --noise-floor; give the ensemble another",
                              "--ensemble")
         if cfg.noise_floor is not None:
             ensembles.append((NOISE_FLOOR, cfg.noise_floor))
         specs = cls(cfg.reference, ensembles, scenarios)
-        phys_paths = list(physics.physics_names(cfg.physics).values()) + [p for _, _, p in phys_runs]
+        phys_paths = list(phys.values()) + [p for _, _, p in phys_runs]
         for path in ([specs.reference] + [p for _, p in specs.ensembles] + [p for _, _, p in specs.scenarios]
                      + phys_paths):
             expand_paths(path)
