@@ -28,5 +28,12 @@ def _held_mib(mode: str) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_freed_chunks_go_back_to_the_system():
-    assert _held_mib("default") > 300  # glibc's default keeps ~400 MiB of the 396 MiB freed
+    # glibc's default keeps ~400 MiB of the 396 MiB freed; once in a full parallel suite run it
+    # kept none (its dynamic threshold is process-history dependent): the largest of 3 tries
+    held = 0.0
+    for _ in range(3):
+        held = max(held, _held_mib("default"))
+        if held > 300:
+            break
+    assert held > 300
     assert _held_mib("fixed") < 40  # only the 4 MiB still in use (and noise)
