@@ -32,7 +32,7 @@ class ReferenceTrend(Group):
 
     def build(self, batch: Batch, res: Results, ctx: Context, subject: Subject) -> None:
         ref = ctx.ref
-        series = global_mean(ref)
+        series = global_mean(trends.own_read(ref, "series"))
         series.attrs = {"units": ref.attrs.get("units", ""), "long_name": "area-weighted global mean"}
         lazy = xr.Dataset({"trend": trends.linear_trend(ref, ctx.window), "series": series})
 
@@ -77,7 +77,7 @@ class Trend(Group):
 
         batch.add(lazy, each_channel(ctx.channels, done))
         if subject.store_maps:
-            series = global_mean(da)
+            series = global_mean(trends.own_read(da, "series"))
             series.attrs = {"units": ref.attrs.get("units", ""), "long_name": "area-weighted global mean"}
             batch.add(series, each_channel(ctx.channels, lambda v, ch: res.add_field(
                 v, "global_mean_series", model, ch.label, period="all",
