@@ -31,16 +31,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-#: Runs inside the subprocess: ``argv[1]`` metrics dir (copied), ``argv[2]`` work dir, ``argv[3]`` jobs.
+#: Runs inside the subprocess: ``argv[1]`` metrics dir (copied), ``argv[2]`` work dir, ``argv[3]`` jobs,
+#: ``argv[4]`` "all" to draw the All figures appendix (code without the option always draws it).
 CHILD = r"""
-import json, resource, shutil, sys, time
+import inspect, json, resource, shutil, sys, time
 from pathlib import Path
 
 def cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
-src, work, jobs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+src, work, jobs, everything = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "all"
 work.mkdir(parents=True, exist_ok=True)
 for name in ("metrics.json", "metrics.nc"):
     shutil.copy2(src / name, work / name)
@@ -59,24 +60,28 @@ def step(name, fn):
 out_dir = work / REPORT_DIR
 fig_dir = out_dir / FIGURES_DIR
 md = step("load", lambda: load(work))
-secs = step("plan", lambda: sections.build(md, "bench_report", "2000-01-01T00:00:00Z", render._versions()))
+opts = {"all_figures": everything} if "all_figures" in inspect.signature(sections.build).parameters else {}
+secs = step("plan", lambda: sections.build(md, "bench_report", "2000-01-01T00:00:00Z", render._versions(), **opts))
 specs = [f.spec for s in secs for f in s.figures]
 errors, drawn = step("draw", lambda: parallel.draw_all(specs, fig_dir, jobs=jobs, progress=False))
 step("html", lambda: html.write(secs, out_dir / HTML_NAME, "t", "s", "c", errors, PDF_NAME))
 step("pdf", lambda: pdf.write(secs, out_dir / PDF_NAME, fig_dir, "t", "s", "c", errors))
 print("BENCH " + json.dumps({"figures": len(specs), "drawn": drawn, "errors": len(errors),
+                             "listed": sum(len(getattr(s, "omitted", [])) for s in secs),
                              "steps": steps, "fig_dir": str(fig_dir), "pdf": str(out_dir / PDF_NAME)}))
 """
 
 STEPS = ("load", "plan", "draw", "html", "pdf")
 
 
-def run_version(metrics_dir: Path, work: Path, jobs: int, code_dir: Path | None) -> dict:
-    """One timed render in a subprocess running ``code_dir``'s checkout (default: this one)."""
+def run_version(metrics_dir: Path, work: Path, jobs: int, code_dir: Path | None, all_figures: bool = False) -> dict:
+    """One timed render in a subprocess running ``code_dir``'s checkout (default: this one); ``all_figures``
+    draws the All figures appendix where the code can leave it out (older code always draws it)."""
     code = (code_dir or Path(__file__).resolve().parents[1]).resolve()
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     shutil.rmtree(work, ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(metrics_dir.resolve()), str(work), str(jobs)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(metrics_dir.resolve()), str(work), str(jobs),
+                           "all" if all_figures else "headline"],
                           cwd=code, env=env, capture_output=True, text=True)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH ")), None)
     if proc.returncode != 0 or line is None:
@@ -121,12 +126,13 @@ def compare_figures(before: Path, after: Path) -> str:
 
 def table(runs: dict[str, dict]) -> str:
     """Markdown: one row per version, wall / CPU seconds of each step, and after / before ratios."""
-    head = "| code | figures | PDF pages | " + " | ".join(f"{s} wall / CPU" for s in STEPS) + " | total wall / CPU |"
+    head = "| code | figures (+ listed) | PDF pages | " + " | ".join(f"{s} wall / CPU" for s in STEPS) + " | total wall / CPU |"
     lines = [head, "|" + "---|" * (len(STEPS) + 4)]
     for label, r in runs.items():
         st = r["steps"]
         total = [sum(st[s][k] for s in STEPS) for k in (0, 1)]
-        lines.append(f"| {label} | {r['drawn']} | {r['pdf_pages']} | "
+        listed = f" (+ {r['listed']})" if r.get("listed") else ""
+        lines.append(f"| {label} | {r['drawn']}{listed} | {r['pdf_pages']} | "
                      + " | ".join(f"{st[s][0]:.1f} / {st[s][1]:.1f} s" for s in STEPS)
                      + f" | {total[0]:.1f} / {total[1]:.1f} s |")
     if len(runs) == 2:
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("metrics_dir", type=Path, help="an md-diagnose output (metrics.json + metrics.nc); read only")
     p.add_argument("--baseline-code", type=Path, default=None, help="another checkout to render with first (before)")
     p.add_argument("--jobs", type=int, default=2, help="figure worker processes (default 2)")
+    p.add_argument("--all-figures", action="store_true",
+                   help="this checkout draws the All figures appendix too (md-report --all-figures)")
     p.add_argument("--repeat", type=int, default=1, help="runs per version, alternating; the fastest is kept")
     p.add_argument("--work", type=Path, default=None, help="work directory (kept; default: a temp dir, removed)")
     args = p.parse_args(argv)
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, dict] = {}
     for k in range(args.repeat):
         for label, code in versions:
-            r = run_version(args.metrics_dir, work / label, args.jobs, code)
+            r = run_version(args.metrics_dir, work / label, args.jobs, code, args.all_figures)
             total = sum(r["steps"][s][0] for s in STEPS)
             print(f"{label} run {k + 1}: {r['drawn']} figures, draw {r['steps']['draw'][0]:.1f} s wall "
                   f"{r['steps']['draw'][1]:.1f} s CPU, total {total:.1f} s wall", flush=True)
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(best))
     if len(best) == 2:
         print("\nfigures: " + compare_figures(Path(best["before"]["fig_dir"]), Path(best["after"]["fig_dir"])))
-    print(json.dumps({label: {"figures": r["drawn"], "pdf_pages": r["pdf_pages"], "png_MB": round(r["png_MB"], 2),
+    print(json.dumps({label: {"figures": r["drawn"], "listed": r.get("listed", 0), "pdf_pages": r["pdf_pages"], "png_MB": round(r["png_MB"], 2),
                               **{f"{s}_wall_s": round(r["steps"][s][0], 2) for s in STEPS},
                               **{f"{s}_cpu_s": round(r["steps"][s][1], 2) for s in STEPS}}
                       for label, r in best.items()}))

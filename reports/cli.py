@@ -1,4 +1,4 @@
-"""``md-report METRICS_DIR [--format html,pdf] [--jobs N]``: render an md-diagnose output as HTML/PDF."""
+"""``md-report METRICS_DIR [--format html,pdf] [--jobs N] [--all-figures]``: render an md-diagnose output as HTML/PDF."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("metrics_dir", type=Path, help="directory holding metrics.json and metrics.nc")
     p.add_argument("--format", default="html,pdf", help="comma-separated subset of html,pdf (default both)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes for figures (default min(4, CPUs))")
+    p.add_argument("--all-figures", action="store_true",
+                   help="also draw the 'All figures' appendix (default: listed by title, not drawn; the headline "
+                        "figures of each section are drawn either way and cached)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -25,7 +28,7 @@ def _main(argv: list[str]) -> int:
     from .render import render_report  # heavy imports (matplotlib, cartopy) only once the arguments are valid
 
     out = render_report(args.metrics_dir, formats=args.format.split(","), jobs=args.jobs, progress=not args.quiet,
-                        command=" ".join(["md-report"] + argv))
+                        command=" ".join(["md-report"] + argv), all_figures=args.all_figures)
     for kind in ("html", "pdf"):
         if kind in out:
             print(out[kind])

@@ -95,11 +95,13 @@ def _pool(workers: int) -> cf.ProcessPoolExecutor:
 
 
 def draw_all(specs: list[FigureSpec], fig_dir: Path, jobs: int | None = None,
-             progress: bool = True) -> tuple[dict[str, str], int]:
+             progress: bool = True, keep: set[str] = frozenset()) -> tuple[dict[str, str], int]:
     """Draw every spec to ``fig_dir/<name>.png`` unless an up-to-date copy exists.
 
     Returns ({name: error message} for figures that failed, number actually drawn).
-    PNGs in ``fig_dir`` that belong to no spec are removed.
+    PNGs in ``fig_dir`` that belong to no spec and are not named in ``keep`` are removed; ``keep``
+    (the listed, undrawn appendix figures) keep their PNG and cache entry, so a later
+    ``--all-figures`` render finds them up to date (their hash decides, as for any figure).
     """
     fig_dir.mkdir(parents=True, exist_ok=True)
     cache_file = fig_dir / CACHE_NAME
@@ -139,9 +141,10 @@ def draw_all(specs: list[FigureSpec], fig_dir: Path, jobs: int | None = None,
                             errors[name] = f"{type(exc).__name__}: {exc}"
                         bar.update()
     finally:
-        keep = {n: h for n, h in hashes.items() if n in done_ok or (n not in errors and cache.get(n) == h)}
-        write_json(keep, cache_file)
-    wanted = {f"{s.name}.png" for s in specs}
+        entries = {n: h for n, h in hashes.items() if n in done_ok or (n not in errors and cache.get(n) == h)}
+        entries.update({n: cache[n] for n in keep if n in cache and n not in hashes})
+        write_json(entries, cache_file)
+    wanted = {f"{s.name}.png" for s in specs} | {f"{n}.png" for n in keep}
     for png in fig_dir.glob("*.png"):
         if png.name not in wanted:
             png.unlink()

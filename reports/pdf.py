@@ -3,7 +3,9 @@
 Written with matplotlib's PdfPages: a title page with what was compared, the scorecard
 (page 2), the contents (sections, figures and tables with page numbers), then one page per
 figure (the PNG of the HTML report, with its number and caption) or table; the "All figures"
-appendix comes after the main sections. The long "All metrics" table is left to the HTML report.
+appendix comes after the main sections (when its figures are only listed, not drawn, one page gives their
+number per section and the command that draws them; the HTML lists their titles). The long "All metrics"
+table is left to the HTML report.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from diagnostics.io.writer import atomic_path  # noqa: E402
 
-from .sections import Figure, Section, Table  # noqa: E402
+from .sections import Figure, Omitted, Section, Table  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 TABLE_ROWS_PER_PAGE = 22
@@ -61,11 +63,13 @@ def _plan(sections: list[Section]) -> tuple[list[tuple[Section, object, int]], i
             if not items or sec.facts or sec.notes:
                 body.append((sec, None, 0))
         for item in items:
+            if isinstance(item, Omitted):
+                continue  # listed on the section page (item None), not drawn
             if isinstance(item, Table):
                 body += [(sec, item, k) for k in range(len(_table_chunks(item)))]
             else:
                 body.append((sec, item, 0))
-    lines = sum(1 + len(s.items) for s in sections if s.id not in HTML_ONLY)
+    lines = sum(1 + len(s.items) - len(s.omitted) for s in sections if s.id not in HTML_ONLY)
     return body, max(1, math.ceil(lines / TOC_LINES_PER_PAGE))
 
 
@@ -183,8 +187,9 @@ def _section_page(fig, sec: Section):
     fig.text(0.06, 0.88, sec.title, fontsize=18, weight="bold", va="top")
     y = 0.82
     if sec.intro:
-        fig.text(0.06, y, _wrap(sec.intro, 130), fontsize=10, color="0.3", va="top")
-        y -= 0.05
+        intro = _wrap(sec.intro, 130)
+        fig.text(0.06, y, intro, fontsize=10, color="0.3", va="top")
+        y -= 0.022 * (intro.count("\n") + 1) + 0.028
     for k, v in (sec.facts if sec.id != "overview" else []):
         lines = _wrap(v, 110).split("\n")
         text = "\n".join(lines[:3]) + (" …" if len(lines) > 3 else "")  # long input lists: see the HTML
@@ -199,6 +204,14 @@ def _section_page(fig, sec: Section):
         text = _wrap(note, 140)
         fig.text(0.06, y, text, fontsize=9, color="#8a6d00", va="top")
         y -= 0.028 * (text.count("\n") + 1) + 0.01
+    counts: dict[str, int] = {}
+    for item in sec.omitted:
+        counts[item.origin] = counts.get(item.origin, 0) + 1
+    for origin, n in counts.items():  # listed, not drawn: how many per section (titles in the HTML)
+        if y < 0.08:
+            break
+        fig.text(0.08, y, f"{origin}: {n} figure{'s' if n > 1 else ''}", fontsize=9, va="top")
+        y -= 0.026
 
 
 def write(sections: list[Section], out: Path, fig_dir: Path, title: str, subtitle: str, created: str,

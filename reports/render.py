@@ -39,7 +39,7 @@ def _check_formats(formats) -> tuple[str, ...]:
 
 
 def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None = None,
-                  progress: bool = True, command: str | None = None) -> dict[str, Path]:
+                  progress: bool = True, command: str | None = None, all_figures: bool = False) -> dict[str, Path]:
     """Render the report of ``metrics_dir`` (an md-diagnose output directory).
 
     Args:
@@ -48,6 +48,8 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
         jobs: worker processes for the figures (default min(4, CPUs)); 1 draws in-process.
         progress: show a tqdm progress bar (on a terminal).
         command: command line recorded in the provenance (default: this process's argv).
+        all_figures: also draw the "All figures" appendix (default: it lists those figures, the
+            headline figures are drawn; see :func:`reports.sections.appendix`).
 
     Returns:
         {"html": .../report/index.html, "pdf": .../report/report.pdf} for the formats asked,
@@ -63,15 +65,17 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
     fig_dir = out_dir / FIGURES_DIR
     created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     cmd = command if command is not None else " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
-    secs = sections.build(md, cmd, created, _versions())
+    secs = sections.build(md, cmd, created, _versions(), all_figures=all_figures)
     specs = [f.spec for s in secs for f in s.figures]
-    errors, drawn = parallel.draw_all(specs, fig_dir, jobs=jobs, progress=progress)
+    listed = {o.name for s in secs for o in s.omitted}
+    errors, drawn = parallel.draw_all(specs, fig_dir, jobs=jobs, progress=progress, keep=listed)
     for name, err in errors.items():
         print(f"md-report: warning: figure {name} failed: {err}", file=sys.stderr)
     title = "AI-MIP evaluation report"
     subtitle = (f"{', '.join(map(labels.model, md.ensembles)) or 'no ensembles'} against the reference"
                 + (f"; baselines {', '.join(map(labels.model, md.baselines))}" if md.baselines else "")
-                + f" — {len(specs)} figures from {md.path}")
+                + f" — {len(specs)} figures"
+                + (f" ({len(listed)} more listed in All figures, not drawn)" if listed else "") + f" from {md.path}")
     result: dict[str, Path] = {"figures": fig_dir}
     if "html" in formats:
         result["html"] = html.write(secs, out_dir / HTML_NAME, title, subtitle, created, errors,
@@ -81,4 +85,7 @@ def render_report(metrics_dir: Path, formats=("html", "pdf"), jobs: int | None =
     if progress:
         print(f"md-report: {len(specs)} figures ({drawn} drawn, {len(specs) - drawn - len(errors)} cached) in "
               f"{time.perf_counter() - t0:.1f} s -> {out_dir}", file=sys.stderr)
+        if listed:
+            print(f"md-report: {len(listed)} more figures listed in All figures, not drawn: "
+                  f"{sections.ALL_FIGURES_HOW.replace('METRICS_DIR', str(metrics_dir))} draws them", file=sys.stderr)
     return result

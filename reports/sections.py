@@ -44,6 +44,16 @@ class Figure:
 
 
 @dataclass
+class Omitted:
+    """A figure of the All figures appendix that this render lists but does not draw (the default;
+    ``md-report --all-figures`` draws it): its title, PNG stem and the section it came from."""
+
+    title: str
+    name: str
+    origin: str = ""
+
+
+@dataclass
 class Table:
     title: str
     caption: str
@@ -70,6 +80,11 @@ class Section:
     @property
     def tables(self) -> list[Table]:
         return [i for i in self.items if isinstance(i, Table)]
+
+    @property
+    def omitted(self) -> list[Omitted]:
+        """Figures listed but not drawn (the All figures appendix without ``--all-figures``)."""
+        return [i for i in self.items if isinstance(i, Omitted)]
 
     @property
     def by_origin(self) -> list[tuple[str, list]]:
@@ -1033,31 +1048,45 @@ def comparison(md: MetricsDir) -> Section:
 #: the figure budget: at most this many headline figures per section; the rest are in the appendix
 HEADLINE_PER_SECTION = 6
 APPENDIX = "appendix"
+#: how the appendix figures are drawn (the line every report without them shows)
+ALL_FIGURES_HOW = "md-report METRICS_DIR --all-figures"
 
 
-def appendix(secs: list[Section]) -> Section:
+def appendix(secs: list[Section], all_figures: bool = False) -> Section:
     """Move every non-headline figure (and headlines beyond the budget) into one "All figures" section,
-    grouped by the section they came from, in order."""
+    grouped by the section they came from, in order.
+
+    ``all_figures`` False (the default of md-report and md-diagnose): the appendix lists the moved
+    figures (:class:`Omitted`: title and name) instead of holding them, so they are not drawn; at 37
+    channels that is 581 of 614 figures, most of the drawing time. True: they are drawn.
+    """
     app = Section(APPENDIX, "All figures", intro="Every other figure, by section (HTML: click a group to open it).")
     for sec in secs:
         keep, n = [], 0
         for item in sec.items:
             if isinstance(item, Figure) and (not item.headline or n >= HEADLINE_PER_SECTION):
                 item.origin = sec.title
-                app.items.append(item)
+                app.items.append(item if all_figures else Omitted(item.spec.title, item.spec.name, sec.title))
                 continue
             n += isinstance(item, Figure)
             keep.append(item)
         moved = len(sec.items) - len(keep)
         sec.items = keep
         if moved:
-            sec.notes.append(f"{moved} more figure{'s' if moved > 1 else ''} of this section in All figures.")
+            sec.notes.append(f"{moved} more figure{'s' if moved > 1 else ''} of this section in All figures"
+                             + ("." if all_figures else f" (listed, not drawn: {ALL_FIGURES_HOW} draws them)."))
+    if app.items and not all_figures:
+        app.intro = (f"{len(app.items)} more figures, listed by section and not drawn in this report: "
+                     f"{ALL_FIGURES_HOW} draws them (the figures above are cached, only these are drawn). "
+                     "Their numbers are in the All metrics table and metrics.nc.")
     return app
 
 
-def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) -> list[Section]:
+def build(md: MetricsDir, command: str, created: str, versions: dict[str, str],
+          all_figures: bool = False) -> list[Section]:
     """All sections in report order (headline figures in their sections, the rest in the "All figures"
-    appendix after them), figures and tables numbered consecutively, figure names unique."""
+    appendix after them: drawn with ``all_figures``, else only listed, see :func:`appendix`), figures and
+    tables numbered consecutively, figure names unique (listed figures keep the names they have when drawn)."""
     secs = [overview(md), comparison(md), climatology(md), zonal(md), trends_variability(md), enso(md), modes(md), skill(md),
             warming(md)]
     around = ensembles_around(md)  # only when md-diagnose's conditioning group wrote its numbers
@@ -1069,7 +1098,7 @@ def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) 
     oth = other(md)
     if oth.items or oth.notes:
         secs.append(oth)
-    app = appendix(secs)
+    app = appendix(secs, all_figures)
     if app.items:
         skipped = sorted({p for d in ("zonal_bias", "trend", "std_anomaly", "nino34_regression", "crps_map",
                                       "rank_histogram") for p in md.values("period", diagnostic=d)}
@@ -1086,14 +1115,16 @@ def build(md: MetricsDir, command: str, created: str, versions: dict[str, str]) 
     names: set[str] = set()
     for sec in secs:
         for item in sec.items:
-            if isinstance(item, Figure):
-                n_fig += 1
-                item.number = n_fig
-                base, k = item.spec.name, 1
-                while item.spec.name in names:
+            if isinstance(item, (Figure, Omitted)):
+                named = item.spec if isinstance(item, Figure) else item
+                base, k = named.name, 1
+                while named.name in names:
                     k += 1
-                    item.spec.name = f"{base}-{k}"
-                names.add(item.spec.name)
+                    named.name = f"{base}-{k}"
+                names.add(named.name)
+                if isinstance(item, Figure):
+                    n_fig += 1
+                    item.number = n_fig
             else:
                 n_tab += 1
                 item.number = n_tab

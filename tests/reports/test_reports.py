@@ -58,7 +58,7 @@ def test_render_writes_html_pdf_and_one_png_per_figure(rendered):
     text = out["html"].read_text()
     srcs = re.findall(r'<img src="([^"]+)"', text)
     n = _figure_count(d)
-    assert len(srcs) == n >= 15
+    assert len(srcs) == n >= 12  # headline figures; the appendix is listed (test_all_figures_drawn_on_request)
     for s in srcs:
         with Image.open(out["html"].parent / s) as im:
             assert im.format == "PNG" and im.width >= 800
@@ -225,6 +225,32 @@ def test_figures_are_cached_by_content(rendered):
     assert errors == {} and drawn == 1
 
 
+def test_all_figures_drawn_on_request(rendered, tmp_path, capsys):
+    """Default: the appendix figures are listed by title with the command that draws them, not drawn;
+    ``md-report --all-figures`` draws only those (the headline PNGs are cached), and a default render after
+    it keeps their PNGs for the next ``--all-figures``."""
+    d, out = rendered
+    md = metricsdir.load(d)
+    full = [f for s in sections.build(md, "", "", {}, all_figures=True) if s.id == "appendix" for f in s.figures]
+    assert len(full) >= 5
+    text = out["html"].read_text()
+    listed = re.findall(r'<ul class="omitted">(.*?)</ul>', text, re.S)
+    assert sum(x.count("<li>") for x in listed) == len(full)
+    assert "--all-figures" in text and f"{len(full)} more figures" in text
+    assert not any((out["figures"] / f"{f.spec.name}.png").exists() for f in full)
+    copy = tmp_path / "m"
+    shutil.copytree(d, copy)
+    assert md_report([str(copy), "--all-figures", "--format", "html", "--jobs", "1"]) == 0
+    assert f"{len(full)} drawn" in capsys.readouterr().err  # the appendix only: the headline PNGs are cached
+    html = (copy / "report" / "index.html").read_text()
+    assert html.count("<img ") == _figure_count(d) + len(full) and '<ul class="omitted">' not in html
+    assert all((copy / "report" / "figures" / f"{f.spec.name}.png").exists() for f in full)
+    render_report(copy, formats=("html",), jobs=1, progress=False)  # default again: keeps the appendix PNGs
+    assert all((copy / "report" / "figures" / f"{f.spec.name}.png").exists() for f in full)
+    specs = [f.spec for s in sections.build(md, "", "", {}, all_figures=True) for f in s.figures]
+    assert parallel.draw_all(specs, copy / "report" / "figures", jobs=1, progress=False) == ({}, 0)
+
+
 def test_missing_fields_give_notes_not_errors(tmp_path):
     info = {"schema": "md-metrics/1", "provenance": {}, "models": ["A"], "channels": ["tas"], "metrics": {},
             "skipped": [{"what": "nao_psl", "why": "psl not in ensemble A"}]}
@@ -257,10 +283,10 @@ def test_report_of_real_md_diagnose_output(tmp_path):
     """md-synth + md-diagnose on a tiny synthetic climate (two variables, no spectra), then the report."""
     metrics = report_fixtures.synthetic_diagnose(tmp_path, scenario=False, variables=("tas", "zg"),
                                                  extra=("--no-spectra", "--no-baselines"))
-    out = render_report(metrics, formats=("html", "pdf"), jobs=2, progress=False)
+    out = render_report(metrics, formats=("html", "pdf"), jobs=2, progress=False, all_figures=True)
     text = out["html"].read_text()
     md = metricsdir.load(metrics)
-    n = sum(len(s.figures) for s in sections.build(md, "", "", {}))
+    n = sum(len(s.figures) for s in sections.build(md, "", "", {}, all_figures=True))
     assert n >= 10 and text.count("<img ") == n
     assert "could not be drawn" not in text  # every real field is drawable
     for needed in ("climatology", "nino34_regression", "eof_pattern", "global_mean_series"):
@@ -295,7 +321,7 @@ def test_a_broken_field_becomes_a_note_and_the_rest_renders(tmp_path, capsys):
                 "index": xr.DataArray(np.sin(np.arange(24.0)), dims=["year"],
                                       coords={"year": np.arange(2000, 2024)}, attrs=series)}
                ).to_netcdf(tmp_path / "metrics.nc")
-    out = render_report(tmp_path, formats=("html",), jobs=1, progress=False)
+    out = render_report(tmp_path, formats=("html",), jobs=1, progress=False, all_figures=True)  # the index: appendix
     text = out["html"].read_text()
     assert "Figure 1 could not be drawn" in text and text.count("<img ") == 1
     assert "warning: figure" in capsys.readouterr().err
@@ -364,7 +390,7 @@ def test_no_raw_metric_keys_in_the_visible_text(rendered):
 
 def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
     d = report_fixtures.build(tmp_path, noise_floor=True)  # ANN, DJF and JJA maps
-    secs = sections.build(metricsdir.load(d), "", "", {})
+    secs = sections.build(metricsdir.load(d), "", "", {}, all_figures=True)
     ids = [s.id for s in secs]
     assert ids.index("appendix") == ids.index("provenance") - 1  # after the main sections
     main = [s for s in secs if s.id != "appendix"]
@@ -386,6 +412,14 @@ def test_figure_budget_headlines_per_section_the_rest_in_the_appendix(tmp_path):
     numbers = [f.number for s in secs for f in s.figures]
     assert numbers == list(range(1, len(numbers) + 1))
     assert all(len(f.spec.caption) < 260 for s in secs for f in s.figures)  # one-line captions
+    # the default plan: the same headline figures, the appendix's figures listed (title, name), not drawn
+    listed = sections.build(metricsdir.load(d), "", "", {})
+    assert [[f.spec.name for f in s.figures] for s in listed if s.id != "appendix"] == [
+        [f.spec.name for f in s.figures] for s in main]
+    app = next(s for s in listed if s.id == "appendix")
+    assert app.figures == [] and [(o.name, o.title) for o in app.omitted] == [(f.spec.name, f.spec.title)
+                                                                              for f in appendix]
+    assert sections.ALL_FIGURES_HOW in app.intro and str(len(appendix)) in app.intro
 
 
 def test_a_variable_only_the_noise_floor_has_is_left_out(tmp_path):
