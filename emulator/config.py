@@ -179,6 +179,15 @@ class ValidationConfig:
     sampler: Sampler = "ancestral"
     steps: int = 0  # 0: the model default for the sampler
     max_samples: int = 24  # month pairs scored per validation (evenly spaced)
+    # free-run validation (emulator.validation.free_run_validation): every ``free_run_every``
+    # epochs (0: off) and after the last one, the EMA model runs freely for ``free_run_months``
+    # months from the first month of the validation + training years, ``free_run_members`` members
+    free_run_every: int = 0
+    free_run_months: int = 144
+    free_run_members: int = 3
+    # which checkpoint ``<run>/selected/`` holds: ``free_run`` keeps the epoch of the lowest
+    # free-run score (emulator.validation.free_run_score) beside the last one in ``checkpoint/``
+    select: Literal["last", "free_run"] = "last"
 
 
 @dataclass
@@ -321,6 +330,17 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
             raise InputError(f"train.{key}: must be >= 1", source)
     if cfg.validation.members < 2:
         raise InputError("validation.members: an ensemble needs at least 2 members", source)
+    v = cfg.validation
+    if v.free_run_every < 0:
+        raise InputError(f"validation.free_run_every: must be >= 0 (0: off), got {v.free_run_every}", source)
+    if v.free_run_every > 0 and v.free_run_months < 24:
+        raise InputError(f"validation.free_run_months: a free run scored on lag-1, std and DJF modes needs "
+                         f">= 24 months, got {v.free_run_months}", source)
+    if v.free_run_every > 0 and v.free_run_members < 1:
+        raise InputError(f"validation.free_run_members: must be >= 1, got {v.free_run_members}", source)
+    if v.select == "free_run" and v.free_run_every < 1:
+        raise InputError("validation.select: free_run needs validation.free_run_every >= 1 "
+                         "(the free-run validation it selects on)", source)
     return cfg
 
 

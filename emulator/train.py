@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
 from diagnostics.data import catalogue
@@ -27,13 +28,15 @@ from diagnostics.io.writer import atomic_path, write_json
 from . import checkpoint
 from . import config as config_mod
 from .config import RunConfig
-from .data import (PairTensors, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset,
+from .data import (PairTensors, Split, compute_stats, data_spec, load_split, normalised_statics, open_prepared_dataset,
                    parse_channels, to_tensors)
 from .ema import EMA
 from .model import DataSpec, MonthlyDiffusion, autocast
-from .validation import diffusion_offset, fit_latent_linear, pair_ids, residual_power, spread_scale, validate
+from .validation import (FREE_RUN_CHANNEL_STATS, FreeRunData, diffusion_offset, fit_latent_linear, free_run_data,
+                         free_run_validation, pair_ids, residual_power, select_best, spread_scale, validate)
 
 
+SELECTED_DIR = "selected"  # <run>/selected/: the checkpoint validation.select chose (checkpoint/ is the last)
 OFFSET_DRAWS = 10  # diffusion draws per held-out pair for diffusion_offset (71 demo pairs: noise 0.04 std)
 
 
@@ -44,6 +47,32 @@ class PreparedData:
     valid: PairTensors | None
     stats: dict[str, np.ndarray]
     statics: np.ndarray
+    nino34: dict[int, float] | None = None  # month index -> relative Niño-3.4 index (K), train + valid
+
+
+def nino34_by_month(splits: list[Split], spec: DataSpec) -> dict[int, float] | None:
+    """The relative Niño-3.4 index (K; AI-MIP convention, 3-month running mean,
+    :func:`diagnostics.metrics.nino34.nino34_index`) of the prescribed ``tos`` of ``splits``
+    (climatology over all their months), by month index; None without ``tos`` or when the
+    months are not consecutive."""
+    if "tos" not in spec.forcing_names:
+        return None
+    from diagnostics.data.timeaxis import Month, monthly_axis
+    from diagnostics.metrics import nino34
+    from diagnostics.metrics.modes import select_domain
+
+    f = list(spec.forcing_names).index("tos")
+    idx = np.concatenate([s.index for s in splits])
+    order = np.argsort(idx, kind="stable")
+    idx = idx[order]
+    if idx.size < 3 or np.any(np.diff(idx) != 1):
+        return None
+    tos = np.concatenate([s.forcing[:, f] for s in splits])[order]
+    axis = monthly_axis(Month.from_index(int(idx[0])), Month.from_index(int(idx[-1])))
+    da = xr.DataArray(tos, dims=("time", "lat", "lon"), name="tos", attrs={"units": "K"},
+                      coords={"time": axis["time"], "lat": np.asarray(spec.lat), "lon": np.asarray(spec.lon)})
+    index = nino34.nino34_index(select_domain(da, nino34.TROPICS_LAT), relative=True)
+    return {int(i): float(v) for i, v in zip(idx, index.values)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,11 +96,13 @@ def prepare_data(cfg: RunConfig, data_dir: str | Path, with_valid: bool = True) 
                           forcing_anomaly=cfg.model.forcing_anomaly)
     statics = normalised_statics(ds, spec, source)
     probe = MonthlyDiffusion.normaliser_only(spec, stats)
+    valid_split = load_split(ds, spec, Period.parse(cfg.data.valid_period), source) if with_valid else None
+    index = None
+    if with_valid and cfg.validation.free_run_every > 0:  # before to_tensors consumes the physical state
+        index = nino34_by_month([valid_split, train_split], spec)
     train = to_tensors(train_split, probe)
-    valid = None
-    if with_valid:
-        valid = to_tensors(load_split(ds, spec, Period.parse(cfg.data.valid_period), source), probe)
-    return PreparedData(spec, train, valid, stats, statics)
+    valid = to_tensors(valid_split, probe) if valid_split is not None else None
+    return PreparedData(spec, train, valid, stats, statics, index)
 
 
 def build_model(cfg: RunConfig, data: PreparedData) -> MonthlyDiffusion:
@@ -104,6 +135,10 @@ def _flatten(row: dict) -> dict:
     for metric, per in row.get("valid", {}).items():
         for label, value in per.items():
             flat[f"{metric}_{label}"] = value
+    for section in ("free_run", "free_run_modes"):  # fr_<stat>_<label>, fr_<mode>_<stat>
+        for metric, per in row.get(section, {}).items():
+            for label, value in per.items():
+                flat[f"fr_{metric}_{label}"] = value
     return flat
 
 
@@ -128,6 +163,28 @@ def format_table(valid: dict[str, dict[str, float]]) -> str:
         lines.append(f"{lab:<10}{units[lab]:<{width}}" + "".join(f"{valid[m][lab]:>14.4g}" for m in metrics))
     if "ssr" in metrics:
         lines.append("(rmse and crps in the channel's units; ssr = spread / skill, dimensionless)")
+    return "\n".join(lines)
+
+
+def format_free_run(result: dict) -> str:
+    """A free-run validation (:func:`emulator.validation.free_run_validation`) as a text table:
+    one row per channel (lag-1 and std ratios, Niño-3.4 pattern correlation and amplitude ratio:
+    dimensionless; drift in the channel's units per decade), then the modes and the score."""
+    fr = result["free_run"]
+    labels = list(fr["lag1_ratio"])
+    units = {lab: channel_units(lab) + " dec-1" for lab in labels}
+    width = max(len(u) for u in units.values()) + 2
+    head = {"lag1_ratio": "lag1", "std_ratio": "std", "nino34_pattern_corr": "nino_corr",
+            "nino34_amplitude_ratio": "nino_amp", "drift": "drift"}
+    lines = [f"free run {result['free_run_start']} + {result['free_run_months']} months:",
+             f"{'channel':<10}" + "".join(f"{head[m]:>11}" for m in FREE_RUN_CHANNEL_STATS) + f"  {'drift units':<{width}}"]
+    for lab in labels:
+        lines.append(f"{lab:<10}" + "".join(f"{fr[m][lab]:>11.3g}" for m in FREE_RUN_CHANNEL_STATS)
+                     + f"  {units[lab]:<{width}}")
+    modes = ", ".join(f"{k} pattern {v['pattern_corr']:.2f} / PC std {v['pc_std_ratio']:.2f}"
+                      for k, v in result.get("free_run_modes", {}).items())
+    lines.append((modes + "; " if modes else "") + f"score {result['free_run_score']:.4f} "
+                 f"(0 = the reference; lag1 / std / nino: ratios and correlation, dimensionless)")
     return "\n".join(lines)
 
 
@@ -266,20 +323,65 @@ class Trainer:
             vcfg = self.cfg.validation
             validating = self.data.valid is not None and vcfg.every > 0 and (
                 self.epoch % vcfg.every == 0 or self.epoch == self.max_epochs)
-            if self.data.valid is not None and (validating or self.epoch == self.max_epochs):
+            free = self.data.valid is not None and vcfg.free_run_every > 0 and (
+                self.epoch % vcfg.free_run_every == 0 or self.epoch == self.max_epochs)
+            if self.data.valid is not None and (validating or free or self.epoch == self.max_epochs):
                 self.calibrate()  # after this epoch's last EMA update; EMA.update keeps it from now on
             if validating:
                 row["valid"] = validate(self.ema.model, self.data.valid, vcfg, self.cfg.train.seed, self.device)
+            if free:
+                t0 = time.process_time()
+                row.update(free_run_validation(self.ema.model, self.free_run_data(), vcfg, self.cfg.train.seed,
+                                               self.device, [channel_units(lab) for lab in self.model.spec.labels]))
+                row["free_run_cpu_s"] = time.process_time() - t0
             self.history.append(row)
             if self.verbose:
                 msg = (f"epoch {self.epoch}: loss {train_stats['loss']:.4f} (rec {train_stats['rec']:.4f}, "
                        f"v {train_stats['v']:.4f}), {train_stats['samples_per_s']:.1f} samples/s")
-                tqdm.write(msg if "valid" not in row else msg + "\n" + format_table(row["valid"]))
+                if "valid" in row:
+                    msg += "\n" + format_table(row["valid"])
+                if free:
+                    msg += "\n" + format_free_run(row) + f" [{row['free_run_cpu_s']:.0f} CPU-s]"
+                tqdm.write(msg)
             self._write_metrics()
+            trainer_state = {"epoch": self.epoch, "step": self.step, "history": self.history}
+            selection = self.selection()
+            if selection is not None:
+                trainer_state["selection"] = selection
+            if selection is not None and selection["epoch"] == self.epoch:  # a new best: keep it beside the last
+                checkpoint.save(self.out / SELECTED_DIR, self.model, self.ema, self.optimizer, self.cfg,
+                                trainer_state, {"train": self.generator.get_state()})
             checkpoint.save(self.out / checkpoint.CHECKPOINT_DIR, self.model, self.ema, self.optimizer, self.cfg,
-                            {"epoch": self.epoch, "step": self.step, "history": self.history},
-                            {"train": self.generator.get_state()})
+                            trainer_state, {"train": self.generator.get_state()})
+            if selection is not None:
+                write_json(selection, self.out / "selection.json")
+                if self.verbose and self.epoch == self.max_epochs:
+                    tqdm.write(f"selected: epoch {selection['epoch']} (free-run score {selection['score']:.4f}; "
+                               f"last epoch {self.epoch}) in {self.out / SELECTED_DIR}; run it with "
+                               f"emulator-run --checkpoint {self.out / SELECTED_DIR}")
         return self.history
+
+    def free_run_data(self) -> FreeRunData:
+        """The months the free-run validation rolls over: the validation then training years from
+        their first month, ``validation.free_run_months`` of them (built once)."""
+        if getattr(self, "_free_run_data", None) is None:
+            parts = [p for p in (self.data.valid, self.data.train) if p is not None]
+            self._free_run_data = free_run_data(parts, self.data.nino34, self.cfg.validation.free_run_months)
+        return self._free_run_data
+
+    def selection(self) -> dict | None:
+        """With ``validation.select: free_run``: which epoch ``<run>/selected/`` holds and why
+        (:func:`emulator.validation.select_best` on the history); None otherwise."""
+        if self.cfg.validation.select != "free_run":
+            return None
+        best = select_best(self.history)
+        if best is None:
+            return None
+        scored = {int(r["epoch"]): float(r["free_run_score"]) for r in self.history if "free_run_score" in r}
+        return {"criterion": "free_run", **best, "dir": SELECTED_DIR, "last_epoch": self.epoch, "scores": scored,
+                "why": "lowest free-run score (emulator.validation.free_run_score: mean of |lag-1 ratio - 1|, "
+                       "|std ratio - 1|, 1 - Nino-3.4 pattern corr., |Nino-3.4 amplitude ratio - 1|, drift per "
+                       "channel and 1 - pattern corr., |PC std ratio - 1| of the NAO) among the scored epochs"}
 
 
 def calibrate_checkpoint(source: str | Path, cfg: RunConfig, out_dir: str | Path, data_dir: str | Path,

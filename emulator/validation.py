@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import xarray as xr
@@ -21,7 +23,7 @@ from .data import PairTensors
 from .latent_lim_fit import fit_latent_lim
 from .config import ValidationConfig
 from .model import MonthlyDiffusion
-from .seeding import member_seed
+from .seeding import member_generators, member_seed
 from .stepper import DiffusionStepper
 
 
@@ -239,3 +241,217 @@ def validate(model: MonthlyDiffusion, data: PairTensors, cfg: ValidationConfig, 
     err = np.sqrt((((fc.mean(axis=1) - truth) ** 2) * model.area_data.cpu().numpy()[:, None]).mean(axis=(0, 2, 3)))
     out["rmse_ensmean"] = dict(zip(labels, err.tolist()))
     return out
+
+
+# --------------------------------------------------------------------------- free-run validation
+#: Per-channel free-run statistics (the keys of ``free_run_validation(...)["free_run"]``).
+FREE_RUN_CHANNEL_STATS = ("lag1_ratio", "std_ratio", "nino34_pattern_corr", "nino34_amplitude_ratio", "drift")
+#: DJF modes scored when their channel is emulated: (key, channel, diagnostics.metrics.modes function).
+FREE_RUN_MODES = (("nao_psl", "psl", "nao"), ("nao_z500", "zg500", "nao"))
+#: Fewest complete DJF winters of the free run for its modes to be scored (an EOF of fewer is noise).
+MIN_WINTERS = 8
+
+
+@dataclass(frozen=True)
+class FreeRunData:
+    """Consecutive months the free-run validation rolls over and scores against: ``state``
+    ``[T, C, H, W]`` and ``forcing`` in the model's normalised units (what :class:`PairTensors`
+    holds), calendar ``month [T]``, ``index [T]`` (year * 12 + month - 1) and the relative
+    Niño-3.4 index ``nino34 [T]`` in K of the prescribed SST (None without ``tos``)."""
+
+    state: torch.Tensor
+    forcing: torch.Tensor
+    month: torch.Tensor
+    index: np.ndarray
+    nino34: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.state.shape[0])
+
+
+def free_run_data(parts: list[PairTensors], nino34: dict[int, float] | None, months: int) -> FreeRunData:
+    """The first ``months`` consecutive months of ``parts`` (e.g. the validation and training
+    periods) in time order: from the earliest month up to the first gap (fewer when the
+    record is shorter). ``nino34`` maps month index -> index value (K)."""
+    idx = np.concatenate([p.index for p in parts])
+    order = np.argsort(idx, kind="stable")
+    idx = idx[order]
+    gap = np.flatnonzero(np.diff(idx) != 1)
+    n = min(months, int(gap[0]) + 1 if gap.size else idx.size)
+    keep = torch.as_tensor(order[:n])
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(p, name) for p in parts])[keep]
+
+    index = idx[:n]
+    nino = None if nino34 is None else np.array([nino34.get(int(i), np.nan) for i in index], dtype=float)
+    return FreeRunData(cat("state"), cat("forcing"), cat("month"), index, nino)
+
+
+@torch.no_grad()
+def free_run(model: MonthlyDiffusion, data: FreeRunData, members: int, seed: int, sampler: str,
+             steps: int | None, device: torch.device) -> np.ndarray:
+    """A free-running ensemble ``[M, T, C, H, W]`` in physical units over the months of ``data``.
+
+    Exactly what ``emulator-run`` computes (:func:`emulator.rollout.run_rollout`, no initial
+    perturbation): month 0 is the reference state of the first month for every member, encoded
+    to a posterior sample; then ``z_k = step(z_{k-1}, c_{k-1}, c_k)``, ``x_k = decode(z_k, c_k)``
+    with the real :class:`DiffusionStepper`, member m (1..M) drawing month k's noise from
+    ``member_generators(seed, [m], k)``. Only the prescribed forcing comes from ``data``.
+    """
+    stepper = DiffusionStepper(model, sampler, steps)
+    ids = list(range(1, members + 1))
+    out = np.empty((members, len(data), *data.state.shape[1:]), dtype=np.float32)
+    cond_prev, z = None, None
+    for k in range(len(data)):
+        gens = member_generators(seed, ids, k, device)
+        mk = data.month[k:k + 1].expand(members).to(device)
+        cond = stepper.condition_normalised(data.forcing[k:k + 1].expand(members, -1, -1, -1).to(device), mk)
+        if k == 0:
+            x = model.normaliser.denormalise_state(data.state[:1].to(device), mk[:1]).expand(members, -1, -1, -1)
+            z = stepper.init(x.contiguous(), cond, gens)
+        else:
+            z = stepper.step(z, cond_prev, cond, gens)
+            x = stepper.decode(z, cond, gens)
+        if not bool(torch.isfinite(x).all()):  # scored as the worst run rather than crashing training
+            out[:, k:] = np.nan
+            break
+        out[:, k] = x.float().cpu().numpy()
+        cond_prev = cond
+    return out
+
+
+def _monthly(values: np.ndarray, dims: tuple[str, ...], index: np.ndarray, lat, lon, name: str,
+             units: str) -> xr.DataArray:
+    from diagnostics.data.timeaxis import Month, monthly_axis
+
+    axis = monthly_axis(Month.from_index(int(index[0])), Month.from_index(int(index[-1])))
+    coords = {"time": axis["time"], "lat": np.asarray(lat), "lon": np.asarray(lon)}
+    coords = {k: v for k, v in coords.items() if k in dims}
+    if "member" in dims:
+        coords["member"] = np.arange(1, values.shape[0] + 1)
+    return xr.DataArray(values, dims=dims, coords=coords, name=name, attrs={"units": units})
+
+
+def free_run_statistics(run: np.ndarray, reference: np.ndarray, index: np.ndarray, labels: list[str],
+                        units: list[str], lat, lon, nino34: np.ndarray | None) -> dict:
+    """Issue-13 statistics of a free run ``[M, T, C, H, W]`` against the reference ``[T, C, H, W]``
+    of the same months, with md-diagnose's kernels (anomalies about each one's own monthly
+    climatology over these months):
+
+    * ``lag1_ratio``, ``std_ratio``: :func:`diagnostics.metrics.variability.variability_ratio`
+      (ratios of the area-weighted global means of the lag-1 / std maps; dimensionless);
+    * ``nino34_pattern_corr``, ``nino34_amplitude_ratio``: regression maps on the Niño-3.4 index
+      (members pooled) compared by :func:`diagnostics.metrics.nino34.compare_patterns`;
+    * ``drift`` (channel units per decade): trend of the ensemble-mean global mean minus the
+      reference's (:func:`diagnostics.metrics.trends.global_mean_trend`);
+    * ``modes``: NAO of psl / zg500 (DJF, members pooled, :mod:`diagnostics.metrics.modes`):
+      ``pattern_corr`` and ``pc_std_ratio``, when the run holds >= :data:`MIN_WINTERS` winters.
+
+    Returns ``{"free_run": {stat: {label: value}}, "modes": {mode: {stat: value}}, "drift_scale":
+    {label: value}}``; ``drift_scale`` is the reference's std of global-mean monthly anomalies
+    (channel units), which :func:`free_run_score` divides the accumulated drift by.
+    """
+    from diagnostics.data.grid import global_mean
+    from diagnostics.metrics import modes, nino34 as nino, trends
+    from diagnostics.metrics.climatology import monthly_anomalies
+    from diagnostics.metrics.variability import variability_ratio
+
+    stats: dict[str, dict[str, float]] = {k: {} for k in FREE_RUN_CHANNEL_STATS}
+    scale: dict[str, float] = {}
+    idx_da = None
+    if nino34 is not None and np.isfinite(nino34).sum() >= 3:
+        idx_da = _monthly(nino34, ("time",), index, lat, lon, "nino34", "K")
+    model_das, ref_das = {}, {}
+    for c, (label, unit) in enumerate(zip(labels, units)):
+        m = _monthly(run[:, :, c], ("member", "time", "lat", "lon"), index, lat, lon, label, unit)
+        r = _monthly(reference[:, c], ("time", "lat", "lon"), index, lat, lon, label, unit)
+        model_das[label], ref_das[label] = m, r
+        if not np.isfinite(run[:, :, c]).all():
+            for key in stats:
+                stats[key][label] = float("nan")
+            scale[label] = float("nan")
+            continue
+        v = variability_ratio(m, r)
+        stats["lag1_ratio"][label] = float(v["lag1_ratio_global"])
+        stats["std_ratio"][label] = float(v["std_ratio_global"])
+        if idx_da is not None:
+            cmp = nino.compare_patterns(nino.regression_map(m, idx_da, dims=("member", "time")),
+                                        nino.regression_map(r, idx_da))
+            stats["nino34_pattern_corr"][label] = float(cmp["pattern_corr"])
+            stats["nino34_amplitude_ratio"][label] = float(cmp["amplitude_ratio"])
+        else:
+            stats["nino34_pattern_corr"][label] = stats["nino34_amplitude_ratio"][label] = float("nan")
+        stats["drift"][label] = float(trends.global_mean_trend(m.mean("member")) - trends.global_mean_trend(r))
+        scale[label] = float(global_mean(monthly_anomalies(r)).std("time", ddof=1))
+    out_modes: dict[str, dict[str, float]] = {}
+    from diagnostics.metrics.climatology import seasonal_mean
+
+    for mode, channel, fn in FREE_RUN_MODES:
+        if channel not in ref_das or not np.isfinite(run[:, :, labels.index(channel)]).all():
+            continue
+        try:
+            winters = seasonal_mean(ref_das[channel].isel(lat=[0], lon=[0]), "DJF").sizes["time"]
+        except ValueError:
+            winters = 0
+        if winters < MIN_WINTERS:
+            continue
+        ref_mode = getattr(modes, fn)(ref_das[channel])
+        got = modes.compare_modes(getattr(modes, fn)(model_das[channel], pooled=True), ref_mode)
+        out_modes[mode] = {"pattern_corr": float(got["pattern_corr"]), "pc_std_ratio": float(got["pc_std_ratio"])}
+    return {"free_run": stats, "modes": out_modes, "drift_scale": scale}
+
+
+def free_run_score(stats: dict, months: int) -> float:
+    """The scalar the checkpoint selection minimises (0 = the reference's statistics), the mean of
+
+    * per channel: |lag1_ratio - 1|, |std_ratio - 1|, 1 - nino34_pattern_corr, |nino34_amplitude_ratio - 1|
+      and the drift accumulated over the run in units of the reference's global-mean monthly
+      anomaly std, |drift| * (months / 120) / drift_scale;
+    * per scored mode: 1 - pattern_corr and |pc_std_ratio - 1|.
+
+    NaN terms (no Niño-3.4 index) are left out; a run that went non-finite scores +inf.
+    """
+    fr, terms = stats["free_run"], []
+    for label in fr["lag1_ratio"]:
+        values = {k: fr[k][label] for k in FREE_RUN_CHANNEL_STATS}
+        if not np.isfinite(values["lag1_ratio"]):
+            return float("inf")
+        terms += [abs(values["lag1_ratio"] - 1.0), abs(values["std_ratio"] - 1.0),
+                  1.0 - values["nino34_pattern_corr"], abs(values["nino34_amplitude_ratio"] - 1.0),
+                  abs(values["drift"]) * (months / 120.0) / max(stats["drift_scale"][label], 1e-30)]
+    for mode in stats["modes"].values():
+        terms += [1.0 - mode["pattern_corr"], abs(mode["pc_std_ratio"] - 1.0)]
+    terms = [t for t in terms if np.isfinite(t)]
+    return float(np.mean(terms)) if terms else float("inf")
+
+
+def free_run_validation(model: MonthlyDiffusion, data: FreeRunData, cfg: ValidationConfig, seed: int,
+                        device: torch.device, units: list[str]) -> dict:
+    """Roll ``model`` freely over ``data`` (:func:`free_run`, ``cfg.free_run_members`` members,
+    the validation sampler) and score it (:func:`free_run_statistics`, :func:`free_run_score`).
+
+    Returns ``{"free_run": {stat: {label: value}}, "free_run_modes": {mode: {stat: value}},
+    "free_run_score": float, "free_run_months": T, "free_run_start": "YYYY-MM"}``.
+    """
+    from diagnostics.data.timeaxis import Month
+
+    run = free_run(model, data, cfg.free_run_members, seed, cfg.sampler, cfg.steps or None, device)
+    month = data.month.to(device)
+    ref = model.normaliser.denormalise_state(data.state.to(device), month).float().cpu().numpy()
+    stats = free_run_statistics(run, ref, data.index, list(model.spec.labels), units, model.spec.lat,
+                                model.spec.lon, data.nino34)
+    return {"free_run": stats["free_run"], "free_run_modes": stats["modes"],
+            "free_run_score": free_run_score(stats, len(data)), "free_run_months": len(data),
+            "free_run_start": str(Month.from_index(int(data.index[0])))}
+
+
+def select_best(history: list[dict]) -> dict | None:
+    """The epoch of the lowest ``free_run_score`` in a training history (the first of equal
+    ones; None when no epoch has one): ``{"epoch", "score"}``."""
+    best = None
+    for row in history:
+        score = row.get("free_run_score")
+        if score is not None and np.isfinite(score) and (best is None or score < best["score"]):
+            best = {"epoch": int(row["epoch"]), "score": float(score)}
+    return best
