@@ -1,7 +1,7 @@
 """``md-synth``: write the embedded synthetic monthly climate (with its planted truth).
 
     md-synth --out DIR [--grid 1.5|3|5.625] [--start 1978-10] [--end 2024-12] [--seed N]
-             [--members N] [--scenario historical|p2k|p4k] [--linear]
+             [--members N] [--scenario historical|p2k|p4k] [--linear] [--forced-trend]
 
 writes DIR/dataset.zarr + DIR/manifest.json (via :func:`diagnostics.io.writer.write_prepared`)
 and DIR/truth.nc. A directory holding a different dataset is refused (exit 2).
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="uniform SST offset 0 / 2 / 4 K, sea ice unchanged")
     p.add_argument("--linear", action="store_true", help="leave out the planted nonlinearity (ENSO asymmetry, "
                    "Clausius-Clapeyron scaling of pr and hus, state-dependent NAO variance): a linear-Gaussian climate")
+    p.add_argument("--forced-trend", action="store_true",
+                   help="make the atmosphere's historical trend its forced response to the SST warming (trend = "
+                   "warming per K x 0.15 K/decade), so the historical data carry the +2K / +4K response; off by default")
     return p
 
 
@@ -63,6 +66,8 @@ def _main(argv: list[str]) -> int:
     args = {"generator": "md-synth", "version": __version__, "grid": res, "start": str(a.start),
             "end": str(a.end), "seed": a.seed, "members": a.members, "scenario": a.scenario,
             "sst_offset_K": sst_offset_k(a.scenario), "nonlinear": not a.linear}
+    if a.forced_trend:  # only when set: default datasets keep their fingerprint
+        args["forced_trend"] = True
     manifest = {**args, "fingerprint": digest(args), "kind": "synthetic", "truth": TRUTH_FILE,
                 "command": "md-synth " + " ".join(argv),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -73,7 +78,7 @@ def _main(argv: list[str]) -> int:
                          f"{existing.get('fingerprint')!r}, this one {manifest['fingerprint']!r}); "
                          "choose another --out or delete it", a.out)
     t0 = time.perf_counter()
-    model = Model.build(equiangular(res))
+    model = Model.build(equiangular(res), forced_trend=a.forced_trend)
     run = make_run(model, a.start, a.end, a.seed, a.members, sst_offset_k(a.scenario), nonlinear=not a.linear)
     lazy = run.members * run.months.size * len(model.labels) * model.grid.lat.size * model.grid.lon.size * 4 > LAZY_BYTES
     with progress(run):
@@ -82,7 +87,7 @@ def _main(argv: list[str]) -> int:
         write_prepared(ds, a.out, manifest)
     write_netcdf(make_truth(run), f"{a.out}/{TRUTH_FILE}")
     print(f"md-synth: wrote {a.out} ({run.members} member(s), {run.months.size} months, "
-          f"{model.grid.shape[0]}x{model.grid.shape[1]}, {a.scenario}{', linear' if a.linear else ''}) in {time.perf_counter() - t0:.1f} s",
+          f"{model.grid.shape[0]}x{model.grid.shape[1]}, {a.scenario}{', linear' if a.linear else ''}{', forced trend' if a.forced_trend else ''}) in {time.perf_counter() - t0:.1f} s",
           file=sys.stderr)
     return 0
 

@@ -86,12 +86,15 @@ def to_dataset(run: Run, lazy: bool = False, show_progress: bool = False) -> xr.
                 "source": f"diagnostics.synth {__version__}", "seed": int(run.seed),
                 "sst_offset_K": float(run.sst_offset), "grid_resolution_deg": float(m.grid.resolution),
                 "comment": "Planted truth in truth.nc beside the dataset; see docs/synthetic-climate.md"}
+    if m.forced_trend:  # only then: the default dataset stays bit-identical
+        ds.attrs["forced_trend"] = 1
     return conform(ds)
 
 
 def synthesize(grid: Grid, start: Month, end: Month, seed: int, members: int = 1,
                sst_offset: float = 0.0, lazy: bool | None = None,
-               show_progress: bool = False, nonlinear: bool = True) -> tuple[xr.Dataset, xr.Dataset]:
+               show_progress: bool = False, nonlinear: bool = True,
+               forced_trend: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
     """A synthetic contract dataset and its planted truth.
 
     Args:
@@ -105,11 +108,14 @@ def synthesize(grid: Grid, start: Month, end: Month, seed: int, members: int = 1
         nonlinear: plant the nonlinearity (ENSO asymmetry, Clausius-Clapeyron-like scaling of pr
             and hus, seasonal and ENSO-phase-dependent NAO variance); False gives the
             linear-Gaussian climate.
+        forced_trend: make the atmosphere's historical trend its forced response to the
+            tropical SST warming (trend = warming per K x 0.15 K/decade, :func:`.patterns.planted`),
+            so historical data carry the warming response; off by default.
     Returns:
         (data, truth): the contract dataset (validates with ``contract.validate``) and the truth
         dataset of :mod:`.truth`.
     """
-    model = Model.build(grid)
+    model = Model.build(grid, forced_trend=forced_trend)
     run = make_run(model, start, end, seed, members, sst_offset, nonlinear)
     if lazy is None:
         size = members * run.months.size * len(model.labels) * grid.lat.size * grid.lon.size * 4

@@ -8,6 +8,10 @@ For every additive state channel c (all but pr, hus, ps, tdas) and month t:
   * y(t): years since 2000-01; N(t): relative Nino-3.4 index computed from the tos written
     (:func:`.forcing.nino34_relative`, anomaly w.r.t. the deterministic climatology);
   * dT: the scenario's uniform SST offset (0 / 2 / 4 K);
+  * trend_c and gamma_c are independent maps by default (dT = 0 in every historical month, so
+    historical data never carry gamma_c); with ``Model.build(..., forced_trend=True)``
+    (``md-synth --forced-trend``) trend_c = gamma_c x 0.15 K/decade (the tropical SST trend), i.e.
+    the forced term is gamma_c (0.15 y/10 + dT): one response to the tropical SST warming;
   * a(t): NAO amplitude, one N(0, 1) value per winter (Dec of year Y-1, Jan and Feb of Y share it),
     zero outside DJF; nonzero nao_c only for zg500 and psl;
   * xi_c: unit-variance isotropic noise with spherical-harmonic power P(l) ~ l^slope and AR(1)
@@ -107,6 +111,7 @@ class Model:
     maps: dict[str, dict[str, np.ndarray]]
     noise: SphericalNoise
     labels: list[str] = field(default_factory=channel_labels)
+    forced_trend: bool = False  # trend_c = gamma_c x the tropical SST trend (patterns.planted)
 
     def __post_init__(self) -> None:
         c = len(self.labels)
@@ -176,10 +181,13 @@ class Model:
                 self.mixing[r, b] = w
 
     @classmethod
-    def build(cls, grid: Grid, slope: float = patterns.SPECTRAL_SLOPE) -> "Model":
+    def build(cls, grid: Grid, slope: float = patterns.SPECTRAL_SLOPE, forced_trend: bool = False) -> "Model":
+        """The model on ``grid``; ``forced_trend``: the atmosphere's trend is its forced response to
+        the SST warming (:func:`.patterns.planted`), off by default."""
         st = make_statics(grid)
-        return cls(grid=grid, slope=slope, statics=st, clim=climatology(st), maps=patterns.planted(st),
-                   noise=SphericalNoise(grid, slope))
+        return cls(grid=grid, slope=slope, statics=st, clim=climatology(st),
+                   maps=patterns.planted(st, forced_trend), noise=SphericalNoise(grid, slope),
+                   forced_trend=forced_trend)
 
     @functools.cached_property
     def nino34_abs_mean(self) -> float:

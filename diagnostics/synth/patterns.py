@@ -50,6 +50,11 @@ NAO_MONTH_SCALE: dict[int, float] = {12: 0.8, 1: 1.2, 2: 1.0}
 #: run, normally December); the two are equally likely, so the mean variance stays 1.
 NAO_PHASE_VARIANCE: dict[str, float] = {"la_nina": 1.5, "el_nino": 0.5}
 
+#: SST trend (K per decade), exactly uniform within 25S-25N (:func:`tos_trend`). Off by default
+#: (``md-synth --forced-trend``), it is also the warming rate of the SST the atmosphere's forced
+#: trend responds to: trend_c = gamma_c x TOS_TREND_TROPICS (:func:`planted`).
+TOS_TREND_TROPICS = 0.15
+
 
 def in_nao_domain(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """True inside the NAO domain 20-80N, 270-360E and 0-40E (bounds inclusive)."""
@@ -77,7 +82,7 @@ def tos_trend(st: Statics) -> np.ndarray:
     """SST trend, K per decade: exactly uniform (0.15) within 25S-25N so the relative
     Nino-3.4 index has no trend; 0.25 in northern, 0.05 in southern high latitudes."""
     ramp = np.sin(0.5 * np.pi * np.clip((np.abs(st.lat) - 25.0) / 20.0, 0.0, 1.0)) ** 2
-    return 0.15 + np.where(st.lat > 0, 0.10, -0.10) * ramp + 0.0 * st.lon
+    return TOS_TREND_TROPICS + np.where(st.lat > 0, 0.10, -0.10) * ramp + 0.0 * st.lon
 
 
 def nao_patterns(st: Statics) -> dict[str, np.ndarray]:
@@ -86,11 +91,25 @@ def nao_patterns(st: Statics) -> dict[str, np.ndarray]:
     return {"zg500": 80.0 * dipole, "psl": 900.0 * dipole}
 
 
-def planted(st: Statics) -> dict[str, dict[str, np.ndarray]]:
+def forced_trends(warming: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The forced trend of every channel (per decade) from its warming map gamma_c (per K):
+    gamma_c x TOS_TREND_TROPICS, the atmosphere's response to the tropical SST warming."""
+    return {lab: TOS_TREND_TROPICS * gamma for lab, gamma in warming.items()}
+
+
+def planted(st: Statics, forced_trend: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """All planted maps: ``{"enso"|"trend"|"warming"|"nao"|"sigma": {channel label: map}}``.
 
     Channels missing from a kind have a zero map there (``ps`` is derived from psl and is not
     listed; ``tdas`` shares tas's maps).
+
+    By default the atmosphere's historical trend and its response to a uniform SST offset are
+    independent maps, so no historical (offset 0) data carry the warming response.
+    ``forced_trend=True`` makes the trend the forced response to the tropical SST warming:
+    trend_c = gamma_c x TOS_TREND_TROPICS (per decade) for every channel, so the historical trend
+    carries gamma_c and +2K / +4K are extrapolations of it. zg500's and psl's warming maps are then
+    tapered to 0 in the NAO domain like their trends (a trend there would enter the DJF-mean
+    covariance and break the exact NAO truth).
     """
     lat, lon, land, ocean = st.lat, st.lon, st.sftlf, st.ocean.astype(float)
     z = np.zeros_like(lat)
@@ -149,6 +168,11 @@ def planted(st: Statics) -> dict[str, dict[str, np.ndarray]]:
         warming[f"hus{lev}"] = 0.07 * warming[f"ta{lev}"]
         warming[f"ua{lev}"] = 0.5 * uk * jet_shift + z
     warming["uas"] = 0.1 * jet_shift + z
+
+    if forced_trend:
+        for lab in ("zg500", "psl"):
+            warming[lab] = warming[lab] * outside_nao
+        trend = forced_trends(warming)
 
     sigma: dict[str, np.ndarray] = {}
     sigma["tas"] = 0.5 + 1.0 * land + 2.0 * sin2

@@ -22,6 +22,10 @@ over its defined cells).
 ``<v>_warming_per_K`` (units per K): response to a uniform SST offset dT; (p<dT>k - historical)
 / dT with the same seed recovers it exactly for additive fields (the noise is identical) and in
 expectation (time mean) for pr and hus.
+With ``forced_trend`` (``md-synth --forced-trend``; absent by default) every ``<v>_trend`` is
+``<v>_warming_per_K`` x ``forced_trend_rate`` (0.15 K decade-1, the SST trend within 25S-25N), and
+the zg500 / psl / ps warming maps are tapered to 0 in the NAO domain like their trends; the global
+attribute ``forced_trend`` is 1.
 ``<v>_noise_std``: standard deviation of the noise term (log-noise for pr and hus, unit 1; for
 tdas the combined tas + dewpoint-depression noise, approximate).
 ``<v>_lag1``: lag-1 (one month) autocorrelation of the noise term (of the log-noise for pr/hus).
@@ -249,10 +253,17 @@ def make_truth(run: Run) -> xr.Dataset:
             "asymptotic standard error of the estimated variance fraction for one winter; divide by sqrt(winters)")
     put("nao_domain_mask", patterns.in_nao_domain(st.lat, st.lon).astype(float), "1",
         "1 inside the NAO domain 20-80N, 270-360E and 0-40E (bounds inclusive), else 0")
+    if m.forced_trend:  # only then: the default truth file stays bit-identical
+        put("forced_trend_rate", patterns.TOS_TREND_TROPICS, "K decade-1",
+            "forced trend: every <v>_trend = <v>_warming_per_K x forced_trend_rate (the SST trend, uniform "
+            "within 25S-25N), i.e. the atmosphere's forced term is warming_per_K x (forced_trend_rate y/10 + dT); "
+            "zg500, psl, ps warming and trend tapered to 0 in the NAO domain")
     ds.attrs = {"title": "Planted truth of a synthetic md-synth dataset", "source": f"diagnostics.synth {__version__}",
                 "seed": int(run.seed), "sst_offset_K": float(run.sst_offset), "members": int(run.members),
                 "nonlinear": int(run.nonlinear), "nino34_definition": NINO34_DEFINITION, "nao_definition": NAO_DEFINITION,
                 "trend_time": "years since 2000-01 (month index / 12), trends per decade",
                 "Conventions": "CF-1.8"}
+    if m.forced_trend:
+        ds.attrs["forced_trend"] = 1
     return ds
 
