@@ -27,7 +27,7 @@ from diagnostics.data.catalogue import channel_label
 from diagnostics.data.grid import area_weights
 
 from . import diffusion
-from .config import ModelConfig
+from .config import ModelConfig, PreviousNoise
 from .cvae import Decoder, Encoder
 from .denoiser import Denoiser, LatentSkip
 from .embeddings import SeasonalityEmbedding
@@ -150,7 +150,7 @@ class MonthlyDiffusion(nn.Module):
         return self.latent_mean.device
 
     @property
-    def previous_noise(self):
+    def previous_noise(self) -> PreviousNoise | None:
         """``model.step.previous_noise`` (:class:`emulator.config.PreviousNoise`), None when off."""
         return getattr(self.cfg.step, "previous_noise", None)
 
