@@ -7,7 +7,8 @@
     screening (session 7): --end 2004-12 --members 3 --train-period 1979-01:1998-12 \
         --test-period 1999-01:2004-12 --quick
 
-Each variant is a ``model.step`` of configs/demo.yaml's networks (the table ``VARIANTS``); a
+Each variant is a ``model.step`` of configs/demo.yaml's networks (the table ``VARIANTS``), or of
+a training of its own (``TRAINED``: the ``--checkpoint`` runs then only name the seeds); a
 ``latent_lim`` variant needs no training: :func:`emulator.train.calibrate_checkpoint` fits its
 Gaussian on the trained checkpoint (one per training seed). Each (variant, seed) is run with
 the real ``emulator-run`` (``--seed 0``, as ``make demo``) and scored by the real
@@ -48,6 +49,47 @@ VARIANTS: dict[str, dict | None] = {
     "D96s4": {**_LL, "modes": 96, "seasonal_modes": 4},
 }
 
+# Variants with their own training (session 8: model.step.previous_noise changes the denoiser).
+# TRAININGS: name -> (config file, model.step replacing the file's, or None); each is trained
+# once per seed into --trained DIR/<name>-s<seed> (emulator-train, train.seed = the seed) when
+# absent. TRAINED: variant -> (its training, a model.step re-calibrated on it, or None: as trained);
+# a step differing in previous_noise.sample only is the same networks sampled at another level.
+_NA = {"type": "skip", "next_forcing": True, "mixing": True, "denoiser_previous": True, "denoiser_forcing": False}
+TRAININGS: dict[str, tuple[str, dict | None]] = {
+    "N1": ("configs/demo-noiseaug.yaml", None),  # previous_noise {max: 1, sample: 0.5}
+    "N2": ("configs/demo-noiseaug.yaml", {**_NA, "previous_noise": {"max": 2.0, "sample": 1.0}}),
+    "P": ("configs/demo-noiseaug.yaml", {**_NA}),  # denoiser_previous without augmentation (session 6)
+}
+TRAINED: dict[str, tuple[str, dict | None]] = {
+    "N1": ("N1", None),
+    "N1s0": ("N1", {**_NA, "previous_noise": {"max": 1.0, "sample": 0.0}}),
+    "N1s1": ("N1", {**_NA, "previous_noise": {"max": 1.0, "sample": 1.0}}),
+    "N2": ("N2", None),
+    "N2s05": ("N2", {**_NA, "previous_noise": {"max": 2.0, "sample": 0.5}}),
+    "N2s2": ("N2", {**_NA, "previous_noise": {"max": 2.0, "sample": 2.0}}),
+    "P": ("P", None),
+}
+
+
+def train_variant(training: str, seed: int, data: str, trained: Path, log: Path) -> Path:
+    """The run directory of ``training`` for ``seed`` under ``trained`` (trained here when absent)."""
+    out = trained / f"{training}-s{seed}"
+    if (out / "checkpoint" / "meta.json").exists():
+        return out
+    path, step = TRAININGS[training]
+    raw = yaml.safe_load(Path(path).read_text())
+    raw["train"]["seed"] = seed
+    raw["name"] = f"{raw['name']}-{training}-s{seed}"
+    if step is not None:
+        raw["model"]["step"] = dict(step)
+    trained.mkdir(parents=True, exist_ok=True)
+    cfg_file = trained / f"{training}-s{seed}.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    t = _call([_bin("emulator-train"), "--config", str(cfg_file), "--data", data, "--out", str(out), "--device", "cpu",
+               "--no-progress"] + (["--resume"] if (out / "checkpoint").exists() else []), log)
+    print(f"trained {training} seed {seed}: {t:.0f} s", flush=True)
+    return out
+
 
 def statistics(metrics: dict, model: str) -> dict[str, float]:
     """The issue-13 statistics of ``model`` from an md-diagnose ``metrics.json`` ``metrics`` dict."""
@@ -78,9 +120,14 @@ def _call(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def prepare(variant: str, run: Path, data: str, work: Path) -> Path:
-    """The run directory of ``variant`` on the trained ``run`` (re-calibrated when needed)."""
-    step = VARIANTS[variant]
+def prepare(variant: str, run: Path, data: str, work: Path, seed: int = 0, trained: Path | None = None) -> Path:
+    """The run directory of ``variant`` on the trained ``run`` (re-calibrated when needed); a
+    ``TRAINED`` variant on its own training of ``seed`` under ``trained`` instead."""
+    if variant in TRAINED:
+        training, step = TRAINED[variant]
+        run = train_variant(training, seed, data, trained or work / "train", work / "log.txt")
+    else:
+        step = VARIANTS[variant]
     if step is None:
         return run
     out = work / "ckpt" / f"{variant}-{run.name}"
@@ -101,7 +148,8 @@ def main() -> None:
     p.add_argument("--checkpoint", action="append", required=True, help="SEED=RUN_DIR (repeat)")
     p.add_argument("--data", required=True)
     p.add_argument("--members-data", help="md-synth --members output: scored as the noise floor")
-    p.add_argument("--variant", action="append", required=True, choices=list(VARIANTS))
+    p.add_argument("--variant", action="append", required=True, choices=[*VARIANTS, *TRAINED])
+    p.add_argument("--trained", help="where TRAINED variants' trainings live (default WORK/train)")
     p.add_argument("--work", required=True)
     p.add_argument("--start", default="1978-10")
     p.add_argument("--end", default="2024-12")
@@ -125,7 +173,7 @@ def main() -> None:
             scores = work / "scores" / tag
             if not (scores / "metrics.json").exists():
                 t0 = time.perf_counter()
-                ckpt = prepare(variant, run, args.data, work)
+                ckpt = prepare(variant, run, args.data, work, seed, Path(args.trained) if args.trained else None)
                 t_cal = time.perf_counter() - t0
                 t_run = 0.0
                 for exp in exps:

@@ -56,6 +56,18 @@ class DiagonalOperator:
 
 
 @dataclass
+class PreviousNoise:
+    """Noise augmentation of the previous latent the denoiser sees (ours, session 8; diffusion
+    forcing, Chen et al. 2024; GenCast-style noise conditioning). Training: the denoiser's previous
+    latent is ``z_prev + sigma eps`` (standardised units, eps white), ``sigma ~ U(0, max)`` per
+    sample, and ``sigma / max`` enters the denoiser's time embedding; sampling: the fixed ``sample``
+    (a draw per step, one more noise field). The skip path always sees the clean latent."""
+
+    max: float = 1.0
+    sample: float = 0.0
+
+
+@dataclass
 class DiffusionStep:
     """The published step: the denoiser sees the previous latent and the conditioning and
     samples z_{t+1} itself. ``next_forcing``: the step also sees the conditioning of month t+1
@@ -63,6 +75,7 @@ class DiffusionStep:
 
     type: Literal["diffusion"] = "diffusion"
     next_forcing: bool = False
+    previous_noise: PreviousNoise | None = None  # off (None): the published step
 
 
 @dataclass
@@ -77,6 +90,7 @@ class SkipStep:
     mixing: bool = False
     denoiser_previous: bool = True
     denoiser_forcing: bool = True
+    previous_noise: PreviousNoise | None = None  # needs denoiser_previous; off (None) by default
 
 
 @dataclass
@@ -328,6 +342,7 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
     for key in ("epochs", "batch_size"):
         if getattr(cfg.train, key) < 1:
             raise InputError(f"train.{key}: must be >= 1", source)
+    _check_previous_noise(m.step, source)
     if cfg.validation.members < 2:
         raise InputError("validation.members: an ensemble needs at least 2 members", source)
     v = cfg.validation
@@ -342,6 +357,25 @@ def _check(cfg: RunConfig, source: str) -> RunConfig:
         raise InputError("validation.select: free_run needs validation.free_run_every >= 1 "
                          "(the free-run validation it selects on)", source)
     return cfg
+
+
+def _check_previous_noise(step, source: str) -> None:
+    """One-line InputError unless ``step.previous_noise`` (when set) has 0 < max and
+    0 <= sample <= max (a sampling level outside the trained range), on a step whose denoiser
+    sees the previous latent."""
+    pn = getattr(step, "previous_noise", None)
+    if pn is None:
+        return
+    if isinstance(step, LatentLimStep):
+        raise InputError("model.step.previous_noise: a latent_lim step samples no diffusion (use type: skip)", source)
+    if not getattr(step, "denoiser_previous", True):
+        raise InputError("model.step.previous_noise needs model.step.denoiser_previous: true "
+                         "(it perturbs the previous latent the denoiser sees)", source)
+    if not pn.max > 0:
+        raise InputError(f"model.step.previous_noise.max: must be > 0, got {pn.max}", source)
+    if not 0 <= pn.sample <= pn.max:
+        raise InputError(f"model.step.previous_noise.sample: must be in [0, max = {pn.max}], got {pn.sample}",
+                         source)
 
 
 def from_dict(data: dict, source: str = "<config>") -> RunConfig:

@@ -22,13 +22,26 @@ class Denoiser(nn.Module):
     denoiser's input: the skip path carries the dependence on month t, and the diffusion models
     the distribution of the residual given its conditioning only (forcing, season and statics;
     season and statics with ``model.step.denoiser_forcing: false``, docs/emulator.md).
+
+    ``previous_noise_max`` (``model.step.previous_noise.max``; None: off) adds a second embedding,
+    of the noise level ``sigma / previous_noise_max`` of the previous latent, to the time
+    embedding that every conditional norm sees: the denoiser is told how noisy its ``z_prev`` is
+    (diffusion forcing's per-frame noise level). Off, the module and its parameters are those of
+    earlier checkpoints.
     """
 
     def __init__(self, latent_channels: int, n_cond: int, latent_shape: tuple[int, int], embed_dim: int,
-                 rank: int, n_blocks: int = 1, use_previous: bool = True, **block_kw):
+                 rank: int, n_blocks: int = 1, use_previous: bool = True, previous_noise_max: float | None = None,
+                 **block_kw):
         super().__init__()
         self.use_previous = use_previous
         self.time = TimeEmbedding(embed_dim)
+        self.previous_noise_max = previous_noise_max
+        # zero-initialised output: at initialisation the noise level leaves the embedding unchanged
+        self.previous_level = TimeEmbedding(embed_dim) if previous_noise_max is not None else None
+        if self.previous_level is not None:
+            nn.init.zeros_(self.previous_level.mlp[-1].weight)
+            nn.init.zeros_(self.previous_level.mlp[-1].bias)
         self.lift = nn.Conv2d((2 if use_previous else 1) * latent_channels + n_cond, embed_dim, 1)
         self.blocks = nn.ModuleList(
             SpectralBlock(embed_dim, embed_dim, latent_shape, latent_shape, n_cond, rank,
@@ -38,8 +51,14 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, z_noisy: torch.Tensor, z_prev: torch.Tensor, cond_latent: torch.Tensor,
-                s: torch.Tensor) -> torch.Tensor:
+                s: torch.Tensor, previous_sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """``previous_sigma [B]``: the std of the noise added to ``z_prev`` (standardised units);
+        None: a clean ``z_prev`` (0). Ignored without ``previous_noise_max``."""
         emb = self.time(s)
+        if self.previous_level is not None:
+            if previous_sigma is None:
+                previous_sigma = torch.zeros_like(s)
+            emb = emb + self.previous_level(previous_sigma.float() / self.previous_noise_max)
         parts = [z_noisy, z_prev] if self.use_previous else [z_noisy]
         h = self.lift(torch.cat([*parts, cond_latent.to(z_noisy.dtype)], dim=1))
         for block in self.blocks:

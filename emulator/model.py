@@ -27,7 +27,7 @@ from diagnostics.data.catalogue import channel_label
 from diagnostics.data.grid import area_weights
 
 from . import diffusion
-from .config import ModelConfig
+from .config import ModelConfig, PreviousNoise
 from .cvae import Decoder, Encoder
 from .denoiser import Denoiser, LatentSkip
 from .embeddings import SeasonalityEmbedding
@@ -117,8 +117,10 @@ class MonthlyDiffusion(nn.Module):
         keep = [b * self.n_cond + k for b in range(blocks) for k in range(self.n_cond)
                 if getattr(cfg.step, "denoiser_forcing", True) or k >= n_forcing]
         self.register_buffer("denoiser_cond_index", torch.tensor(keep, dtype=torch.long), persistent=False)
+        pn = self.previous_noise
         self.denoiser = Denoiser(z, len(keep), latent_shape, cfg.embed_dim, cfg.denoiser_rank,
-                                 cfg.denoiser_blocks, use_previous=getattr(cfg.step, "denoiser_previous", True), **block_kw)
+                                 cfg.denoiser_blocks, use_previous=getattr(cfg.step, "denoiser_previous", True),
+                                 previous_noise_max=pn.max if pn is not None else None, **block_kw)
         self.skip = LatentSkip(z, n_step_cond, latent_shape, mixing=cfg.step.mixing) if cfg.latent_skip else None
         if cfg.latent_skip:  # per-channel std of z_next - mu: the diffusion works on unit-variance residuals
             self.register_buffer("skip_std", torch.ones(z))
@@ -146,6 +148,16 @@ class MonthlyDiffusion(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.latent_mean.device
+
+    @property
+    def previous_noise(self) -> PreviousNoise | None:
+        """``model.step.previous_noise`` (:class:`emulator.config.PreviousNoise`), None when off."""
+        return getattr(self.cfg.step, "previous_noise", None)
+
+    def noisy_previous(self, zn_prev: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """``zn_prev + sigma eps`` with a per-sample ``sigma [B]`` (standardised latent units): the
+        previous latent the denoiser sees under ``model.step.previous_noise``."""
+        return zn_prev + sigma.to(zn_prev.dtype).view(-1, *([1] * (zn_prev.dim() - 1))) * eps.to(zn_prev.dtype)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -249,7 +261,9 @@ class MonthlyDiffusion(nn.Module):
         total = rec + kl_weight KL + v_weight |v_hat - v|^2 + pop_weight (mean_c^2 + (std_c - 1)^2)
         rec: area-weighted MSE of the reconstructed month t+1 (normalised units);
         KL: mean over latent elements of 0.5 (mu^2 + e^lv - 1 - lv);
-        the denoiser sees the SAMPLED latent of month t and learns the sampled latent of t+1.
+        the denoiser sees the SAMPLED latent of month t and learns the sampled latent of t+1
+        (with ``model.step.previous_noise``, that latent plus ``sigma eps``, ``sigma ~ U(0, max)``
+        per pair, and is told ``sigma``; the skip path sees it clean).
         """
         b = x_t.shape[0]
         gen_dev = generator.device if generator is not None else x_t.device
@@ -288,7 +302,11 @@ class MonthlyDiffusion(nn.Module):
             target = (zn_next.detach() - mu.detach()) / self.skip_std.view(1, -1, 1, 1)
         s = torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
         z_s, v = diffusion.q_sample(target, randn(*zn_next.shape), s)
-        v_hat = self.denoiser(z_s, zn_prev, cl_step.index_select(1, self.denoiser_cond_index), s)
+        zn_prev_denoiser, sigma_prev = zn_prev, None
+        if self.previous_noise is not None:  # drawn after the others: without it the draws are unchanged
+            sigma_prev = self.previous_noise.max * torch.rand((b,), generator=generator, device=gen_dev).to(x_t.device)
+            zn_prev_denoiser = self.noisy_previous(zn_prev, sigma_prev, randn(*zn_prev.shape))
+        v_hat = self.denoiser(z_s, zn_prev_denoiser, cl_step.index_select(1, self.denoiser_cond_index), s, sigma_prev)
         vloss = self._weighted_mse(v_hat, v, self.area_latent)
 
         total = rec + weights["kl_weight"] * kl + weights["v_weight"] * vloss + weights["pop_weight"] * pop

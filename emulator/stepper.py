@@ -110,8 +110,11 @@ class DiffusionStepper:
 
     def noise_for_step(self, batch: int, generators: Generators = None) -> torch.Tensor:
         """Noise ``[n_draws, B, Z, h, w]`` one :meth:`step` consumes (one field for a ``latent_lim``
-        step, which samples no diffusion)."""
-        n = 1 if self.model.latent_linear is not None else diffusion.n_draws(self.sampler, self.steps)
+        step, which samples no diffusion; one more with ``model.step.previous_noise``)."""
+        m = self.model
+        n = 1 if m.latent_linear is not None else diffusion.n_draws(self.sampler, self.steps)
+        if m.latent_linear is None and m.previous_noise is not None:
+            n += 1  # the last field perturbs the previous latent the denoiser sees (model.step.previous_noise)
         return diffusion.draw_noise(n, self.model.latent_batch_shape(batch), generators, self.device)
 
     def encode_normalised(self, x_n: torch.Tensor, cond: Conditioning,
@@ -132,9 +135,13 @@ class DiffusionStepper:
         """The diffusion's sample (standardised; with the skip path, the residual over its skip_std)."""
         m = self.model
         cl_denoiser = cl_step.index_select(1, m.denoiser_cond_index)
+        zn_prev_denoiser, sigma = zn_prev, None
+        if m.previous_noise is not None:  # the sampling level, drawn once per step (the last noise field)
+            sigma = torch.full((zn_prev.shape[0],), m.previous_noise.sample, device=zn_prev.device)
+            zn_prev_denoiser = m.noisy_previous(zn_prev, sigma, noise[-1].to(zn_prev.device))
 
         def velocity(z_s, s):
-            return m.denoiser(z_s, zn_prev, cl_denoiser, s)
+            return m.denoiser(z_s, zn_prev_denoiser, cl_denoiser, s, sigma)
 
         return diffusion.sample(velocity, noise.to(zn_prev.device), self.steps, self.sampler)
 
