@@ -30,11 +30,8 @@ All reductions are xarray reductions, so dask-backed inputs stay lazy.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import xarray as xr
-from dask.base import is_dask_collection, tokenize
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index, select_period
@@ -138,37 +135,12 @@ def monthly_climatology(field: xr.DataArray, period: Period | str | None = None)
     return clim
 
 
-#: Lazy anomaly fields already built, by the token of their input and period (newest last).
-_ANOMALIES: OrderedDict[str, xr.DataArray] = OrderedDict()
-#: How many :data:`_ANOMALIES` are kept: one variable's inputs (reference, ensembles, their levels).
-ANOMALY_MEMO_SIZE = 16
-
-
 def monthly_anomalies(field: xr.DataArray, climatology_period: Period | str | None = None) -> xr.DataArray:
     """Field minus its monthly climatology: x'(t) = x(t) - clim[month(t)] (units of ``field``).
 
     The climatology is taken over ``climatology_period`` (whole field if None); the
     anomalies cover the whole field. With a ``member`` dim each member gets its own.
-
-    A dask-backed field's anomalies are built once per (field, period) and reused (a shallow
-    copy): variability, anomaly spectra and the Nino-3.4 regressions each ask for them, and
-    xarray's groupby graph construction (not its computation, which dask already shares, the
-    keys being equal) cost ~0.3 s a call. The key is dask's token of the whole DataArray
-    (data, coordinates, name, attributes), so equal keys mean equal results.
     """
-    if not is_dask_collection(field):
-        return _monthly_anomalies(field, climatology_period)
-    token = tokenize(field, str(_as_period(climatology_period)))
-    if token not in _ANOMALIES:
-        _ANOMALIES[token] = _monthly_anomalies(field, climatology_period)
-        while len(_ANOMALIES) > ANOMALY_MEMO_SIZE:
-            _ANOMALIES.popitem(last=False)
-    _ANOMALIES.move_to_end(token)
-    return _ANOMALIES[token].copy(deep=False)
-
-
-def _monthly_anomalies(field: xr.DataArray, climatology_period: Period | str | None) -> xr.DataArray:
-    """:func:`monthly_anomalies` without the reuse."""
     clim = monthly_climatology(field, climatology_period)
     anom = field.groupby(month_of_year(field)) - clim
     anom = anom.drop_vars("month", errors="ignore")

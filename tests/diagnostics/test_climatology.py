@@ -103,27 +103,3 @@ def test_calendar_independent_and_lazy():
     assert isinstance(out.data, dsa.Array)
     np.testing.assert_allclose(out.values, time_mean(greg, season="DJF").values, rtol=1e-12)
     assert isinstance(monthly_anomalies(lazy).data, dsa.Array)
-
-
-def test_lazy_anomalies_are_built_once_per_field_and_period(monkeypatch):
-    """The reuse of :func:`monthly_anomalies` (several groups ask for the same field's anomalies)
-    returns the same graph for the same input and period, and a fresh one when the data, the
-    period or the time labels differ; a caller's attribute change does not leak into the next."""
-    from diagnostics.metrics import climatology
-
-    built = []
-    build = climatology._monthly_anomalies
-    monkeypatch.setattr(climatology, "_monthly_anomalies", lambda f, p: built.append(p) or build(f, p))
-    lazy = _field(seed=5).chunk({"time": 12})
-    a, b = monthly_anomalies(lazy, "2000-01:2001-12"), monthly_anomalies(lazy, "2000-01:2001-12")
-    assert a.data.name == b.data.name and a is not b and len(built) == 1
-    np.testing.assert_array_equal(a.values, monthly_anomalies(lazy.compute(), "2000-01:2001-12").values)
-    b.attrs["changed"] = 1
-    assert "changed" not in monthly_anomalies(lazy, "2000-01:2001-12").attrs
-    other_period = monthly_anomalies(lazy, "2001-01:2002-12")
-    other_data = monthly_anomalies(lazy + 1.0, "2000-01:2001-12")
-    shifted = lazy.assign_coords(time=monthly_axis(Month(2001, 1), Month(2003, 12))["time"])
-    other_axis = monthly_anomalies(shifted, "2001-01:2002-12")  # the same numbers, other time labels
-    assert len({a.data.name, other_period.data.name, other_data.data.name}) == 3
-    assert other_axis["time"].equals(shifted["time"]) and not other_axis["time"].equals(a["time"])
-    np.testing.assert_allclose(other_data.values, a.values, atol=1e-10)  # +1 everywhere: same anomalies
