@@ -550,6 +550,7 @@ def plan_variable(var: str, inputs: Inputs, cfg: Config, index: xr.DataArray | N
                          channels=_channels(inputs.reference, var), periods=w.periods(), window=w.all,
                          clim_period=clim_period, index=index, spectra=cfg.spectra,
                          ref_daily=inputs.daily.get("reference", {}).get(var),
+                         conditioned=frozenset(n for n, d in inputs.ensembles.items() if d.attrs.get("conditioning")),
                          spectra_period=("test", w.test) if w.test is not None else ("all", w.all))
     first = next(n for n, d in inputs.ensembles.items() if var in d.data_vars)
     subjects = [groups.Subject("reference", "reference", ref, ctx.periods)]

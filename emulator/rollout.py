@@ -267,6 +267,8 @@ def run_rollout(model: Stepper | MonthlyDiffusion, forcing: Forcing, initial: np
     attrs = {"title": f"{cfg.model_name} {cfg.experiment_id} ensemble ({title})",
              "forcing_sst_offset_K": f"{cfg.offset:g}", "run_fingerprint": fp, "sampler": label,
              "seed": cfg.seed, "institution": "monthly-diffusion open reference tool"}
+    if getattr(stepper, "conditioning", None):  # around a trajectory or guided: md-diagnose reads it
+        attrs["conditioning"] = stepper.conditioning
     writer = _make_writer(cfg, out, fields, spec, forcing.calendar, attrs)
     if state is None:
         out.mkdir(parents=True, exist_ok=True)

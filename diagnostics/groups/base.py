@@ -160,6 +160,9 @@ class Context:
     spectra: bool = True
     #: the reference's daily field of this variable, when its files hold one (E4)
     ref_daily: xr.DataArray | None = None
+    #: the ensembles generated around a conditioning run or guided (their files' ``conditioning``
+    #: attribute, written by emulator-run --around / --guide)
+    conditioned: frozenset[str] = frozenset()
     #: lazy results several groups or subjects share (the reference's time means), built once
     #: per variable: building xarray/dask graphs, not computing them, dominates small runs
     shared: dict = field(default_factory=dict, compare=False, repr=False)

@@ -42,7 +42,12 @@ class Conditioning(Group):
     fields = ("global_anomaly_series",)
 
     def applies(self, ctx: Context, subject: Subject) -> bool:
-        return subject.kind in self.applies_to and ctx.var in VARIABLES and not ctx.is_3d \
+        """Only where an ensemble's files say it was generated around a conditioning run or guided
+        (``Context.conditioned``): then for those, the reference and the noise floor they are set against.
+        A free-running ensemble's distance to the reference's weather means nothing."""
+        scored = subject.name in ctx.conditioned or (
+            bool(ctx.conditioned) and (subject.kind == "reference" or subject.name == NOISE_FLOOR))
+        return scored and subject.kind in self.applies_to and ctx.var in VARIABLES and not ctx.is_3d \
             and ctx.clim_period is not None
 
     def units(self, ctx: Context, subject: Subject) -> int:

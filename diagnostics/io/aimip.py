@@ -115,11 +115,14 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
     pieces: dict[tuple[str, int], list[Piece]] = {}
     grids = {}
     regridded: set[str] = set()
+    conditioning: dict[str, None] = {}  # the files' ``conditioning`` attributes, in file order
     for path, name in zip(paths, names):
         var = catalogue_entry(name.var)
         if var is None or (wanted is not None and var.name not in wanted):
             continue
         ds = open_netcdf(path)
+        if ds.attrs.get("conditioning"):
+            conditioning.setdefault(str(ds.attrs["conditioning"]), None)
         layout = healpix.is_healpix(ds)
         if layout is not None:  # cBottle / DLESyM: onto a lat-lon grid of about their resolution
             target = healpix_target_grid(ds, path)
@@ -184,6 +187,8 @@ def read_aimip(paths: list[str], variables: list[str] | None = None, guard: bool
         ds.attrs["variant_label"] = label_of[members[0]]
     if used_tos:
         ds.attrs["ts_from"] = "tos (the submission has no ts)"
+    if conditioning:  # emulator-run --around / --guide: md-diagnose's conditioning group scores it
+        ds.attrs["conditioning"] = "; ".join(conditioning)
     return ds
 
 

@@ -126,6 +126,11 @@ class GuidedStepper:
     def device(self) -> torch.device:
         return self.base.device
 
+    @property
+    def conditioning(self) -> str:
+        """The files' ``conditioning`` attribute (see :class:`~emulator.residual.stepper.ResidualStepper`)."""
+        return f"guided by {self.guide.describe()} (emulator-run --guide)"
+
     def describe(self) -> dict[str, Any]:
         c = self.cfg
         how = f"{c.method}-cg{c.cg_iters}" if c.method == "mmps" else f"dps-zeta{c.zeta:g}"

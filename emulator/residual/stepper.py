@@ -50,6 +50,9 @@ class ResidualStepper:
     """The residual model plus the frozen Monthly Diffusion encoder/decoder (:class:`DiffusionStepper`)."""
 
     title = "residual ensemble around a conditioning run"
+    #: written as the files' ``conditioning`` attribute: md-diagnose scores the ``conditioning``
+    #: group (distance to the reference, weather correlation) only for such ensembles
+    conditioning = "around a conditioning run (emulator-run --around)"
 
     def __init__(self, model: ResidualModel, md: DiffusionStepper, steps: int,
                  noise_scale: list[float] | None = None):

@@ -57,11 +57,12 @@ def _score(c, ensembles: dict[str, np.ndarray]) -> dict[str, float]:
     ref = _as_da(c, False)
     ctx = Context(var="tas", is_3d=False, ref=ref, channels=[Channel("tas", "tas")], periods={},
                   window=Period.parse(f"2000-01:{2000 + YEARS - 1}-12"), clim_period=CLIM,
-                  spectra_period=("all", CLIM))
+                  spectra_period=("all", CLIM), conditioned=frozenset(ensembles) - {NOISE_FLOOR})
     res, batch, group = Results(), Batch(), Conditioning()
     assert group.applies(ctx, Subject(REFERENCE, "reference", ref, {}))
     group.build(batch, res, ctx, Subject(REFERENCE, "reference", ref, {}))
     for name, values in ensembles.items():  # md-diagnose's order: the noise floor last
+        assert group.applies(ctx, Subject(name, "ensemble", ref, {}))
         group.build(batch, res, ctx, Subject(name, "ensemble", _as_da(values, True).chunk({"time": 24}), {}))
     batch.compute()
     return {k: v for k, v in res.metrics.items()}, res
@@ -132,3 +133,23 @@ def test_without_a_noise_floor_only_the_ensemble_alone_metrics_and_other_variabl
     ctx3d = Context(var="zg", is_3d=True, ref=_as_da(c, False), channels=[Channel("zg500", "zg", 50000.0)],
                     periods={}, window=CLIM, clim_period=CLIM, spectra_period=("all", CLIM))
     assert not Conditioning().applies(ctx3d, Subject("AROUND", "ensemble", _as_da(around, True), {}))
+
+
+def test_only_ensembles_whose_files_say_they_are_conditioned_are_scored():
+    """A free-running ensemble (no ``conditioning`` attribute) gets no distance to the reference's weather;
+    with no conditioned ensemble at all neither the reference nor the noise floor is scored by the group."""
+    _, c, around, *_ = _planted(n=4)
+    ref = _as_da(c, False)
+    ens = Subject("FREE", "ensemble", _as_da(around, True), {})
+
+    def ctx(conditioned: frozenset[str]) -> Context:
+        return Context(var="tas", is_3d=False, ref=ref, channels=[Channel("tas", "tas")], periods={},
+                       window=CLIM, clim_period=CLIM, spectra_period=("all", CLIM), conditioned=conditioned)
+
+    group, floor = Conditioning(), Subject(NOISE_FLOOR, "ensemble", _as_da(around, True), {})
+    none = ctx(frozenset())
+    assert not any(group.applies(none, s) for s in (Subject(REFERENCE, "reference", ref, {}), ens, floor))
+    some = ctx(frozenset({"AROUND"}))
+    assert not group.applies(some, ens)
+    assert group.applies(some, floor) and group.applies(some, Subject(REFERENCE, "reference", ref, {}))
+    assert group.applies(some, Subject("AROUND", "ensemble", _as_da(around, True), {}))

@@ -293,6 +293,7 @@ def test_emulator_run_guide_dry_mass_holds_the_training_climatology(toy, tmp_pat
     files = sorted(out.glob("ps_Amon_*.nc"))
     assert len(files) == 2
     for f in files:
+        assert xr.open_dataset(f).attrs["conditioning"].startswith("guided by dry-mass")
         gm = global_mean(xr.open_dataset(f)["ps"]).values
         target = clim.sel(month=[1, 2, 3, 4]).values
         assert np.abs(gm[1:] - target[1:]).max() < 20.0, (gm, target)  # month 0 is the initial state

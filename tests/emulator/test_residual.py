@@ -259,6 +259,8 @@ def test_around_run_writes_members_around_the_conditioning_run_and_resumes(aroun
     assert _run(around, out, "--around-member", "2") == 0
     ds = open_dataset(out)
     assert ds.attrs["source_id"] == "MD-around" and dict(ds["tas"].sizes)["member"] == 3
+    # the files say the run is conditioned, and the reader keeps it: md-diagnose's conditioning group reads it
+    assert ds.attrs["conditioning"].startswith("around a conditioning run")
     cond = xr.open_zarr(around["members"] / "dataset.zarr").sel(member=2)["tas"].isel(time=slice(0, 8)).values
     tas = ds["tas"].values
     np.testing.assert_allclose(tas[:, 0], np.broadcast_to(cond[0], tas[:, 0].shape), rtol=1e-6)  # start: x_c
