@@ -19,7 +19,7 @@ from diagnostics.metrics.pattern import weighted_rms
 
 from . import comparison as cmp, labels, scorecard, section_ensembles
 from .figures import FigureSpec, Line, Panel, display_scale, display_units
-from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir, canonical_dims
+from .metricsdir import REFERENCE, SCHEMA_V1, MetricsDir
 from .scorecard import Cell
 
 MODEL_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
@@ -189,9 +189,7 @@ def groups(md: MetricsDir, diagnostic: str, keys=("channel", "period", "season",
     """Distinct attribute combinations of a diagnostic's fields, in a stable report order."""
     seen: dict[tuple, dict] = {}
     models: dict[tuple, set[str]] = {}
-    for _, a in md._index:  # attributes only: building every field would cost ~1 ms each
-        if a.get("diagnostic", "") != diagnostic:
-            continue
+    for _, a in md.attrs_index(diagnostic=diagnostic):  # attributes only: building every field costs ~0.4 ms
         k = tuple(a.get(name, "") for name in keys)
         seen.setdefault(k, dict(zip(keys, k)))
         models.setdefault(k, set()).add(a.get("model", ""))
@@ -857,11 +855,12 @@ def aimip_official(md: MetricsDir) -> Section:
 def other(md: MetricsDir) -> Section:
     """Fields of diagnostics no section knows, drawn by their dimensions (one figure each)."""
     sec = Section("other", "Other fields", intro="Fields of diagnostics this report version has no section for.")
-    for name in md.fields.data_vars:
-        da = canonical_dims(md.fields[name])
-        diag = attr(da, "diagnostic")
+    for name, a in md.attrs_index():
+        # known or unnamed diagnostics from the attribute index: only the fields drawn here are built
+        diag = a.get("diagnostic", "")
         if diag in KNOWN or not diag:
             continue
+        da = md.field(name)
         disp, units = display_units(da.squeeze(drop=True))
         label = f"{labels.metric(diag)}: {labels.model(attr(da, 'model'))} {labels.channel(attr(da, 'channel'))}"
         caption = (f"{description(da)} {label}; {when(md, attr(da, 'period'), attr(da, 'season'), attr(da, 'scenario'))}."
