@@ -110,13 +110,15 @@ def time_mean(field: xr.DataArray, period: Period | str | None = None, season: s
     """Time mean over ``period`` (whole field if None) and ``season`` (month-equal weights).
 
     ANN: mean of all months of the period; DJF/MAM/JJA/SON: mean over the complete seasons
-    inside the period. Units of ``field``; ``member``/``plev`` dims are kept.
+    inside the period. Units of ``field``; ``member``/``plev`` dims are kept. Accumulated in
+    float64 (result float64): dask sums a float32 field in float32, chunk by chunk, so a
+    120-month mean of 1e5 Pa moved by tenths of a Pa with the chunking.
     """
     field = in_period(field, period)
     if season == "ANN":
-        out = field.mean("time", skipna=False)  # a cell missing a month is left out, not biased
+        out = field.mean("time", skipna=False, dtype=np.float64)  # a cell missing a month is left out, not biased
     else:
-        out = seasonal_mean(field, season).mean("time", skipna=False)
+        out = seasonal_mean(field, season).mean("time", skipna=False, dtype=np.float64)
     out.attrs = dict(field.attrs)
     return out
 
@@ -130,7 +132,9 @@ def monthly_climatology(field: xr.DataArray, period: Period | str | None = None)
     months = month_of_year(field)
     if np.unique(months.values).size != 12:
         raise ValueError(f"monthly climatology of {field.name!r} needs all 12 calendar months")
-    clim = field.groupby(months).mean("time")
+    # float64 partial sums (see time_mean), rounded back to the field's dtype: the anomalies stay float32
+    # like the field (memory), and the rounding of a chunk-independent float64 mean is chunk-independent
+    clim = field.groupby(months).mean("time", dtype=np.float64).astype(field.dtype)
     clim.attrs = dict(field.attrs)
     return clim
 

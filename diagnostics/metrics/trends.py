@@ -125,7 +125,7 @@ def linear_trend(field: xr.DataArray, period: Period | str | None = None) -> xr.
     month = _calendar_month(field)
     # each of the three passes over the field reads it itself (own_read: memory)
     t_mean = t.where(own_read(field, "valid months").notnull()).groupby(month).mean("time")
-    x_mean = field.groupby(month).mean("time")
+    x_mean = field.groupby(month).mean("time", dtype=np.float64)  # float64 sums, as t_mean and the products
     again = own_read(field, "deviations", after=(t_mean, x_mean))
     sums = _deviation_products(again, t, month, t_mean, x_mean).sum("time")
     slope = sums.isel(term=0) / sums.isel(term=1)

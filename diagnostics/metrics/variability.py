@@ -25,7 +25,7 @@ def anomaly_std(field: xr.DataArray, climatology_period: Period | str | None = N
     A ``member`` dim is kept (one value per member).
     """
     anom = in_period(monthly_anomalies(field, climatology_period), period)
-    out = anom.std("time", ddof=1)
+    out = anom.std("time", ddof=1, dtype=np.float64)  # float64 sums: independent of the chunking
     out.attrs = {"units": field.attrs.get("units", ""), "long_name": "std of monthly anomalies"}
     out.name = f"{field.name}_std" if field.name else "std"
     return out
