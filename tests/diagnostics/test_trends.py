@@ -106,7 +106,7 @@ def _plain_trend(field):
                          coords={"time": field["time"]})
     tv = t.where(field.notnull())
     dt = tv.groupby(month) - tv.groupby(month).mean("time")
-    dx = field.groupby(month) - field.groupby(month).mean("time")
+    dx = field.groupby(month) - field.groupby(month).mean("time", dtype=np.float64)  # float64 sums, as ours
     return ((dt * dx).sum("time") / (dt**2).sum("time")).where(field.notnull().sum("time") >= 2)
 
 
