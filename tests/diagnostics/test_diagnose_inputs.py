@@ -230,7 +230,7 @@ def test_large_variables_go_level_by_level_with_the_same_numbers(tmp_path, capsy
     assert _run(args + ["--out", str(tmp_path / "chunks")], capsys)[0] == 0
     whole = _doc(tmp_path / "whole")["metrics"]
     assert "E.ta850.std_ratio.all" in whole and "E.ta50.nino34_pattern_corr.all" in whole
-    # same graph split by level, or other chunks: the kernels accumulate in float64 (pipeline._chunked), so
+    # same graph split by level, or other chunks: the time means, climatologies and std accumulate in float64, so
     # sums in another order agree to ~1e-15 relative per mean; in float32 a 250 K mean carried ~1e-6 K of
     # rounding, 1e-5 relative in a 0.08 K bias, and this needed rel=1e-4
     for other, tol in (("levels", 1e-9), ("chunks", 1e-9)):
