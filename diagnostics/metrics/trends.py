@@ -25,7 +25,7 @@ from dask.graph_manipulation import bind, clone
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import in_period
+from .climatology import calendar_month_means, calendar_month_sums, in_period
 from .pattern import weighted_rms
 
 MONTHS_PER_DECADE = 120.0
@@ -123,10 +123,11 @@ def linear_trend(field: xr.DataArray, period: Period | str | None = None) -> xr.
     field = in_period(field, period)
     t = decades(field)
     month = _calendar_month(field)
-    # each of the three passes over the field reads it itself (own_read: memory)
-    t_mean = t.where(own_read(field, "valid months").notnull()).groupby(month).mean("time")
-    x_mean = field.groupby(month).mean("time", dtype=np.float64)  # float64 sums, as t_mean and the products
-    again = own_read(field, "deviations", after=(t_mean, x_mean))
+    # one pass gives both calendar-month means over the finite months (float64 sums); the second
+    # pass reads the field again itself (own_read: memory)
+    month_sums = calendar_month_sums(field, t)
+    t_mean, x_mean = calendar_month_means(month_sums, "t_sum"), calendar_month_means(month_sums)
+    again = own_read(field, "deviations", after=(month_sums,))
     sums = _deviation_products(again, t, month, t_mean, x_mean).sum("time")
     slope = sums.isel(term=0) / sums.isel(term=1)
     slope = slope.where(sums.isel(term=2) >= 2).drop_vars(["calendar_month", "term"], errors="ignore")

@@ -7,7 +7,8 @@ import xarray as xr
 
 from diagnostics.data.grid import equiangular
 from diagnostics.data.timeaxis import Month, monthly_axis
-from diagnostics.metrics.climatology import (bias_map, bias_summary, monthly_anomalies, monthly_climatology,
+from diagnostics.metrics.climatology import (bias_map, bias_summary, calendar_month_means, calendar_month_sums,
+                                             monthly_anomalies, monthly_climatology,
                                              seasonal_mean, time_mean, zonal_mean_bias)
 
 GRID = equiangular(11.25)  # 17 x 32
@@ -103,3 +104,58 @@ def test_calendar_independent_and_lazy():
     assert isinstance(out.data, dsa.Array)
     np.testing.assert_allclose(out.values, time_mean(greg, season="DJF").values, rtol=1e-12)
     assert isinstance(monthly_anomalies(lazy).data, dsa.Array)
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 12}, {"time": 7, "member": 1}, {"time": 25, "lat": 5}])
+def test_calendar_month_sums_equal_groupby_means_with_missing_cells(chunks):
+    """The one-pass calendar-month kernel against xarray's groupby mean (flox), which it replaced:
+    NaN-skipping means and counts, a start in March (partial first and last years), chunks that
+    cut years anywhere, members, and the sum of ``t`` over the finite months (trends' t_bar_m)."""
+    rng = np.random.default_rng(3)
+    axis = monthly_axis(Month(2000, 3), Month(2003, 8), "proleptic_gregorian")
+    n = axis.sizes["time"]
+    x = (rng.normal(size=(3, n, *GRID.shape)) + 280.0).astype(np.float32)
+    x[1, 7, 2, 3] = np.nan  # one month of one cell of one member
+    x[0, :, 0, 0] = np.nan  # a cell without any value
+    x[2, ::12, 4, 4] = np.nan  # every March of a cell: its March count is 0
+    field = xr.DataArray(x, dims=("member", "time", "lat", "lon"), name="tas",
+                         coords={"time": axis["time"], "member": [0, 1, 2], **GRID.coords()})
+    if chunks:
+        field = field.chunk(chunks)
+    t = xr.DataArray(np.arange(n) / 120.0, dims="time", coords={"time": field["time"]})
+    month = xr.DataArray(np.asarray(field["time"].dt.month) - 1, dims="time", name="calendar_month")
+
+    sums = calendar_month_sums(field, t)
+    assert sums.dims == ("term", "member", "calendar_month", "lat", "lon")
+    assert isinstance(sums.data, dsa.Array) == bool(chunks)
+    expected_x = field.groupby(month).mean("time", dtype=np.float64).transpose(*sums.dims[1:])
+    expected_t = t.where(field.notnull()).groupby(month).mean("time").transpose(*sums.dims[1:])
+    expected_n = field.notnull().groupby(month).sum("time").transpose(*sums.dims[1:])
+    np.testing.assert_allclose(calendar_month_means(sums).values, expected_x.values, rtol=1e-14)
+    np.testing.assert_allclose(calendar_month_means(sums, "t_sum").values, expected_t.values, rtol=1e-14)
+    np.testing.assert_array_equal(sums.sel(term="count").values, expected_n.values)
+    assert np.isnan(calendar_month_means(sums).values[2, 2, 4, 4])  # March of that cell: 0 / 0
+    clim = monthly_climatology(field)
+    assert clim.dtype == np.float32 and clim.dims == ("member", "month", "lat", "lon")
+    np.testing.assert_array_equal(clim["month"].values, np.arange(1, 13))
+    np.testing.assert_array_equal(
+        clim.values, expected_x.astype(np.float32).transpose(*clim.dims[:1], "calendar_month", "lat", "lon").values)
+
+
+def test_seasonal_time_means_of_float32_fields_are_float64_exact_and_chunk_independent():
+    """The five season means come from one pass of float64 sums: equal to numpy's float64 mean over
+    the season's months (the earlier per-season path rounded each 3-month mean to float32 first,
+    1e-5 relative on a bias of two 1e5 Pa means), whatever the chunking, NaN where a month is."""
+    f = _field(start=Month(2000, 1), end=Month(2003, 12), seed=7)
+    f = (f * 0.0 + 1.0e5 + 300.0 * (f - 280.0)).astype(np.float32)  # psl-like: large mean, float32
+    f[5, 3, 4] = np.nan  # June 2000 of one cell: JJA and ANN of that cell are NaN, DJF is not
+    v = f.values.astype(np.float64)
+    djf = [11, 12, 13, 23, 24, 25, 35, 36, 37]  # the complete winters 2001-2003
+    expected = {"ANN": v.mean(0), "DJF": v[djf].mean(0), "JJA": v[[5, 6, 7, 17, 18, 19, 29, 30, 31, 41, 42, 43]].mean(0)}
+    for chunks in (None, {"time": 12}, {"time": 5, "lat": 4}):
+        field = f.chunk(chunks) if chunks else f
+        for season, want in expected.items():
+            got = time_mean(field, season=season)
+            assert got.dtype == np.float64
+            np.testing.assert_allclose(got.values, want, rtol=1e-14, atol=0)
+            assert np.isnan(got.values[3, 4]) == (season != "DJF")
