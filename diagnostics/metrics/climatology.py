@@ -162,7 +162,7 @@ def season_sums(field: xr.DataArray, masks: dict[str, np.ndarray]) -> xr.DataArr
     """
     names = list(masks)
     stacked = np.stack([masks[n] for n in names])
-    sums = _sum_time_blocks(field, _season_sums_block, [stacked], {"season": len(names)})
+    sums = sum_time_blocks(field, _season_sums_block, [stacked], {"season": len(names)})
     return xr.DataArray(sums, dims=("season", *(d for d in field.dims if d != "time")), name=field.name,
                         coords={**_kept_coords(field), "season": names})
 
@@ -205,21 +205,25 @@ def _kept_coords(field: xr.DataArray) -> dict:
     return {n: c for n, c in field.coords.items() if "time" not in c.dims}
 
 
-def _sum_time_blocks(field: xr.DataArray, task, per_step: list[np.ndarray], new_axes: dict[str, int],
-                     **kwargs) -> np.ndarray:
-    """``task(block, *per_step slices of the block's steps, axis=, **kwargs)`` for every time block
-    of ``field``, summed over the blocks (float64).
+def sum_time_blocks(field: xr.DataArray, task, per_step: list[np.ndarray], new_axes: dict[str, int],
+                     per_month: tuple[xr.DataArray, ...] = (), **kwargs) -> np.ndarray:
+    """``task(block, *per_step slices of the block's steps, *per_month blocks, axis=, **kwargs)`` for
+    every time block of ``field``, summed over the blocks (float64).
 
     ``task`` returns ``(lead, *block.shape)`` with the block's time axis of length 1 followed by
     the ``new_axes`` after the first (the first new axis is ``lead``). ``per_step`` arrays have
-    time as their last axis. ``task`` is a module-level function, so dask's tokens, and with them
-    the shared keys of equal reductions asked for by several groups, are deterministic.
-    Not dask-backed: one call on the whole field.
+    time as their last axis; ``per_month`` arrays the dims of ``field`` with ``calendar_month``
+    (all 12 in each block) in place of ``time``, chunked like ``field`` elsewhere. ``task`` is a
+    module-level function, so dask's tokens, and with them the shared keys of equal reductions
+    asked for by several groups, are deterministic. Not dask-backed: one call on the whole field.
     """
     axis = field.dims.index("time")
     data = field.data
+    month_dims = tuple("calendar_month" if d == "time" else d for d in field.dims)
+    monthly = [m.transpose(*month_dims).data for m in per_month]
     if not dask.is_dask_collection(data):
-        return task(np.asarray(data), *per_step, axis=axis, **kwargs).sum(axis=axis + 1)
+        return task(np.asarray(data), *per_step, *(np.asarray(m) for m in monthly), axis=axis,
+                    **kwargs).sum(axis=axis + 1)
     chunks = data.chunks[axis]
     ind = tuple(f"i{k}" for k in range(data.ndim))
     (lead, lead_n), *extra = new_axes.items()
@@ -227,6 +231,10 @@ def _sum_time_blocks(field: xr.DataArray, task, per_step: list[np.ndarray], new_
     for values in per_step:
         step_ind = tuple(f"s{k}" for k in range(values.ndim - 1)) + (ind[axis],)
         args += [dsa.from_array(values, chunks=(*values.shape[:-1], chunks)), step_ind]
+    for values in monthly:
+        values = values if dask.is_dask_collection(values) else dsa.from_array(
+            values, chunks=tuple(c if k != axis else (12,) for k, c in enumerate(data.chunks)))
+        args += [values, (*ind[:axis], "m", *ind[axis + 1:])]
     out_ind = (lead, *ind[:axis], ind[axis], *(n for n, _ in extra), *ind[axis + 1:])
     per_block = dsa.blockwise(task, out_ind, data, ind, *args, new_axes=dict(new_axes),
                               adjust_chunks={ind[axis]: 1}, concatenate=True, dtype=np.float64,
@@ -248,7 +256,7 @@ def calendar_month_sums(field: xr.DataArray, t: xr.DataArray | None = None) -> x
     months = month_index(field["time"]) % 12
     tvals = np.zeros(len(months)) if t is None else np.asarray(t.values, dtype=np.float64)
     terms = ["sum", "count"] + ([] if t is None else ["t_sum"])
-    sums = _sum_time_blocks(field, _month_sums_task, [months, tvals], {"term": len(terms), "calendar_month": 12},
+    sums = sum_time_blocks(field, _month_sums_task, [months, tvals], {"term": len(terms), "calendar_month": 12},
                             with_t=t is not None)
     dims = tuple("calendar_month" if d == "time" else d for d in field.dims)
     return xr.DataArray(sums, dims=("term", *dims), name=field.name,
@@ -285,11 +293,33 @@ def monthly_anomalies(field: xr.DataArray, climatology_period: Period | str | No
     anomalies cover the whole field. With a ``member`` dim each member gets its own.
     """
     clim = monthly_climatology(field, climatology_period)
-    anom = field.groupby(month_of_year(field)) - clim
-    anom = anom.drop_vars("month", errors="ignore")
+    axis = field.dims.index("time")
+    months = month_index(field["time"]) % 12  # clim's months are 1..12 in order: position = month - 1
+    month_dims = tuple("month" if d == "time" else d for d in field.dims)
+    clim_data = clim.transpose(*month_dims).data
+    data = field.data
+    if dask.is_dask_collection(data):
+        # each chunk subtracts the climatology of its own months in its task (xarray's groupby
+        # arithmetic first broadcast the climatology to the whole time axis: same values)
+        ind = tuple(f"i{k}" for k in range(data.ndim))
+        if not dask.is_dask_collection(clim_data):
+            clim_data = dsa.from_array(clim_data, chunks=tuple(
+                (12,) if k == axis else c for k, c in enumerate(data.chunks)))
+        values = dsa.blockwise(_subtract_months, ind, data, ind,
+                               dsa.from_array(months, chunks=(data.chunks[axis],)), (ind[axis],),
+                               clim_data, (*ind[:axis], "m", *ind[axis + 1:]), concatenate=True,
+                               dtype=data.dtype, meta=data._meta, axis=axis)
+    else:
+        values = _subtract_months(np.asarray(data), months, np.asarray(clim_data), axis=axis)
+    anom = field.copy(data=values)
     anom.attrs = dict(field.attrs)
     anom.name = field.name
     return anom
+
+
+def _subtract_months(x: np.ndarray, months: np.ndarray, clim: np.ndarray, *, axis: int) -> np.ndarray:
+    """``x`` minus the climatology (12 calendar months along ``axis``) of each step's month."""
+    return x - np.take(clim, months, axis=axis)
 
 
 def _ensemble_mean(field: xr.DataArray, member_dim: str) -> xr.DataArray:

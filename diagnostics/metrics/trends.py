@@ -25,7 +25,7 @@ from dask.graph_manipulation import bind, clone
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import calendar_month_means, calendar_month_sums, in_period
+from .climatology import calendar_month_means, calendar_month_sums, in_period, sum_time_blocks
 from .pattern import weighted_rms
 
 MONTHS_PER_DECADE = 120.0
@@ -34,12 +34,6 @@ MONTHS_PER_DECADE = 120.0
 def decades(field: xr.DataArray) -> xr.DataArray:
     """Time in decades (month index / 120) along ``time``."""
     return xr.DataArray(month_index(field["time"]) / MONTHS_PER_DECADE, dims="time",
-                        coords={"time": field["time"]})
-
-
-def _calendar_month(field: xr.DataArray) -> xr.DataArray:
-    """Calendar month 0..11 of each time step (the groups of the monthly intercepts)."""
-    return xr.DataArray(month_index(field["time"]) % 12, dims="time", name="calendar_month",
                         coords={"time": field["time"]})
 
 
@@ -72,42 +66,27 @@ def own_read(field: xr.DataArray, tag: str, after: tuple[xr.DataArray, ...] = ()
             else clone(field, seed=seed, assume_layers=False))
 
 
-def _deviation_products(x: xr.DataArray, t: xr.DataArray, month: xr.DataArray, t_mean: xr.DataArray,
-                        x_mean: xr.DataArray) -> xr.DataArray:
-    """(t - t_bar_m)(x - x_bar_m), (t - t_bar_m)^2 (NaN where x is) and 1 where x is finite (the
-    count of valid months once summed), on a new last dim ``term``.
-
-    ``t_mean`` / ``x_mean`` are the calendar-month means (dim ``calendar_month``); each chunk of
-    ``x`` takes the means of its own months inside its task. Written with xarray's groupby
-    arithmetic (``x.groupby(month) - x_mean``) the means are first broadcast to the full
-    time axis, float64 arrays of the field's size that dask computed ahead and held (1.7 GiB
-    at 1 deg, 5 members); and two separate sums ((dt * dx).sum(), (dt**2).sum()) are two
-    reduction trees, dask running the first whole while keeping every chunk of dt for the
-    second. One stacked array reduced once reads each chunk once. The values are those of
-    the groupby arithmetic (the same elementwise operations); the two products are stacked
-    on a leading axis and viewed with it last, so each keeps the memory layout, hence the
-    summation order, of a separate product.
-    """
-    codes = xr.DataArray(np.searchsorted(t_mean["calendar_month"].values, month.values), dims="time")
-
-    def of_month(means: np.ndarray, cb: np.ndarray, ndim: int) -> np.ndarray:
-        # the mean of each step's calendar month; apply_ufunc leaves leading missing dims out
-        means = means.reshape((1,) * (ndim + 1 - means.ndim) + means.shape)
-        cb = cb.reshape((1,) * (ndim - cb.ndim) + cb.shape)
-        return np.take_along_axis(means, cb[..., None], axis=-1)[..., 0]
-
-    def block(xb, tb, cb, tm, xm):
-        ndim = max(xb.ndim, tb.ndim, cb.ndim, tm.ndim - 1)
-        tv = np.where(np.isnan(xb), np.nan, tb)  # t where x is finite (t.where(valid))
-        dt = tv - of_month(tm, cb, ndim)
-        dx = xb - of_month(xm, cb, ndim)
-        return np.moveaxis(np.stack([dt * dx, np.square(dt), np.isfinite(tv)]), 0, -1)
-
-    return xr.apply_ufunc(block, x, t, codes, t_mean, x_mean,
-                          input_core_dims=[[], [], [], ["calendar_month"], ["calendar_month"]],
-                          output_core_dims=[["term"]], dask="parallelized",
-                          output_dtypes=[np.result_type(t.dtype, x.dtype, t_mean.dtype, x_mean.dtype)],
-                          dask_gufunc_kwargs={"output_sizes": {"term": 3}})
+def _deviation_sums_block(x: np.ndarray, months: np.ndarray, t: np.ndarray, t_mean: np.ndarray,
+                          x_mean: np.ndarray, *, axis: int) -> np.ndarray:
+    """sum (t - t_bar_m)(x - x_bar_m), sum (t - t_bar_m)^2 and the count of finite months over one
+    time block of ``x``, each over the months where x is finite (float64), shaped ``(3, *x.shape)``
+    with the block's time axis of length 1. ``t_mean`` / ``x_mean`` hold the 12 calendar-month
+    means along ``axis``; ``months`` / ``t`` the calendar month (0..11) and time of each step."""
+    shape = [1] * x.ndim
+    shape[axis] = len(t)
+    dt = t.reshape(shape) - np.take(t_mean, months, axis=axis)
+    dx = x - np.take(x_mean, months, axis=axis)
+    missing = np.isnan(x)
+    if missing.any():  # a NaN month of a cell leaves all three sums (t_bar_m and x_bar_m did already)
+        dt, dx = np.where(missing, 0.0, dt), np.where(missing, 0.0, dx)
+        count = (~missing).sum(axis=axis, keepdims=True)
+    else:
+        count = np.full([1 if k == axis else n for k, n in enumerate(x.shape)], len(t))
+    out = np.empty((3, *count.shape), dtype=np.float64)
+    out[0] = (dt * dx).sum(axis=axis, keepdims=True)
+    out[1] = np.square(dt).sum(axis=axis, keepdims=True)
+    out[2] = count
+    return out
 
 
 def linear_trend(field: xr.DataArray, period: Period | str | None = None) -> xr.DataArray:
@@ -122,15 +101,19 @@ def linear_trend(field: xr.DataArray, period: Period | str | None = None) -> xr.
     """
     field = in_period(field, period)
     t = decades(field)
-    month = _calendar_month(field)
-    # one pass gives both calendar-month means over the finite months (float64 sums); the second
-    # pass reads the field again itself (own_read: memory)
+    # two passes: the calendar-month means of x and t over the finite months (float64 sums), then
+    # the sums of the deviation products, each chunk taking the means of its own months in its
+    # task; the second pass reads the field again itself (own_read: memory)
     month_sums = calendar_month_sums(field, t)
     t_mean, x_mean = calendar_month_means(month_sums, "t_sum"), calendar_month_means(month_sums)
     again = own_read(field, "deviations", after=(month_sums,))
-    sums = _deviation_products(again, t, month, t_mean, x_mean).sum("time")
+    sums = xr.DataArray(
+        sum_time_blocks(again, _deviation_sums_block, [month_index(field["time"]) % 12, t.values.astype(np.float64)],
+                        {"term": 3}, per_month=(t_mean, x_mean)),
+        dims=("term", *(d for d in field.dims if d != "time")),
+        coords={n: c for n, c in field.coords.items() if "time" not in c.dims})
     slope = sums.isel(term=0) / sums.isel(term=1)
-    slope = slope.where(sums.isel(term=2) >= 2).drop_vars(["calendar_month", "term"], errors="ignore")
+    slope = slope.where(sums.isel(term=2) >= 2).drop_vars(["term"], errors="ignore")
     units = field.attrs.get("units", "")
     slope.attrs = {"units": f"{units} decade-1".strip(), "long_name": "linear trend"}
     slope.name = f"{field.name}_trend" if field.name else "trend"

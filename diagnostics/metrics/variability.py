@@ -7,12 +7,13 @@ The time axis must be consecutive months (the data contract), which lag-1 statis
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import xarray as xr
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import in_period, monthly_anomalies
+from .climatology import in_period, monthly_anomalies, sum_time_blocks
 
 __all__ = ["monthly_anomalies", "anomaly_std", "lag1_autocorrelation", "variability_ratio"]
 
@@ -42,12 +43,47 @@ def lag1_autocorrelation(field: xr.DataArray, climatology_period: Period | str |
     anom = in_period(monthly_anomalies(field, climatology_period), period)
     if np.any(np.diff(month_index(anom["time"])) != 1):
         raise ValueError(f"lag-1 autocorrelation of {field.name!r} needs consecutive months")
-    now = anom.isel(time=slice(None, -1))
-    nxt = anom.isel(time=slice(1, None)).assign_coords(time=now["time"])
-    out = xr.corr(now, nxt, dim="time")
+    sums = _lag1_pair_sums(anom)
+    n, sa, sb, saa, sbb, sab = (sums.isel(term=k, drop=True) for k in range(6))
+    out = (n * sab - sa * sb) / np.sqrt((n * saa - sa**2) * (n * sbb - sb**2))
     out.attrs = {"units": "1", "long_name": "lag-1 autocorrelation of monthly anomalies"}
     out.name = f"{field.name}_lag1" if field.name else "lag1"
     return out
+
+
+def _lag1_sums_block(a: np.ndarray, *, axis: int) -> np.ndarray:
+    """Float64 sums over the pairs (a(t), a(t+1)) inside one time block whose values are both
+    finite: count, sum a(t), sum a(t+1), sum a(t)^2, sum a(t+1)^2, sum a(t) a(t+1), shaped
+    ``(6, *a.shape)`` with the time axis of length 1."""
+    moved = np.moveaxis(a, axis, 0)
+    now, nxt = moved[:-1].astype(np.float64), moved[1:].astype(np.float64)
+    valid = ~(np.isnan(now) | np.isnan(nxt))
+    out = np.empty((6, 1) + moved.shape[1:], dtype=np.float64)
+    if valid.all():
+        out[0] = len(now)
+    else:
+        now, nxt = np.where(valid, now, 0.0), np.where(valid, nxt, 0.0)
+        out[0, 0] = valid.sum(axis=0)
+    out[1, 0], out[2, 0] = now.sum(axis=0), nxt.sum(axis=0)
+    out[3, 0], out[4, 0] = np.square(now).sum(axis=0), np.square(nxt).sum(axis=0)
+    out[5, 0] = (now * nxt).sum(axis=0)
+    return np.moveaxis(out, 1, axis + 1)
+
+
+def _lag1_pair_sums(anom: xr.DataArray) -> xr.DataArray:
+    """The sums of :func:`_lag1_sums_block` over every pair of consecutive months (dim ``term``,
+    then the dims of ``anom`` but ``time``): the pairs inside each time chunk in one pass of
+    blockwise tasks, plus the few pairs that straddle two chunks (the last month of one with the
+    first of the next), taken apart. xarray's ``corr`` of the field and its shift by one month
+    took five reductions of float32 (chunk-dependent sums) over misaligned chunks instead."""
+    sums = sum_time_blocks(anom, _lag1_sums_block, [], {"term": 6})
+    if dask.is_dask_collection(anom.data):
+        ends = np.cumsum(anom.chunks[anom.dims.index("time")])[:-1] - 1
+        if ends.size:  # the straddling pairs as blocks of two months each
+            pairs = anom.isel(time=np.stack([ends, ends + 1], axis=1).ravel()).chunk(time=2)
+            sums = sums + sum_time_blocks(pairs, _lag1_sums_block, [], {"term": 6})
+    return xr.DataArray(sums, dims=("term", *(d for d in anom.dims if d != "time")),
+                        coords={k: v for k, v in anom.coords.items() if "time" not in v.dims})
 
 
 def _pooled_std(std: xr.DataArray, member_dim: str) -> xr.DataArray:

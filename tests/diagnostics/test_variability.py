@@ -7,6 +7,7 @@ import xarray as xr
 
 from diagnostics.data.grid import equiangular
 from diagnostics.data.timeaxis import Month, monthly_axis
+from diagnostics.metrics.climatology import monthly_anomalies
 from diagnostics.metrics.variability import anomaly_std, lag1_autocorrelation, variability_ratio
 
 GRID = equiangular(11.25)  # 17 x 32
@@ -84,3 +85,25 @@ def test_gap_in_months_rejected():
     f = _ar1_field(0.5, years=3, seed=5)
     with pytest.raises(ValueError, match="consecutive"):
         lag1_autocorrelation(f.isel(time=[i for i in range(36) if i != 20]))
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 12}, {"time": 7, "member": 1}, {"time": 1}])
+def test_lag1_equals_pearson_of_the_shifted_anomalies_for_any_chunking(chunks):
+    """The one-pass lag-1 sums (pairs inside each chunk, plus the pairs straddling two chunks)
+    against xarray's two-pass Pearson correlation of the float64 anomalies and their shift by one
+    month: equal to 1e-14 whatever the chunking (one-month chunks: every pair straddles), NaN
+    months leaving their two pairs, a cell without values NaN."""
+    axis = monthly_axis(Month(1990, 1), Month(1995, 12), "proleptic_gregorian")
+    rng = np.random.default_rng(0)
+    x = (280 + rng.normal(size=(3, 72, *GRID.shape))).astype(np.float32)
+    x[0, 5, 1, 1] = np.nan
+    x[1, :, 2, 2] = np.nan
+    field = xr.DataArray(x, dims=("member", "time", "lat", "lon"), coords={"time": axis["time"], **GRID.coords()},
+                         name="tas")
+    anom = monthly_anomalies(field, "1990-01:1994-12").astype(np.float64)
+    now = anom.isel(time=slice(None, -1))
+    expected = xr.corr(now, anom.isel(time=slice(1, None)).assign_coords(time=now["time"]), dim="time")
+    got = lag1_autocorrelation(field.chunk(chunks) if chunks else field, "1990-01:1994-12")
+    assert isinstance(got.data, dsa.Array) == bool(chunks)
+    np.testing.assert_allclose(got.transpose(*expected.dims).values, expected.values, rtol=1e-14, atol=1e-15)
+    assert np.isnan(got.values[1, 2, 2]) and np.isfinite(got.values[0, 1, 1])
