@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import monthly_anomalies
+from .climatology import monthly_anomalies, sum_time_blocks
 from .modes import select_domain
 from .pattern import compare_maps
 
@@ -74,9 +74,18 @@ def _match_months(field: xr.DataArray, index: xr.DataArray) -> tuple[xr.DataArra
     common = np.intersect1d(fi, ii)
     if common.size < 3:
         raise ValueError(f"field {field.name!r} and the index share {common.size} months; need at least 3")
-    field = field.isel(time=np.flatnonzero(np.isin(fi, common)))
-    index = index.isel(time=np.flatnonzero(np.isin(ii, common)))
+    field = field.isel(time=_positions(np.isin(fi, common)))
+    index = index.isel(time=_positions(np.isin(ii, common)))
     return field, index.assign_coords(time=field["time"])
+
+
+def _positions(keep: np.ndarray) -> slice | np.ndarray:
+    """The positions where ``keep`` is True; a slice when they are consecutive (months are), so
+    a dask field is selected by views instead of a fancy-indexed copy of every chunk."""
+    pos = np.flatnonzero(keep)
+    if pos.size and pos[-1] - pos[0] + 1 == pos.size:
+        return slice(int(pos[0]), int(pos[-1]) + 1)
+    return pos
 
 
 def regression_map(field: xr.DataArray, index: xr.DataArray,
@@ -92,16 +101,51 @@ def regression_map(field: xr.DataArray, index: xr.DataArray,
     into one ensemble regression. Months are matched by month index.
     """
     anom, index = _match_months(monthly_anomalies(field, climatology_period), index)
-    valid = index.notnull() & anom.notnull()
-    n, x = index.where(valid), anom.where(valid)
-    dn = n - n.mean(dims)
-    dx = x - x.mean(dims)
-    slope = (dn * dx).sum(dims) / (dn**2).sum(dims)
+    # one pass of float64 sums (xarray's two means and two products held the anomalies between
+    # passes): sum dn dx = S_nx - S_n S_x / c, sum dn^2 = S_nn - S_n^2 / c; the index and the
+    # anomalies are centred near 0, so the subtractions lose nothing a float32 field holds
+    sums = xr.DataArray(sum_time_blocks(anom, _regression_sums_block, [np.asarray(index.values, dtype=np.float64)],
+                                        {"term": len(REGRESSION_TERMS)}),
+                        dims=("term", *(d for d in anom.dims if d != "time")),
+                        coords={**{k: v for k, v in anom.coords.items() if "time" not in v.dims},
+                                "term": list(REGRESSION_TERMS)})
+    pooled = [d for d in dims if d != "time"]
+    if pooled:
+        sums = sums.sum(pooled)
+    c, s_n, s_x, s_nx, s_nn = (sums.sel(term=t, drop=True) for t in REGRESSION_TERMS)
+    slope = (s_nx - s_n * s_x / c) / (s_nn - s_n**2 / c)
     units = field.attrs.get("units", "")
     slope.attrs = {"units": f"{units} {index.attrs.get('units', 'K')}-1".strip(),
                    "long_name": f"regression of {field.name} anomalies on {index.name}"}
     slope.name = f"{field.name}_regression" if field.name else "regression"
     return slope
+
+
+#: The sums of :func:`_regression_sums_block`: over the months where both the index N and the
+#: field x are finite, their count, sum N, sum x, sum N x and sum N^2.
+REGRESSION_TERMS = ("count", "sum_n", "sum_x", "sum_nx", "sum_nn")
+
+
+def _regression_sums_block(x: np.ndarray, n: np.ndarray, *, axis: int) -> np.ndarray:
+    """:data:`REGRESSION_TERMS` of one time block of ``x`` against the index values ``n`` of its
+    months (float64), shaped ``(term, *x.shape)`` with the time axis of length 1."""
+    shape = [1] * x.ndim
+    shape[axis] = len(n)
+    nb = n.reshape(shape)
+    x = x.astype(np.float64)
+    out = np.empty((len(REGRESSION_TERMS), *(1 if k == axis else m for k, m in enumerate(x.shape))))
+    valid = np.isfinite(x) & np.isfinite(nb)
+    if valid.all():
+        out[0], out[1], out[4] = len(n), n.sum(), np.square(n).sum()
+    else:
+        x = np.where(valid, x, 0.0)
+        nb = np.where(valid, nb, 0.0)
+        out[0] = valid.sum(axis=axis, keepdims=True)
+        out[1] = nb.sum(axis=axis, keepdims=True)
+        out[4] = np.square(nb).sum(axis=axis, keepdims=True)
+    out[2] = x.sum(axis=axis, keepdims=True)
+    out[3] = (x * nb).sum(axis=axis, keepdims=True)
+    return out
 
 
 def compare_patterns(model_map: xr.DataArray, ref_map: xr.DataArray) -> dict[str, xr.DataArray]:

@@ -26,7 +26,12 @@ def anomaly_std(field: xr.DataArray, climatology_period: Period | str | None = N
     A ``member`` dim is kept (one value per member).
     """
     anom = in_period(monthly_anomalies(field, climatology_period), period)
-    out = anom.std("time", ddof=1, dtype=np.float64)  # float64 sums: independent of the chunking
+    # the month sums of the lag-1 pass (the same graph keys, so a batch asking for both reads the
+    # anomalies once): s^2 = (S2 - S1^2 / n) / (n - 1) from float64 sums of anomalies, whose mean is
+    # near 0 against their spread, so the subtraction loses nothing a float32 field holds
+    sums = _anomaly_sums(anom)
+    n, s1, s2 = (sums.sel(term=t, drop=True) for t in ("n", "sum", "sum_sq"))
+    out = np.sqrt(((s2 - s1**2 / n) / (n - 1)).clip(min=0))
     out.attrs = {"units": field.attrs.get("units", ""), "long_name": "std of monthly anomalies"}
     out.name = f"{field.name}_std" if field.name else "std"
     return out
@@ -43,47 +48,62 @@ def lag1_autocorrelation(field: xr.DataArray, climatology_period: Period | str |
     anom = in_period(monthly_anomalies(field, climatology_period), period)
     if np.any(np.diff(month_index(anom["time"])) != 1):
         raise ValueError(f"lag-1 autocorrelation of {field.name!r} needs consecutive months")
-    sums = _lag1_pair_sums(anom)
-    n, sa, sb, saa, sbb, sab = (sums.isel(term=k, drop=True) for k in range(6))
+    sums = _anomaly_sums(anom)
+    n, sa, sb, saa, sbb, sab = (sums.sel(term=t, drop=True) for t in PAIR_TERMS)
     out = (n * sab - sa * sb) / np.sqrt((n * saa - sa**2) * (n * sbb - sb**2))
     out.attrs = {"units": "1", "long_name": "lag-1 autocorrelation of monthly anomalies"}
     out.name = f"{field.name}_lag1" if field.name else "lag1"
     return out
 
 
-def _lag1_sums_block(a: np.ndarray, *, axis: int) -> np.ndarray:
-    """Float64 sums over the pairs (a(t), a(t+1)) inside one time block whose values are both
-    finite: count, sum a(t), sum a(t+1), sum a(t)^2, sum a(t+1)^2, sum a(t) a(t+1), shaped
-    ``(6, *a.shape)`` with the time axis of length 1."""
-    moved = np.moveaxis(a, axis, 0)
-    now, nxt = moved[:-1].astype(np.float64), moved[1:].astype(np.float64)
-    valid = ~(np.isnan(now) | np.isnan(nxt))
-    out = np.empty((6, 1) + moved.shape[1:], dtype=np.float64)
-    if valid.all():
-        out[0] = len(now)
-    else:
-        now, nxt = np.where(valid, now, 0.0), np.where(valid, nxt, 0.0)
+#: The sums of :func:`_anomaly_sums`: over the pairs (a(t), a(t+1)) of consecutive months both
+#: finite (count, sum a(t), sum a(t+1), sum a(t)^2, sum a(t+1)^2, sum a(t) a(t+1)), then over the
+#: finite months (count, sum, sum of squares).
+PAIR_TERMS = ("pairs", "sum_now", "sum_next", "sum_sq_now", "sum_sq_next", "sum_cross")
+MONTH_TERMS = ("n", "sum", "sum_sq")
+
+
+def _anomaly_sums_block(a: np.ndarray, *, axis: int, months: bool = True) -> np.ndarray:
+    """Float64 sums of one time block: :data:`PAIR_TERMS` over the pairs inside it, then (with
+    ``months``) :data:`MONTH_TERMS` over its months; shaped ``(term, *a.shape)`` with the time
+    axis of length 1. Without ``months`` those terms are 0 (the blocks of straddling pairs)."""
+    moved = np.moveaxis(a, axis, 0).astype(np.float64)
+    out = np.zeros((len(PAIR_TERMS) + len(MONTH_TERMS), 1) + moved.shape[1:], dtype=np.float64)
+    finite = ~np.isnan(moved)
+    if not finite.all():
+        moved = np.where(finite, moved, 0.0)
+        valid = finite[:-1] & finite[1:]
+        now, nxt = np.where(valid, moved[:-1], 0.0), np.where(valid, moved[1:], 0.0)
         out[0, 0] = valid.sum(axis=0)
+    else:
+        now, nxt = moved[:-1], moved[1:]
+        out[0] = len(now)
     out[1, 0], out[2, 0] = now.sum(axis=0), nxt.sum(axis=0)
     out[3, 0], out[4, 0] = np.square(now).sum(axis=0), np.square(nxt).sum(axis=0)
     out[5, 0] = (now * nxt).sum(axis=0)
+    if months:
+        out[6, 0] = finite.sum(axis=0)
+        out[7, 0] = moved.sum(axis=0)
+        out[8, 0] = np.square(moved).sum(axis=0)
     return np.moveaxis(out, 1, axis + 1)
 
 
-def _lag1_pair_sums(anom: xr.DataArray) -> xr.DataArray:
-    """The sums of :func:`_lag1_sums_block` over every pair of consecutive months (dim ``term``,
-    then the dims of ``anom`` but ``time``): the pairs inside each time chunk in one pass of
-    blockwise tasks, plus the few pairs that straddle two chunks (the last month of one with the
-    first of the next), taken apart. xarray's ``corr`` of the field and its shift by one month
-    took five reductions of float32 (chunk-dependent sums) over misaligned chunks instead."""
-    sums = sum_time_blocks(anom, _lag1_sums_block, [], {"term": 6})
+def _anomaly_sums(anom: xr.DataArray) -> xr.DataArray:
+    """The sums of :func:`_anomaly_sums_block` over the whole time axis (dim ``term``, then the
+    dims of ``anom`` but ``time``): one pass of blockwise tasks, plus the few pairs that straddle
+    two time chunks (the last month of one with the first of the next), taken apart. Replaced
+    xarray's ``corr`` of the field and its shift by one month (five reductions of float32,
+    chunk-dependent sums, over misaligned chunks) and dask's ``std`` moments (a second pass)."""
+    terms = {"term": len(PAIR_TERMS) + len(MONTH_TERMS)}
+    sums = sum_time_blocks(anom, _anomaly_sums_block, [], terms)
     if dask.is_dask_collection(anom.data):
         ends = np.cumsum(anom.chunks[anom.dims.index("time")])[:-1] - 1
         if ends.size:  # the straddling pairs as blocks of two months each
             pairs = anom.isel(time=np.stack([ends, ends + 1], axis=1).ravel()).chunk(time=2)
-            sums = sums + sum_time_blocks(pairs, _lag1_sums_block, [], {"term": 6})
+            sums = sums + sum_time_blocks(pairs, _anomaly_sums_block, [], terms, months=False)
     return xr.DataArray(sums, dims=("term", *(d for d in anom.dims if d != "time")),
-                        coords={k: v for k, v in anom.coords.items() if "time" not in v.dims})
+                        coords={**{k: v for k, v in anom.coords.items() if "time" not in v.dims},
+                                "term": [*PAIR_TERMS, *MONTH_TERMS]})
 
 
 def _pooled_std(std: xr.DataArray, member_dim: str) -> xr.DataArray:

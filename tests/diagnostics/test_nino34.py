@@ -143,3 +143,25 @@ def test_compare_patterns_closed_forms():
     scaled = compare_patterns(0.6 * ref, ref)
     assert float(scaled["amplitude_ratio"]) == pytest.approx(0.6, rel=1e-12)
     assert float(scaled["pattern_corr"]) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 12}, {"time": 7, "member": 1}])
+def test_regression_with_missing_months_equals_linregress_on_the_finite_pairs(chunks):
+    """The one-pass float64 sums leave a month out where the field or the index is NaN, per cell
+    and for any chunking: the slope equals linregress on that cell's finite pairs; a cell without
+    values is NaN."""
+    index = nino34_index(_sst(6))
+    _, field = _planted_field(index, 7, members=2)
+    values = field.values.copy()
+    values[0, 30:34, 7, 30] = np.nan
+    values[1, :, 8, 31] = np.nan
+    field = field.copy(data=values)
+    got = regression_map(field.chunk(chunks) if chunks else field, index)
+    n = index.values
+    for m, (i, j) in [(0, (7, 30)), (1, (7, 30)), (0, (20, 50))]:
+        cell = values[m, :, i, j].reshape(YEARS, 12)
+        anom = (cell - np.nanmean(cell, axis=0)).ravel()
+        ok = np.isfinite(n) & np.isfinite(anom)
+        want = stats.linregress(n[ok], anom[ok]).slope
+        assert float(got[m, i, j]) == pytest.approx(want, rel=1e-9)
+    assert np.isnan(float(got[1, 8, 31]))

@@ -8,7 +8,7 @@ import xarray as xr
 import xskillscore
 
 from diagnostics.data.grid import area_weights, equiangular
-from diagnostics.metrics.spread_skill import (ensemble_mean_rmse, ensemble_spread, spread_skill,
+from diagnostics.metrics.spread_skill import (ensemble_mean_rmse, ensemble_moments, ensemble_spread, spread_skill,
                                               spread_skill_ratio)
 
 
@@ -93,3 +93,25 @@ def test_lazy_on_dask():
     eager = spread_skill(forecast, obs)
     for name in eager.data_vars:
         assert float(lazy[name].compute()) == pytest.approx(float(eager[name]), rel=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 2}, {"time": 3, "member": 2}])
+def test_ensemble_moments_equal_numpy_float64_with_nan_members(chunks):
+    """The one-pass member count, mean and variance (ddof 1) against numpy's nan-functions on the
+    float64 members, for float32 input, any chunking (members split across chunks are joined):
+    NaN members left out per point, a point with one member has NaN variance, none NaN mean."""
+    forecast, _ = _fields(np.random.default_rng(3), members=5, times=6)
+    x = (290 + forecast).astype(np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[:4, 2, 4, 5] = np.nan
+    x[:, 3, 6, 7] = np.nan
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        values = x.values.astype(np.float64)
+        expected = {"count": np.isfinite(values).sum(axis=0), "mean": np.nanmean(values, axis=0),
+                    "variance": np.nanvar(values, axis=0, ddof=1)}
+    got = ensemble_moments(x.chunk(chunks) if chunks else x)
+    assert got.dims == ("term", "time", "lat", "lon") and got.dtype == np.float64
+    for term, want in expected.items():
+        np.testing.assert_allclose(got.sel(term=term).values, want, rtol=1e-13, atol=0, err_msg=term)
+    assert np.isnan(got.sel(term="variance").values[2, 4, 5]) and np.isfinite(got.sel(term="mean").values[2, 4, 5])
+    assert np.isnan(got.sel(term="mean").values[3, 6, 7]) and got.sel(term="count").values[3, 6, 7] == 0

@@ -107,3 +107,8 @@ def test_lag1_equals_pearson_of_the_shifted_anomalies_for_any_chunking(chunks):
     assert isinstance(got.data, dsa.Array) == bool(chunks)
     np.testing.assert_allclose(got.transpose(*expected.dims).values, expected.values, rtol=1e-14, atol=1e-15)
     assert np.isnan(got.values[1, 2, 2]) and np.isfinite(got.values[0, 1, 1])
+    # the std from the same pass's month sums: numpy's two-pass nanstd of the float64 anomalies
+    std = anomaly_std(field.chunk(chunks) if chunks else field, "1990-01:1994-12")
+    np.testing.assert_allclose(std.transpose(*anom.dims[:1], *anom.dims[2:]).values,
+                               np.nanstd(anom.values, axis=1, ddof=1), rtol=1e-12, atol=0)
+    assert np.isnan(std.values[1, 2, 2]) and np.isfinite(std.values[0, 1, 1])
