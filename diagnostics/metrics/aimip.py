@@ -34,7 +34,7 @@ import xarray as xr
 from ..data.grid import Grid
 from ..data.timeaxis import Month, Period, month_index
 from ..io.regrid import regrid_conservative
-from .climatology import in_period
+from .climatology import in_period, positions, weighted_time_mean
 from .nino34 import nino34_index
 
 #: Official periods (notebook constants TRAINING_DATES, TEST_DATES, DAILY_TIME_SLICE,
@@ -206,7 +206,7 @@ def time_mean(da: xr.DataArray, period: Period) -> xr.DataArray:
     Every month of the period must be present (ValueError naming the field otherwise).
     """
     # float64 sums: a float32 mean of 60 values near 280 K is off by ~1e-5 K (1e-5 of a 1 K bias)
-    out = in_period(da, period).astype(np.float64).mean("time", skipna=True)
+    out = weighted_time_mean(in_period(da, period))
     out.attrs = dict(da.attrs)
     return out
 
@@ -370,14 +370,13 @@ def enso_coefficient(da: xr.DataArray, index: xr.DataArray, period: Period = ENS
     if finite.sum() <= MIN_PERIOD_COVERAGE * values.size:
         raise ValueError(f"the index {index.name!r} is finite in {int(finite.sum())} of the {values.size} months "
                          f"of {period}; more than {MIN_PERIOD_COVERAGE:.0%} are needed")
-    sub = sub.isel(time=np.flatnonzero(finite))
+    sub = sub.isel(time=positions(finite))
     if sub.chunks is None:
         out = xr.apply_ufunc(_regression_kernel, sub, input_core_dims=[["time"]], kwargs={"index": values[finite]},
                              output_dtypes=[np.float64])
     else:  # the same sums as time reductions: dask streams them chunk by chunk, no whole-time chunk
         ip = values[finite] - values[finite].mean()
-        weights = xr.DataArray(ip, dims="time", coords={"time": sub["time"]})
-        out = (sub.astype(np.float64) * weights).mean("time", skipna=True) / np.mean(ip**2)
+        out = weighted_time_mean(sub, ip) / np.mean(ip**2)
     out = _with_units(out, f"{da.attrs.get('units', '')} K-1", f"{da.name or 'field'} ENSO coefficient")
     out.attrs["months_used"] = int(finite.sum())
     return out

@@ -267,6 +267,44 @@ def _add_partial_sums(blocks: list, axis: tuple[int, ...], keepdims: bool) -> np
     return total if keepdims else total.squeeze(axis)
 
 
+def _weighted_sums_block(x: np.ndarray, w: np.ndarray, *, axis: int) -> np.ndarray:
+    """The count of the finite steps of one time block of ``x`` and the float64 sum of w x over
+    them (``w`` one weight per step), shaped ``(2, *x.shape)`` with the time axis of length 1."""
+    shape = [1] * x.ndim
+    shape[axis] = len(w)
+    out = np.empty((2, *(1 if k == axis else n for k, n in enumerate(x.shape))))
+    x = x.astype(np.float64)
+    finite = ~np.isnan(x)
+    if finite.all():
+        out[0] = len(w)
+    else:
+        out[0] = finite.sum(axis=axis, keepdims=True)
+        x = np.where(finite, x, 0.0)
+    out[1] = np.tensordot(w, np.moveaxis(x, axis, 0), axes=(0, 0)).reshape(out.shape[1:])
+    return out
+
+
+def weighted_time_mean(field: xr.DataArray, weights: np.ndarray | None = None) -> xr.DataArray:
+    """sum_t w_t x(t) / n over the n steps where x is finite (float64; ``weights`` one per step
+    of ``field``, all 1 if None): xarray's ``(x.astype(float64) * w).mean("time", skipna=True)``
+    in one blockwise pass instead of a float64 copy of the field and dask's mean tree."""
+    w = np.ones(field.sizes["time"]) if weights is None else np.asarray(weights, dtype=np.float64)
+    sums = sum_time_blocks(field, _weighted_sums_block, [w], {"term": 2})
+    dims = tuple(d for d in field.dims if d != "time")
+    sums = xr.DataArray(sums, dims=("term", *dims), coords={**_kept_coords(field), "term": ["count", "sum"]})
+    count = sums.sel(term="count", drop=True)
+    return sums.sel(term="sum", drop=True) / count.where(count > 0)
+
+
+def positions(keep: np.ndarray) -> slice | np.ndarray:
+    """The positions where ``keep`` is True; a slice when they are consecutive (months usually
+    are), so a dask field is selected by views instead of a fancy-indexed copy of every chunk."""
+    pos = np.flatnonzero(keep)
+    if pos.size and pos[-1] - pos[0] + 1 == pos.size:
+        return slice(int(pos[0]), int(pos[-1]) + 1)
+    return pos
+
+
 def calendar_month_sums(field: xr.DataArray, t: xr.DataArray | None = None) -> xr.DataArray:
     """Sums per calendar month: dim ``term`` = ``sum`` (float64 sum of the non-NaN values of
     ``field``), ``count`` (how many), with ``t`` also ``t_sum`` (the sum of ``t`` over those

@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import monthly_anomalies, sum_time_blocks
+from .climatology import monthly_anomalies, positions, sum_time_blocks
 from .modes import select_domain
 from .pattern import compare_maps
 
@@ -74,18 +74,10 @@ def _match_months(field: xr.DataArray, index: xr.DataArray) -> tuple[xr.DataArra
     common = np.intersect1d(fi, ii)
     if common.size < 3:
         raise ValueError(f"field {field.name!r} and the index share {common.size} months; need at least 3")
-    field = field.isel(time=_positions(np.isin(fi, common)))
-    index = index.isel(time=_positions(np.isin(ii, common)))
+    field = field.isel(time=positions(np.isin(fi, common)))
+    index = index.isel(time=positions(np.isin(ii, common)))
     return field, index.assign_coords(time=field["time"])
 
-
-def _positions(keep: np.ndarray) -> slice | np.ndarray:
-    """The positions where ``keep`` is True; a slice when they are consecutive (months are), so
-    a dask field is selected by views instead of a fancy-indexed copy of every chunk."""
-    pos = np.flatnonzero(keep)
-    if pos.size and pos[-1] - pos[0] + 1 == pos.size:
-        return slice(int(pos[0]), int(pos[-1]) + 1)
-    return pos
 
 
 def regression_map(field: xr.DataArray, index: xr.DataArray,

@@ -9,7 +9,7 @@ from diagnostics.data.grid import equiangular
 from diagnostics.data.timeaxis import Month, monthly_axis
 from diagnostics.metrics.climatology import (bias_map, bias_summary, calendar_month_means, calendar_month_sums,
                                              monthly_anomalies, monthly_climatology,
-                                             seasonal_mean, time_mean, zonal_mean_bias)
+                                             seasonal_mean, time_mean, weighted_time_mean, zonal_mean_bias)
 
 GRID = equiangular(11.25)  # 17 x 32
 
@@ -159,3 +159,28 @@ def test_seasonal_time_means_of_float32_fields_are_float64_exact_and_chunk_indep
             assert got.dtype == np.float64
             np.testing.assert_allclose(got.values, want, rtol=1e-14, atol=0)
             assert np.isnan(got.values[3, 4]) == (season != "DJF")
+
+
+@pytest.mark.parametrize("chunks", [None, {"time": 12}, {"time": 5, "member": 1}])
+def test_weighted_time_mean_equals_numpy_float64_with_missing_cells(chunks):
+    """sum_t w_t x(t) / n over a cell's finite months, float32 input, any chunking: numpy's
+    float64 nansum / count; all weights 1 gives the float64 nanmean; a cell without values NaN."""
+    rng = np.random.default_rng(5)
+    axis = monthly_axis(Month(2001, 3), Month(2004, 2), "noleap")
+    x = (250 + 40 * rng.random(size=(2, axis.sizes["time"], *GRID.shape))).astype(np.float32)
+    x[0, 3:9, 2, 2] = np.nan
+    x[1, :, 4, 4] = np.nan
+    field = xr.DataArray(x, dims=("member", "time", "lat", "lon"), coords={"time": axis["time"], **GRID.coords()})
+    w = rng.normal(size=axis.sizes["time"])
+    values = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        count = np.isfinite(values).sum(axis=1)
+        want = np.nansum(values * w[None, :, None, None], axis=1) / count
+        want[count == 0] = np.nan
+    got = weighted_time_mean(field.chunk(chunks) if chunks else field, w)
+    assert got.dims == ("member", "lat", "lon")
+    np.testing.assert_allclose(got.values, want, rtol=1e-13, atol=0)
+    assert np.isnan(got.values[1, 4, 4]) and np.isfinite(got.values[0, 2, 2])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(weighted_time_mean(field.chunk(chunks) if chunks else field).values,
+                                   np.nanmean(values, axis=1), rtol=1e-14)
