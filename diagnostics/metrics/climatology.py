@@ -167,38 +167,43 @@ def season_sums(field: xr.DataArray, masks: dict[str, np.ndarray]) -> xr.DataArr
                         coords={**_kept_coords(field), "season": names})
 
 
-def _month_sums_block(x: np.ndarray, months: np.ndarray, t: np.ndarray | None, axis: int) -> np.ndarray:
-    """Per calendar month of one time block of ``x``: the float64 sum of its non-NaN values, their
-    count and (with ``t``) the sum of ``t`` over them, shaped ``(term, *x.shape)`` with the block's
-    time axis replaced by two: ``1`` (this block) and ``12`` (the calendar months).
+def _month_positions(months: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    return [(int(m), np.flatnonzero(months == m)) for m in np.unique(months)]
 
-    ``months`` holds the calendar month 0..11 of each step along ``axis`` of the block, ``t`` a
-    float64 value per step. A month the block does not hold gets sum and count 0.
-    """
-    nterm = 2 if t is None else 3
+
+def _month_value_sums(x: np.ndarray, months: np.ndarray, *, axis: int) -> np.ndarray:
+    """Per calendar month of one time block of ``x``: the float64 sum of its non-NaN values,
+    shaped ``(1, *x.shape)`` with the block's time axis replaced by two: ``1`` (this block) and
+    ``12`` (the calendar months; 0 for a month the block does not hold). ``months`` holds the
+    calendar month 0..11 of each step along ``axis``."""
     moved = np.moveaxis(x, axis, 0)
-    out = np.zeros((nterm, 1, 12) + moved.shape[1:], dtype=np.float64)
+    out = np.zeros((1, 1, 12) + moved.shape[1:], dtype=np.float64)
     missing = np.isnan(moved)
-    has_missing = bool(missing.any())
-    if has_missing:
+    if missing.any():
         moved = np.where(missing, 0, moved)
-    for month in np.unique(months):
-        pos = np.flatnonzero(months == month)
+    for month, pos in _month_positions(months):
         out[0, 0, month] = moved[pos].sum(axis=0, dtype=np.float64) if len(pos) > 1 else moved[pos[0]]
-        if not has_missing:
-            out[1, 0, month] = len(pos)
-            if t is not None:
-                out[2, 0, month] = t[pos].sum()
-            continue
-        valid = ~missing[pos]
-        out[1, 0, month] = valid.sum(axis=0)
-        if t is not None:
-            out[2, 0, month] = np.tensordot(t[pos], valid, axes=(0, 0))
     return np.moveaxis(out, (1, 2), (axis + 1, axis + 2))
 
 
-def _month_sums_task(x: np.ndarray, months: np.ndarray, t: np.ndarray, *, axis: int, with_t: bool) -> np.ndarray:
-    return _month_sums_block(x, months, t if with_t else None, axis)
+def _month_weight_sums(x: np.ndarray, months: np.ndarray, w: np.ndarray, *, axis: int) -> np.ndarray:
+    """As :func:`_month_value_sums`, the sums of the per-step weights ``w`` over the non-NaN
+    steps of each cell (``w`` = 1: the counts). Without NaN in the block every cell has the same
+    sums: a read-only broadcast view of 12 numbers, which :func:`_add_partial_sums` keeps
+    compact (a count and a time term of the field's size per chunk were most of the month sums'
+    cost, for fields that have no NaN)."""
+    moved = np.moveaxis(x, axis, 0)
+    shape = (1, 1, 12) + moved.shape[1:]
+    missing = np.isnan(moved)
+    if not missing.any():
+        per_month = np.zeros((1, 1, 12) + (1,) * (moved.ndim - 1))
+        for month, pos in _month_positions(months):
+            per_month[0, 0, month] = w[pos].sum()
+        return np.moveaxis(np.broadcast_to(per_month, shape), (1, 2), (axis + 1, axis + 2))
+    out = np.zeros(shape, dtype=np.float64)
+    for month, pos in _month_positions(months):
+        out[0, 0, month] = np.tensordot(w[pos], ~missing[pos], axes=(0, 0))
+    return np.moveaxis(out, (1, 2), (axis + 1, axis + 2))
 
 
 def _kept_coords(field: xr.DataArray) -> dict:
@@ -261,10 +266,24 @@ def _add_partial_sums(blocks: list, axis: tuple[int, ...], keepdims: bool) -> np
     """
     while isinstance(blocks[0], list):  # nested once per reduced axis: one here
         blocks = [b for group in blocks for b in group]
-    total = blocks[0] if len(blocks) == 1 else np.add(blocks[0], blocks[1])
-    for block in blocks[2:]:
-        total += block
-    return total if keepdims else total.squeeze(axis)
+    shape = blocks[0].shape
+    compact = [_compact(b) for b in blocks]
+    total = compact[0] if len(compact) == 1 else np.add(compact[0], compact[1])
+    for block in compact[2:]:
+        if np.broadcast_shapes(total.shape, block.shape) == total.shape:
+            total += block
+        else:
+            total = total + block
+    if keepdims:  # partial: stays compact where every block was a broadcast view
+        return total if total.shape == shape else np.broadcast_to(total, shape)
+    return np.ascontiguousarray(np.broadcast_to(total, shape)).squeeze(axis)  # the result: writable
+
+
+def _compact(block: np.ndarray) -> np.ndarray:
+    """``block`` without its broadcast axes (stride 0, e.g. the counts of a chunk without NaN),
+    kept as length 1 so that numpy broadcasting adds it to full blocks."""
+    return block[tuple(slice(0, 1) if stride == 0 and n > 1 else slice(None)
+                       for stride, n in zip(block.strides, block.shape))]
 
 
 def _weighted_sums_block(x: np.ndarray, w: np.ndarray, *, axis: int) -> np.ndarray:
@@ -317,10 +336,14 @@ def calendar_month_sums(field: xr.DataArray, t: xr.DataArray | None = None) -> x
     values agree to the last bits of a float64 sum.
     """
     months = month_index(field["time"]) % 12
-    tvals = np.zeros(len(months)) if t is None else np.asarray(t.values, dtype=np.float64)
+    new_axes = {"term": 1, "calendar_month": 12}
+    parts = [sum_time_blocks(field, _month_value_sums, [months], new_axes),
+             sum_time_blocks(field, _month_weight_sums, [months, np.ones(len(months))], new_axes)]
+    if t is not None:
+        parts.append(sum_time_blocks(field, _month_weight_sums, [months, np.asarray(t.values, dtype=np.float64)],
+                                     new_axes))
     terms = ["sum", "count"] + ([] if t is None else ["t_sum"])
-    sums = sum_time_blocks(field, _month_sums_task, [months, tvals], {"term": len(terms), "calendar_month": 12},
-                            with_t=t is not None)
+    sums = dsa.concatenate(parts) if dask.is_dask_collection(parts[0]) else np.concatenate(parts)
     dims = tuple("calendar_month" if d == "time" else d for d in field.dims)
     return xr.DataArray(sums, dims=("term", *dims), name=field.name,
                         coords={**_kept_coords(field), "term": terms, "calendar_month": np.arange(12)})

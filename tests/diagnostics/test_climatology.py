@@ -110,7 +110,9 @@ def test_calendar_independent_and_lazy():
 def test_calendar_month_sums_equal_groupby_means_with_missing_cells(chunks):
     """The one-pass calendar-month kernel against xarray's groupby mean (flox), which it replaced:
     NaN-skipping means and counts, a start in March (partial first and last years), chunks that
-    cut years anywhere, members, and the sum of ``t`` over the finite months (trends' t_bar_m)."""
+    cut years anywhere, members, and the sum of ``t`` over the finite months (trends' t_bar_m).
+    Split by member or latitude, most chunks have no NaN: their count and t terms are broadcast
+    views (compact in the partial-sum tree), added to the full terms of the chunks with NaN."""
     rng = np.random.default_rng(3)
     axis = monthly_axis(Month(2000, 3), Month(2003, 8), "proleptic_gregorian")
     n = axis.sizes["time"]
