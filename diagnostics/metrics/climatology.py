@@ -164,7 +164,7 @@ def season_sums(field: xr.DataArray, masks: dict[str, np.ndarray]) -> xr.DataArr
     stacked = np.stack([masks[n] for n in names])
     sums = sum_time_blocks(field, _season_sums_block, [stacked], {"season": len(names)})
     return xr.DataArray(sums, dims=("season", *(d for d in field.dims if d != "time")), name=field.name,
-                        coords={**_kept_coords(field), "season": names})
+                        coords={**coords_without_time(field), "season": names})
 
 
 def _month_positions(months: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -206,7 +206,8 @@ def _month_weight_sums(x: np.ndarray, months: np.ndarray, w: np.ndarray, *, axis
     return np.moveaxis(out, (1, 2), (axis + 1, axis + 2))
 
 
-def _kept_coords(field: xr.DataArray) -> dict:
+def coords_without_time(field: xr.DataArray) -> dict:
+    """The coordinates of ``field`` that a reduction over ``time`` keeps."""
     return {n: c for n, c in field.coords.items() if "time" not in c.dims}
 
 
@@ -310,7 +311,7 @@ def weighted_time_mean(field: xr.DataArray, weights: np.ndarray | None = None) -
     w = np.ones(field.sizes["time"]) if weights is None else np.asarray(weights, dtype=np.float64)
     sums = sum_time_blocks(field, _weighted_sums_block, [w], {"term": 2})
     dims = tuple(d for d in field.dims if d != "time")
-    sums = xr.DataArray(sums, dims=("term", *dims), coords={**_kept_coords(field), "term": ["count", "sum"]})
+    sums = xr.DataArray(sums, dims=("term", *dims), coords={**coords_without_time(field), "term": ["count", "sum"]})
     count = sums.sel(term="count", drop=True)
     return sums.sel(term="sum", drop=True) / count.where(count > 0)
 
@@ -346,7 +347,7 @@ def calendar_month_sums(field: xr.DataArray, t: xr.DataArray | None = None) -> x
     sums = dsa.concatenate(parts) if dask.is_dask_collection(parts[0]) else np.concatenate(parts)
     dims = tuple("calendar_month" if d == "time" else d for d in field.dims)
     return xr.DataArray(sums, dims=("term", *dims), name=field.name,
-                        coords={**_kept_coords(field), "term": terms, "calendar_month": np.arange(12)})
+                        coords={**coords_without_time(field), "term": terms, "calendar_month": np.arange(12)})
 
 
 def calendar_month_means(sums: xr.DataArray, term: str = "sum") -> xr.DataArray:

@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import monthly_anomalies, positions, sum_time_blocks
+from .climatology import coords_without_time, monthly_anomalies, positions, sum_time_blocks
 from .modes import select_domain
 from .pattern import compare_maps
 
@@ -79,7 +79,6 @@ def _match_months(field: xr.DataArray, index: xr.DataArray) -> tuple[xr.DataArra
     return field, index.assign_coords(time=field["time"])
 
 
-
 def regression_map(field: xr.DataArray, index: xr.DataArray,
                    climatology_period: Period | str | None = None,
                    dims: tuple[str, ...] = ("time",)) -> xr.DataArray:
@@ -99,8 +98,7 @@ def regression_map(field: xr.DataArray, index: xr.DataArray,
     sums = xr.DataArray(sum_time_blocks(anom, _regression_sums_block, [np.asarray(index.values, dtype=np.float64)],
                                         {"term": len(REGRESSION_TERMS)}),
                         dims=("term", *(d for d in anom.dims if d != "time")),
-                        coords={**{k: v for k, v in anom.coords.items() if "time" not in v.dims},
-                                "term": list(REGRESSION_TERMS)})
+                        coords={**coords_without_time(anom), "term": list(REGRESSION_TERMS)})
     pooled = [d for d in dims if d != "time"]
     if pooled:
         sums = sums.sum(pooled)

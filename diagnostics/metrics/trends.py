@@ -25,7 +25,7 @@ from dask.graph_manipulation import bind, clone
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import calendar_month_means, calendar_month_sums, in_period, sum_time_blocks
+from .climatology import calendar_month_means, calendar_month_sums, coords_without_time, in_period, sum_time_blocks
 from .pattern import weighted_rms
 
 MONTHS_PER_DECADE = 120.0
@@ -111,7 +111,7 @@ def linear_trend(field: xr.DataArray, period: Period | str | None = None) -> xr.
         sum_time_blocks(again, _deviation_sums_block, [month_index(field["time"]) % 12, t.values.astype(np.float64)],
                         {"term": 3}, per_month=(t_mean, x_mean)),
         dims=("term", *(d for d in field.dims if d != "time")),
-        coords={n: c for n, c in field.coords.items() if "time" not in c.dims})
+        coords=coords_without_time(field))
     slope = sums.isel(term=0) / sums.isel(term=1)
     slope = slope.where(sums.isel(term=2) >= 2).drop_vars(["term"], errors="ignore")
     units = field.attrs.get("units", "")

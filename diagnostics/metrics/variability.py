@@ -13,7 +13,7 @@ import xarray as xr
 
 from ..data.grid import global_mean
 from ..data.timeaxis import Period, month_index
-from .climatology import in_period, monthly_anomalies, sum_time_blocks
+from .climatology import coords_without_time, in_period, monthly_anomalies, sum_time_blocks
 
 __all__ = ["monthly_anomalies", "anomaly_std", "lag1_autocorrelation", "variability_ratio"]
 
@@ -102,8 +102,7 @@ def _anomaly_sums(anom: xr.DataArray) -> xr.DataArray:
             pairs = anom.isel(time=np.stack([ends, ends + 1], axis=1).ravel()).chunk(time=2)
             sums = sums + sum_time_blocks(pairs, _anomaly_sums_block, [], terms, months=False)
     return xr.DataArray(sums, dims=("term", *(d for d in anom.dims if d != "time")),
-                        coords={**{k: v for k, v in anom.coords.items() if "time" not in v.dims},
-                                "term": [*PAIR_TERMS, *MONTH_TERMS]})
+                        coords={**coords_without_time(anom), "term": [*PAIR_TERMS, *MONTH_TERMS]})
 
 
 def _pooled_std(std: xr.DataArray, member_dim: str) -> xr.DataArray:
